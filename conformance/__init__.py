@@ -1,0 +1,1 @@
+"""Property-based conformance suite: point it at any implementation through an adapter."""

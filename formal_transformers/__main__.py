@@ -1,0 +1,5 @@
+import sys
+
+from formal_transformers.cli import main
+
+sys.exit(main())

@@ -1,0 +1,40 @@
+"""`formal-transformers spec [ID] [--json]`: list the catalogue or show one algorithm."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from formal_transformers import render
+from formal_transformers.spec import load_catalogue
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("spec", help="list the algorithms of the spec, or show one",
+                       description="Without ID, list every algorithm (number, id, title, origin). "
+                                   "With ID (an id, number or name), print its signature and "
+                                   "numbered pseudocode.")
+    p.add_argument("id", nargs="?", help="algorithm id, number or name (e.g. attention, 4)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    catalogue = load_catalogue()
+    if args.id is not None:
+        key = args.id.lower()
+        chosen = [a for a in catalogue if key in (a.id, str(a.number), a.name.lower())]
+        if not chosen:
+            known = ", ".join(a.id for a in catalogue)
+            print(f"formal-transformers spec: no algorithm {args.id!r}; known ids: {known}",
+                  file=sys.stderr)
+            return 2
+        catalogue = chosen
+    if args.json:
+        render.print_json([a.to_json() for a in catalogue])
+    elif args.id is not None:
+        render.algorithm(catalogue[0])
+    else:
+        render.table("formal-transformers spec", ["#", "id", "title", "kind", "origin"],
+                     [(a.number, a.id, a.title, a.kind, a.origin) for a in catalogue])
+    return 0

@@ -1,0 +1,1 @@
+"""Slow, literal, float64 NumPy mirror of the spec's pseudocode, line by line (spec/)."""

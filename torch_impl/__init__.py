@@ -1,0 +1,1 @@
+"""Fast PyTorch implementation of the spec for CPU and CUDA, in (batch, length, features) layout."""
