@@ -95,7 +95,8 @@ def parameter_shapes(config: Config) -> dict[str, Shape]:
             shapes |= _self_mha(f"{p}.cross_mha", c) | layer_norm_shapes(f"{p}.ln4", c.d_e)
             shapes |= mlp_shapes(f"{p}.mlp", c.d_e, c.d_mlp) | layer_norm_shapes(f"{p}.ln5", c.d_e)
     else:
-        raise TypeError(f"config must be one of the architecture configs, got {type(config).__name__}")
+        raise TypeError("config must be one of the architecture configs, "
+                        f"got {type(config).__name__}")
     shapes["W_u"] = (c.N_V, c.d_e)
     return shapes
 
@@ -185,6 +186,7 @@ def load_parameters(directory: str | os.PathLike) -> tuple[Config, dict[str, np.
     try:
         params = load_file(str(d / PARAMS_FILE))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise ParameterFileError(f"{d / PARAMS_FILE}: unreadable safetensors file ({exc})") from None
+        raise ParameterFileError(
+            f"{d / PARAMS_FILE}: unreadable safetensors file ({exc})") from None
     check_parameters(config, params, source=str(d / PARAMS_FILE))
     return config, params

@@ -138,12 +138,14 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     data = dict(data)
     arch = data.pop("arch", None)
     if arch not in CONFIG_CLASSES:
-        raise ConfigError(f"config field 'arch' must be one of {sorted(CONFIG_CLASSES)}, got {arch!r}")
+        raise ConfigError(
+            f"config field 'arch' must be one of {sorted(CONFIG_CLASSES)}, got {arch!r}")
     cls = CONFIG_CLASSES[arch]
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"config for arch {arch!r} has unknown fields {unknown}; known: {sorted(known)}")
+        raise ConfigError(
+            f"config for arch {arch!r} has unknown fields {unknown}; known: {sorted(known)}")
     try:
         return cls(**data)
     except TypeError as exc:  # missing required field

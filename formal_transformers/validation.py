@@ -38,7 +38,7 @@ def check_shape(name: str, x: object, expected: Sequence[Dim]) -> None:
                              f"got {type(x).__name__}")
     shape = tuple(shape)
     ok = len(shape) == len(expected) and all(
-        not isinstance(e, int) or e == s for e, s in zip(expected, shape))
+        not isinstance(e, int) or e == s for e, s in zip(expected, shape, strict=False))
     if not ok:
         raise SpecShapeError(f"{name} must have shape {_fmt(expected)}, got {shape}")
 
