@@ -1,0 +1,193 @@
+"""Transformer layers as nn.Modules (spec: Algorithms 5, 6, 16 inside Algorithms 8-10).
+
+Each module stores its weights in the layout its fast path wants (one fused QKV matrix, one
+fused KV matrix for cross-attention) and exposes them under the canonical names through
+``canonical_views(prefix, get)``: a dict of *views* of its parameters in the spec's shapes.
+Copying into a view loads canonical parameters; reading a view exports them; the same views
+of ``p.grad`` give the gradients by canonical name. So the layout conversion lives in exactly
+one place per module, and it is the same both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+from einops import rearrange
+
+from formal_transformers.canonical import layer_norm_shapes, mha_shapes, mlp_shapes
+from torch_impl.attention import causal_mask, sdpa
+from torch_impl.kv_cache import KVCache
+from torch_impl.mlp import activation_function
+
+Get = Callable[[nn.Parameter], torch.Tensor]  # a parameter -> its data or its gradient
+
+
+def _head_views(W: torch.Tensor, b: torch.Tensor, H: int, names: tuple[str, ...], prefix: str
+                ) -> dict[str, torch.Tensor]:
+    """Split fused projection rows [W^0 .. W^{H-1} of names[0]; of names[1]; ...] into views
+    (H, d_head, d_in) and (H, d_head) named ``prefix.W_q``/``prefix.b_q`` etc."""
+    n = len(names)
+    Ws = W.view(n, H, -1, W.shape[-1])  # (n, H, d_head, d_in)
+    bs = b.view(n, H, -1)  # (n, H, d_head)
+    views = {}
+    for i, s in enumerate(names):
+        views[f"{prefix}.W_{s}"], views[f"{prefix}.b_{s}"] = Ws[i], bs[i]
+    return views
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention with fused projections (spec: Algorithm 5).
+
+    Self-attention (``cross=False``): one (3 d_e, d_e) matrix projects Q, K and V at once.
+    Cross-attention (``cross=True``): Q from X, one (2 d_e, d_e) matrix projects K, V from Z.
+    """
+
+    def __init__(self, d_e: int, H: int, cross: bool = False):
+        super().__init__()
+        self.H, self.cross = H, cross
+        if cross:
+            self.q = nn.Linear(d_e, d_e)  # rows: W_q^0..W_q^{H-1}
+            self.kv = nn.Linear(d_e, 2 * d_e)  # rows: W_k^0..W_k^{H-1}; W_v^0..W_v^{H-1}
+        else:
+            self.qkv = nn.Linear(d_e, 3 * d_e)  # rows: W_q^h..; W_k^h..; W_v^h..
+        self.out = nn.Linear(d_e, d_e)  # W_o, b_o
+
+    def canonical_views(self, prefix: str, get: Get) -> dict[str, torch.Tensor]:
+        if self.cross:
+            views = _head_views(get(self.q.weight), get(self.q.bias), self.H, ("q",), prefix)
+            views |= _head_views(get(self.kv.weight), get(self.kv.bias), self.H, ("k", "v"),
+                                 prefix)
+        else:
+            views = _head_views(get(self.qkv.weight), get(self.qkv.bias), self.H,
+                                ("q", "k", "v"), prefix)
+        views |= {f"{prefix}.W_o": get(self.out.weight), f"{prefix}.b_o": get(self.out.bias)}
+        d_e = self.out.weight.shape[0]
+        assert {k: tuple(v.shape) for k, v in views.items()} == mha_shapes(
+            prefix, self.H, d_e // self.H, d_e // self.H, d_e, d_e, d_e)
+        return views
+
+    def context(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of a context Z (B, l_z, d_e): two (B, H, l_z, d_head) tensors."""
+        k, v = rearrange(self.kv(Z), "b t (two h d) -> two b h t d", two=2, h=self.H)
+        return k, v
+
+    def forward(self, X: torch.Tensor, causal: bool = False,
+                kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        """X: (B, T, d_e). Self-attention over X (plus the cached tokens of ``layer`` when a
+        cache is given), or cross-attention to precomputed context keys/values ``kv``."""
+        if self.cross:
+            q = rearrange(self.q(X), "b t (h d) -> b h t d", h=self.H)
+            assert kv is not None, "cross-attention needs the context's keys and values"
+            k, v = kv
+            y = sdpa(q, k, v)  # Mask = 1: every query sees the whole context
+        else:
+            q, k, v = rearrange(self.qkv(X), "b t (three h d) -> three b h t d", three=3,
+                                h=self.H)  # each (B, H, T, d_head)
+            y = self._self_attend(q, k, v, causal, cache, layer)
+        return self.out(rearrange(y, "b h t d -> b t (h d)"))  # (B, T, d_e)
+
+    @staticmethod
+    def _self_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,
+                     cache: KVCache | None, layer: int) -> torch.Tensor:
+        if cache is None:
+            return sdpa(q, k, v, causal=causal)
+        k, v, offset = cache.update(layer, k, v)  # (B, H, offset + T, d_head)
+        T = q.shape[2]
+        if offset == 0 or not causal:
+            return sdpa(q, k, v, causal=causal)
+        if T == 1:  # the newest token may attend to every cached token: no mask at all
+            return sdpa(q, k, v)
+        return sdpa(q, k, v, causal_mask(offset + T, T, q.device, offset=offset))
+
+
+class MLP(nn.Module):
+    """W_mlp2 phi(W_mlp1 X + b_mlp1) + b_mlp2 (spec: Algorithm 16)."""
+
+    def __init__(self, d_e: int, d_mlp: int, activation: str):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(d_e, d_mlp), nn.Linear(d_mlp, d_e)
+        self.phi = activation_function(activation)
+
+    def canonical_views(self, prefix: str, get: Get) -> dict[str, torch.Tensor]:
+        views = {f"{prefix}.W_mlp1": get(self.fc1.weight), f"{prefix}.b_mlp1": get(self.fc1.bias),
+                 f"{prefix}.W_mlp2": get(self.fc2.weight), f"{prefix}.b_mlp2": get(self.fc2.bias)}
+        assert {k: tuple(v.shape) for k, v in views.items()} == mlp_shapes(
+            prefix, self.fc1.in_features, self.fc1.out_features)
+        return views
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.phi(self.fc1(X)))  # (B, T, d_e)
+
+
+class LayerNorm(nn.LayerNorm):
+    """Layer norm with the spec's eps (spec: Algorithm 6); gamma = weight, beta = bias."""
+
+    def canonical_views(self, prefix: str, get: Get) -> dict[str, torch.Tensor]:
+        views = {f"{prefix}.gamma": get(self.weight), f"{prefix}.beta": get(self.bias)}
+        assert {k: tuple(v.shape) for k, v in views.items()} == layer_norm_shapes(
+            prefix, self.weight.shape[0])
+        return views
+
+
+def _views(prefix: str, get: Get, **modules: nn.Module) -> dict[str, torch.Tensor]:
+    views: dict[str, torch.Tensor] = {}
+    for name, module in modules.items():
+        views |= module.canonical_views(f"{prefix}.{name}", get)  # type: ignore[operator]
+    return views
+
+
+class PreLNBlock(nn.Module):
+    """One layer of the D transformer, pre-LN (spec: Algorithm 10, L4-8)."""
+
+    def __init__(self, d_e: int, d_mlp: int, H: int, activation: str, eps: float):
+        super().__init__()
+        self.ln1, self.mha = LayerNorm(d_e, eps=eps), MultiHeadAttention(d_e, H)
+        self.ln2, self.mlp = LayerNorm(d_e, eps=eps), MLP(d_e, d_mlp, activation)
+
+    def canonical_views(self, prefix: str, get: Get) -> dict[str, torch.Tensor]:
+        return _views(prefix, get, ln1=self.ln1, mha=self.mha, ln2=self.ln2, mlp=self.mlp)
+
+    def forward(self, X: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+                ) -> torch.Tensor:
+        X = X + self.mha(self.ln1(X), causal=True, cache=cache, layer=layer)
+        return X + self.mlp(self.ln2(X))
+
+
+class PostLNEncoderBlock(nn.Module):
+    """One encoder layer, post-LN (spec: Algorithm 9 L5-8; Algorithm 8 L5-8)."""
+
+    def __init__(self, d_e: int, d_mlp: int, H: int, activation: str, eps: float):
+        super().__init__()
+        self.mha, self.ln1 = MultiHeadAttention(d_e, H), LayerNorm(d_e, eps=eps)
+        self.mlp, self.ln2 = MLP(d_e, d_mlp, activation), LayerNorm(d_e, eps=eps)
+
+    def canonical_views(self, prefix: str, get: Get) -> dict[str, torch.Tensor]:
+        return _views(prefix, get, mha=self.mha, ln1=self.ln1, mlp=self.mlp, ln2=self.ln2)
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        X = self.ln1(X + self.mha(X))
+        return self.ln2(X + self.mlp(X))
+
+
+class PostLNDecoderBlock(nn.Module):
+    """One decoder layer of the ED transformer, post-LN (spec: Algorithm 8, L13-18)."""
+
+    def __init__(self, d_e: int, d_mlp: int, H: int, activation: str, eps: float):
+        super().__init__()
+        self.self_mha, self.ln3 = MultiHeadAttention(d_e, H), LayerNorm(d_e, eps=eps)
+        self.cross_mha, self.ln4 = MultiHeadAttention(d_e, H, cross=True), LayerNorm(d_e, eps=eps)
+        self.mlp, self.ln5 = MLP(d_e, d_mlp, activation), LayerNorm(d_e, eps=eps)
+
+    def canonical_views(self, prefix: str, get: Get) -> dict[str, torch.Tensor]:
+        return _views(prefix, get, self_mha=self.self_mha, ln3=self.ln3,
+                      cross_mha=self.cross_mha, ln4=self.ln4, mlp=self.mlp, ln5=self.ln5)
+
+    def forward(self, X: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor],
+                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        """X: (B, T, d_e); kv: this layer's keys/values of the encoder output Z."""
+        X = self.ln3(X + self.self_mha(X, causal=True, cache=cache, layer=layer))
+        X = self.ln4(X + self.cross_mha(X, kv=kv))
+        return self.ln5(X + self.mlp(X))
