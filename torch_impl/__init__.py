@@ -1,1 +1,58 @@
-"""Fast PyTorch implementation of the spec for CPU and CUDA, in (batch, length, features) layout."""
+"""Fast PyTorch implementation of the spec for CPU and CUDA, in (batch, length, features) layout.
+
+``REGISTRY`` maps every algorithm id of the spec catalogue to the torch function that computes
+it; backward ids map to autograd-based gradient functions (torch_impl/backward.py).
+"""
+
+from torch_impl.attention import attention, basic_attention, mh_attention
+from torch_impl.backward import (
+    attention_backward,
+    layer_norm_backward,
+    mhattention_backward,
+    mlp_backward,
+    positional_embedding_backward,
+    token_embedding_backward,
+    unembedding_backward,
+)
+from torch_impl.embeddings import positional_embedding, token_embedding
+from torch_impl.inference import d_inference, ed_inference
+from torch_impl.layer_norm import layer_norm
+from torch_impl.mlp import mlp
+from torch_impl.models import (
+    DTransformer,
+    EDTransformer,
+    ETransformer,
+    d_transformer,
+    e_transformer,
+    ed_transformer,
+)
+from torch_impl.training import d_training, e_training, ed_training
+from torch_impl.unembedding import unembedding
+
+REGISTRY = {
+    "token_embedding": token_embedding,
+    "positional_embedding": positional_embedding,
+    "basic_attention": basic_attention,
+    "attention": attention,
+    "mhattention": mh_attention,
+    "layer_norm": layer_norm,
+    "unembedding": unembedding,
+    "ed_transformer": ed_transformer,
+    "e_transformer": e_transformer,
+    "d_transformer": d_transformer,
+    "ed_training": ed_training,
+    "e_training": e_training,
+    "d_training": d_training,
+    "d_inference": d_inference,
+    "ed_inference": ed_inference,
+    "mlp": mlp,
+    "token_embedding_backward": token_embedding_backward,
+    "positional_embedding_backward": positional_embedding_backward,
+    "attention_backward": attention_backward,
+    "mhattention_backward": mhattention_backward,
+    "layer_norm_backward": layer_norm_backward,
+    "mlp_backward": mlp_backward,
+    "unembedding_backward": unembedding_backward,
+}
+
+__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer"]

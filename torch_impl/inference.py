@@ -1,0 +1,121 @@
+"""Sampling from trained models (spec: Algorithms 14-15, 14-d-inference.md, 15-ed-inference.md).
+
+The spec re-runs the whole transformer on the growing sequence at every step. With
+``use_cache=True`` (the default) the prompt is processed once into a static, preallocated KV
+cache (torch_impl/kv_cache.py) and every later step feeds only the newest token and computes
+only the last position's logits; the distributions are the same (property
+``kv_cache.equivalence``). Sampling from q proportional to p^{1/tau} is sampling from
+softmax(logits / tau), since p = softmax(logits).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from formal_transformers.errors import ConfigError, SequenceLengthError, SpecDTypeError
+from formal_transformers.validation import check_tokens
+from torch_impl.models import DTransformer, EDTransformer
+
+
+def _check_tau(tau: float, greedy: bool) -> None:
+    if greedy:
+        return
+    if not isinstance(tau, (int, float)) or isinstance(tau, bool) or not (
+            math.isfinite(tau) and tau > 0):
+        raise ConfigError(f"tau (temperature) must be a finite number > 0, got {tau!r}")
+
+
+def _check_count(name: str, value: object, hi: int | None = None) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or (
+            hi is not None and value > hi):
+        top = f" and <= {hi}" if hi is not None else ""
+        raise ConfigError(f"{name} must be an integer >= 1{top}, got {value!r}")
+
+
+def _as_batch(name: str, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise SpecDTypeError(f"{name} must be a torch.Tensor of token ids, got {type(x).__name__}")
+    return x[None] if x.ndim == 1 else x  # (B, l)
+
+
+def sample_next(logits: torch.Tensor, tau: float, generator: torch.Generator | None,
+                greedy: bool = False) -> torch.Tensor:
+    """One token per row from q proportional to p^{1/tau}, p = softmax(logits): (B, N_V) -> (B,).
+
+    ``greedy=True`` takes the argmax instead (the tau -> 0 limit, property sampling.greedy_limit).
+    """
+    if greedy:
+        return logits.argmax(dim=-1)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    q = torch.softmax(logits / tau, dim=-1)
+    return torch.multinomial(q, 1, generator=generator)[:, 0]
+
+
+@torch.inference_mode()
+def d_inference(model: DTransformer, prompt: torch.Tensor, l_gen: int, tau: float = 1.0,
+                generator: torch.Generator | None = None, use_cache: bool = True,
+                greedy: bool = False) -> torch.Tensor:
+    """Continue a prompt by l_gen sampled tokens (spec: Algorithm 14).
+
+    prompt: (l_x,) or (B, l_x) token ids with l_x + l_gen - 1 <= l_max. Returns the new tokens,
+    (l_gen,) or (B, l_gen). Randomness comes only from ``generator`` (a torch.Generator).
+    """
+    _check_tau(tau, greedy)
+    _check_count("l_gen", l_gen)
+    x = _as_batch("prompt", prompt)
+    model.check_tokens("prompt", x)
+    B, l_x = x.shape
+    if l_x + l_gen - 1 > model.config.l_max:
+        raise SequenceLengthError(f"prompt length l_x = {l_x} plus l_gen = {l_gen} minus 1 "
+                                  f"exceeds the context size l_max = {model.config.l_max}")
+    y = torch.empty(B, l_gen, dtype=torch.long, device=x.device)
+    cache = model.new_cache(B, l_x + l_gen - 1) if use_cache else None
+    logits = model.last_logits(x, cache)  # (B, N_V): P[:, l_x - 1], Alg 14 L3-4
+    for i in range(l_gen):
+        y[:, i] = sample_next(logits, tau, generator, greedy)  # Alg 14 L5
+        if i + 1 == l_gen:
+            break
+        if cache is not None:  # feed only the newest token, Alg 14 L6
+            logits = model.last_logits(y[:, i:i + 1], cache)
+        else:
+            logits = model.last_logits(torch.cat([x, y[:, :i + 1]], dim=1), None)
+    return y[0] if prompt.ndim == 1 else y
+
+
+@torch.inference_mode()
+def ed_inference(model: EDTransformer, z: torch.Tensor, tau: float = 1.0,
+                 generator: torch.Generator | None = None, bos_token: int = 0,
+                 eos_token: int = 1, l_max_gen: int | None = None, use_cache: bool = True,
+                 greedy: bool = False) -> torch.Tensor | list[torch.Tensor]:
+    """Generate a target for the context z until eos_token or l_max_gen tokens (spec: Alg 15).
+
+    z: (l_z,) or (B, l_z). Returns x_hat, starting with bos_token and ending with eos_token
+    if it was sampled (at most 1 + l_max_gen tokens): a 1-D tensor for 1-D z, else a list
+    of B 1-D tensors. l_max_gen defaults to l_max.
+    """
+    c = model.config
+    l_max_gen = c.l_max if l_max_gen is None else l_max_gen
+    _check_tau(tau, greedy)
+    _check_count("l_max_gen", l_max_gen, c.l_max)
+    check_tokens("bos_token", torch.tensor([bos_token]), c.N_V)
+    check_tokens("eos_token", torch.tensor([eos_token]), c.N_V)
+    zb = _as_batch("z", z)
+    kv = model.context(model.encode(zb))  # the encoder runs once, Alg 15 L4
+    B = zb.shape[0]
+    x_hat = torch.full((B, 1 + l_max_gen), bos_token, dtype=torch.long, device=zb.device)
+    lengths = torch.ones(B, dtype=torch.long, device=zb.device)
+    done = torch.zeros(B, dtype=torch.bool, device=zb.device)  # eos sampled
+    cache = model.new_cache(B, l_max_gen) if use_cache else None
+    n = 1  # length(x_hat)
+    while n <= l_max_gen and not bool(done.all()):  # Alg 15 L3
+        x_in = x_hat[:, n - 1:n] if cache is not None else x_hat[:, :n]
+        logits = model.lm_head(model.decode(x_in, kv, cache)[:, -1])  # Alg 15 L4-5
+        y = sample_next(logits, tau, generator, greedy)  # Alg 15 L6
+        x_hat[:, n] = y  # Alg 15 L7
+        n += 1
+        lengths = torch.where(done, lengths, n)
+        done |= y == eos_token
+    out = [x_hat[b, :int(lengths[b])].clone() for b in range(B)]
+    return out[0] if z.ndim == 1 else out

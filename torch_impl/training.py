@@ -1,0 +1,212 @@
+"""Losses, the spec's gradient descent, AdamW and gradient accumulation (spec: Algs 11-13).
+
+Loss normalisation, stated once: the spec's loss of ONE sequence is a SUM over its positions
+(``-sum_t log P[target_t, t]``). ``*_losses`` return that per-sequence loss for every row of a
+batch, shape (B,). The batch objective of ``train_step`` is their MEAN over the sequences of
+the (global) batch, so that
+- a batch of one sequence is exactly the spec's loss and update (Algorithms 11-13);
+- gradient accumulation over micro-batches weights each micro-batch by its share of B;
+- DDP, which averages gradients over W equal shards, gives the gradient of the global mean,
+  i.e. the same update as one process on the full batch (torch_impl/distributed.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from formal_transformers.errors import ConfigError
+from torch_impl.models import DTransformer, EDTransformer, ETransformer
+
+Batch = Sequence[torch.Tensor]  # tensors sharing the batch axis 0, e.g. (x,) or (z, x)
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]  # -> per-sequence losses (B,)
+
+
+def token_log_loss(logits: torch.Tensor, targets: torch.Tensor,
+                   weights: torch.Tensor | None = None) -> torch.Tensor:
+    """-sum_t w_t log softmax(logits[:, t])[targets[:, t]] per sequence: (B, T, N_V) -> (B,).
+
+    The log-softmax and its gradient are computed in at least float32 (bf16 logits upcast).
+    """
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
+    if weights is not None:
+        nll = nll * weights.to(nll.dtype)
+    return nll.sum(dim=1)
+
+
+def d_losses(model: DTransformer, batch: Batch) -> torch.Tensor:
+    """-sum_{t=0}^{l-2} log P[x[t+1], t] for each x of (B, l) (spec: Algorithm 13, L5)."""
+    (x,) = batch
+    return token_log_loss(model(x)[:, :-1], x[:, 1:])
+
+
+def ed_losses(model: EDTransformer, batch: Batch) -> torch.Tensor:
+    """-sum_{t=0}^{l_x-2} log P[x[t+1], t] with P = EDTransformer(z, x) (spec: Alg 11, L5)."""
+    z, x = batch
+    return token_log_loss(model(z, x)[:, :-1], x[:, 1:])
+
+
+def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor:
+    """-sum_{t masked} log P[x[t], t] with P = ETransformer(x_tilde) (spec: Alg 12, L4-7).
+
+    batch = (x (B, l), masked (B, l) bool); x_tilde replaces the masked positions by mask_token.
+    """
+    x, masked = batch
+    x_tilde = torch.where(masked, torch.full_like(x, mask_token), x)  # Alg 12 L4
+    return token_log_loss(model(x_tilde), x, masked)  # Alg 12 L6-7
+
+
+def draw_masked(x: torch.Tensor, p_mask: float, rng: np.random.Generator) -> torch.Tensor:
+    """Masking coin flips m_t ~ Bernoulli(p_mask), one per token of x (spec: Alg 12, L4).
+
+    Drawn from a NumPy generator exactly as reference_numpy.training does, one sequence after
+    the other, so that the same seed masks the same positions in both implementations.
+    """
+    if not 0 < p_mask < 1:
+        raise ConfigError(f"p_mask must lie in (0, 1), got {p_mask!r}")
+    rows = [rng.random(x.shape[1]) < p_mask for _ in range(x.shape[0])]
+    return torch.as_tensor(np.stack(rows), device=x.device)  # (B, l) bool
+
+
+@torch.no_grad()
+def gradient_descent_step(model: nn.Module, eta: float) -> None:
+    """theta <- theta - eta * grad loss(theta) (spec: Algorithms 11-13, the update line)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            p.add_(p.grad, alpha=-eta)
+
+
+def make_adamw(model: nn.Module, lr: float = 3e-4, weight_decay: float = 0.1,
+               betas: tuple[float, float] = (0.9, 0.95), fused: bool | None = None
+               ) -> torch.optim.AdamW:
+    """AdamW beside the spec's plain gradient descent; fused kernel on CUDA by default.
+
+    Weight decay applies to matrices only (not to biases, gamma, beta), as in GPT-2 practice.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
+    if fused is None:
+        fused = all(p.is_cuda for p in params)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused,
+                             foreach=None if fused else True)
+
+
+def accumulate_gradients(model: nn.Module, loss_fn: LossFn, batch: Batch,
+                         micro_batch_size: int | None = None,
+                         autocast_dtype: torch.dtype | None = None) -> float:
+    """Backpropagate the batch mean of the per-sequence losses, one micro-batch at a time.
+
+    Each micro-batch contributes sum(losses) / B, so the accumulated gradient equals the
+    full batch's. Under DDP the gradient all-reduce runs only on the last micro-batch.
+    Returns the batch objective (a float).
+    """
+    B = batch[0].shape[0]
+    m = micro_batch_size or B
+    if m < 1:
+        raise ConfigError(f"micro_batch_size must be >= 1, got {m}")
+    starts = list(range(0, B, m))
+    total = 0.0
+    device_type = batch[0].device.type
+    for i, s in enumerate(starts):
+        micro = [t[s:s + m] for t in batch]
+        last = i == len(starts) - 1
+        sync = nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        autocast = (torch.autocast(device_type, dtype=autocast_dtype)
+                    if autocast_dtype is not None else nullcontext())
+        with sync:
+            with autocast:
+                loss = loss_fn(model, micro).sum() / B
+            loss.backward()
+        total += float(loss.detach())
+    return total
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer | float, loss_fn: LossFn,
+               batch: Batch, micro_batch_size: int | None = None,
+               autocast_dtype: torch.dtype | None = None) -> float:
+    """One update on the batch mean of the spec's per-sequence loss; returns that mean.
+
+    ``optimizer`` is a torch optimizer (e.g. ``make_adamw``) or a float learning rate eta for
+    the spec's plain gradient descent.
+    """
+    model.zero_grad(set_to_none=True)
+    loss = accumulate_gradients(model, loss_fn, batch, micro_batch_size, autocast_dtype)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        optimizer.step()
+    else:
+        gradient_descent_step(model, float(optimizer))
+    return loss
+
+
+# -- the spec's training algorithms: one gradient-descent step per sequence ----------------
+
+def _check_schedule(N_epochs: int, eta: float) -> None:
+    if not isinstance(N_epochs, int) or isinstance(N_epochs, bool) or N_epochs < 1:
+        raise ConfigError(f"N_epochs must be an integer >= 1, got {N_epochs!r}")
+    if not isinstance(eta, (int, float)) or isinstance(eta, bool) or not (
+            np.isfinite(eta) and eta > 0):
+        raise ConfigError(f"eta (learning rate) must be a finite number > 0, got {eta!r}")
+
+
+def _row(x: object, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)[None]  # (1, l)
+
+
+def d_training(data: Sequence[object], params: dict, config, N_epochs: int, eta: float,
+               dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
+    """Train a D transformer by the spec's gradient descent (spec: Algorithm 13).
+
+    data: sequences of token ids; params: canonical (not modified). Returns new canonical
+    parameters. One update per sequence, in order, N_epochs times.
+    """
+    _check_schedule(N_epochs, eta)
+    model = DTransformer.from_canonical(config, params, dtype)
+    device = model.lm_head.weight.device
+    for _ in range(N_epochs):  # Alg 13 L1
+        for x in data:  # Alg 13 L2-6
+            train_step(model, eta, d_losses, (_row(x, device),))
+    return model.to_canonical()  # Alg 13 L7
+
+
+def ed_training(data: Sequence[tuple[object, object]], params: dict, config, N_epochs: int,
+                eta: float, dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
+    """Train an ED transformer on (z, x) pairs by the spec's gradient descent (spec: Alg 11)."""
+    _check_schedule(N_epochs, eta)
+    model = EDTransformer.from_canonical(config, params, dtype)
+    device = model.lm_head.weight.device
+    for _ in range(N_epochs):  # Alg 11 L1
+        for z, x in data:  # Alg 11 L2-6
+            train_step(model, eta, ed_losses, (_row(z, device), _row(x, device)))
+    return model.to_canonical()  # Alg 11 L7
+
+
+def e_training(data: Sequence[object], params: dict, config, N_epochs: int, eta: float,
+               p_mask: float, mask_token: int, rng: np.random.Generator,
+               dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
+    """Train an E transformer by masked language modelling (spec: Algorithm 12).
+
+    The coin flips come from the NumPy generator ``rng`` (see ``draw_masked``), so a seed
+    reproduces the reference's run.
+    """
+    _check_schedule(N_epochs, eta)
+    if not 0 <= mask_token < config.N_V:
+        raise ConfigError(f"mask_token must lie in [0, N_V - 1] = [0, {config.N_V - 1}], "
+                          f"got {mask_token!r}")
+    model = ETransformer.from_canonical(config, params, dtype)
+    device = model.lm_head.weight.device
+
+    def loss_fn(m: nn.Module, batch: Batch) -> torch.Tensor:
+        return e_losses(m, batch, mask_token)
+
+    for _ in range(N_epochs):  # Alg 12 L1
+        for x in data:  # Alg 12 L2-8
+            row = _row(x, device)
+            train_step(model, eta, loss_fn, (row, draw_masked(row, p_mask, rng)))
+    return model.to_canonical()  # Alg 12 L9
