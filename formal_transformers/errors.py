@@ -62,3 +62,7 @@ class CheckpointError(FormalTransformersError, ValueError):
 
 class AdapterError(FormalTransformersError, TypeError):
     """A conformance adapter is malformed or returned something other than the spec's output."""
+
+
+class SourceError(FormalTransformersError, ValueError):
+    """A training source is unknown, empty, or does not fit the chosen architecture."""
