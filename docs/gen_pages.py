@@ -1,0 +1,151 @@
+"""Generate the site's pages from spec/, the code and the reports (run by mkdocs-gen-files).
+
+Nothing here is copied by hand: each page is rebuilt from its source on every build. A
+problem that makes a page wrong (a spec file the loader rejects, a package that does not
+import) is logged as a warning, which fails ``mkdocs build --strict``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import mkdocs_gen_files
+import yaml
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+sys.path.insert(0, str(DOCS))
+
+from sitegen import catalogue_pages, citation, reports, tutorial  # noqa: E402
+from sitegen.algorithm_page import algorithm_page, page_path  # noqa: E402
+from sitegen.sources import registry_sources  # noqa: E402
+
+from formal_transformers.spec import (  # noqa: E402
+    load_catalogue,
+    load_properties,
+    spec_root,
+    split_front_matter,
+)
+
+log = logging.getLogger("mkdocs.plugins.ft_docs")
+API_PACKAGES = ("formal_transformers", "reference_numpy", "torch_impl", "conformance")
+IMAGE_SUFFIXES = (".png", ".svg")
+
+
+def spec_prose(name: str) -> str | None:
+    """The Markdown of spec/<name> without its front matter; None if the file is absent."""
+    path = spec_root() / name
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8")
+    return split_front_matter(path)[1] if text.startswith("---\n") else text
+
+
+def write(path: str, text: str) -> None:
+    with mkdocs_gen_files.open(path, "w") as f:
+        f.write(text)
+
+
+def algorithm_pages(algorithms, properties) -> list[tuple[str, str]]:
+    """One page per algorithm; returns the nav entries (title, path)."""
+    pages = {a.id: a.path.name for a in algorithms}
+    sources = {}
+    for module in ("reference_numpy", "torch_impl"):
+        sources[module], problems = registry_sources(module, ROOT)
+        for problem in problems:
+            log.warning("docs: %s", problem)
+    nav = []
+    for alg in algorithms:
+        write(page_path(alg), algorithm_page(
+            alg, pages, properties, sources["reference_numpy"].get(alg.id),
+            sources["torch_impl"].get(alg.id)))
+        nav.append((f"{alg.number} · {alg.title}", page_path(alg)))
+    write("algorithms/index.md", catalogue_pages.algorithms_index(algorithms))
+    return nav
+
+
+def api_pages() -> list[tuple[str, str]]:
+    """reference/<package>/<module>.md with a mkdocstrings directive each."""
+    nav = []
+    for package in API_PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if any(p.startswith("_") and p != "__init__" for p in parts):
+                continue
+            if not all((ROOT.joinpath(*parts[:i]) / "__init__.py").is_file()
+                       for i in range(1, len(parts))):
+                continue  # not inside a regular package: griffe cannot collect it
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+                doc = "/".join(parts) + "/index.md"
+            else:
+                doc = "/".join(parts) + ".md"
+            ident = ".".join(parts)
+            write(f"reference/{doc}", f"# `{ident}`\n\n::: {ident}\n")
+            nav.append((ident, f"reference/{doc}"))
+    return nav
+
+
+def copy_images(prefix: str) -> list[str]:
+    """Copy reports/<prefix>*.png|svg into the site; their paths relative to a root page."""
+    shown = []
+    for img in sorted((ROOT / "reports").glob(f"{prefix}*")):
+        if img.suffix in IMAGE_SUFFIXES:
+            with mkdocs_gen_files.open(f"assets/reports/{img.name}", "wb") as f:
+                f.write(img.read_bytes())
+            shown.append(f"assets/reports/{img.name}")
+    return shown
+
+
+def report_pages(pages: dict[str, str]) -> None:
+    data, problem = reports.load_json(ROOT / reports.VERIFY_JSON)
+    write("verification.md", reports.verification_page(data, problem, pages))
+    data, problem = reports.load_json(ROOT / reports.BENCH_JSON)
+    write("benchmarks.md", reports.data_page(
+        "Benchmarks", "Speed of `torch_impl` against baselines measured in the same run, from "
+        f"`{reports.BENCH_JSON}`.", data, problem,
+        f"formal-transformers bench --json {reports.BENCH_JSON}", "benchmark result",
+        copy_images("bench")))
+    intro = spec_prose("memory.md") or (
+        "Exact parameter, activation and gradient byte counts from the hyperparameters "
+        "(`spec/memory.md`, not written yet), and measured figures.")
+    data, problem = reports.load_json(ROOT / reports.MEMORY_JSON)
+    write("memory.md", reports.data_page(
+        "Memory accounting", intro, data, problem,
+        f"formal-transformers memory --json {reports.MEMORY_JSON}", "memory measurement",
+        copy_images("memory")))
+
+
+def summary(alg_nav, api_nav) -> str:
+    """SUMMARY.md for mkdocs-literate-nav: the whole navigation."""
+    def items(entries, indent="    "):
+        return "\n".join(f"{indent}- [{title}]({path})" for title, path in entries)
+
+    return "\n".join([
+        "- [Home](index.md)", "- [Notation](notation.md)",
+        "- Algorithms", "    - [Overview](algorithms/index.md)", items(alg_nav),
+        "- [Properties](properties.md)", "- [Test your implementation](tutorial.md)",
+        "- [Verification report](verification.md)", "- [Memory accounting](memory.md)",
+        "- [Benchmarks](benchmarks.md)", "- API reference", items(api_nav),
+        "- [Cite](cite.md)",
+    ]) + "\n"
+
+
+def main() -> None:
+    algorithms = load_catalogue()
+    properties = load_properties()
+    write("index.md", catalogue_pages.home(algorithms))
+    alg_nav = algorithm_pages(algorithms, properties)
+    write("notation.md", spec_prose("notation.md"))
+    write("properties.md", catalogue_pages.properties_page(
+        spec_prose("properties.md"), properties, algorithms))
+    write("tutorial.md", tutorial.tutorial_page(ROOT))
+    report_pages({a.id: a.path.name for a in algorithms})
+    cff_text = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
+    write("cite.md", citation.cite_page(yaml.safe_load(cff_text), cff_text))
+    write("SUMMARY.md", summary(alg_nav, api_pages()))
+
+
+main()
