@@ -1,0 +1,7 @@
+"""Bridges between the canonical parameters and Hugging Face transformers state dicts.
+
+hf_gpt2: GPT2LMHeadModel <-> D transformer (Algorithm 10).
+hf_bert: BertModel / BertForMaskedLM <-> E transformer (Algorithm 9).
+Each bridge is an explicit name-by-name mapping, used in both directions, and states where
+the Hugging Face model differs from the spec (the config field that selects the variant).
+"""
