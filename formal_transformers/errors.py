@@ -64,5 +64,9 @@ class AdapterError(FormalTransformersError, TypeError):
     """A conformance adapter is malformed or returned something other than the spec's output."""
 
 
+class BackwardCacheError(FormalTransformersError, ValueError):
+    """A backward pass got a cache its forward did not fill (run the forward with cache={})."""
+
+
 class SourceError(FormalTransformersError, ValueError):
     """A training source is unknown, empty, or does not fit the chosen architecture."""

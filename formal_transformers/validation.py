@@ -111,3 +111,27 @@ def check_mask(name: str, Mask: object, shape: tuple[int, int]) -> None:
         is_bool = np.asarray(Mask).dtype == np.bool_
     if not is_bool:
         raise MaskError(f"{name} must have a boolean dtype, got {Mask.dtype}")  # type: ignore[attr-defined]
+
+
+def check_array(name: str, x: object, expected: Sequence[Dim]) -> None:
+    """A finite floating-point array of the given shape: check_shape, check_floating and
+    check_finite in that order (the checks every real-valued input of the spec gets)."""
+    check_shape(name, x, expected)
+    check_floating(name, x)
+    check_finite(name, x)
+
+
+def check_position(name: str, t: object, l_max: int) -> None:
+    """A position index t in [l_max] = {0, ..., l_max - 1} (spec: Algorithm 2)."""
+    if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+        raise SpecDTypeError(f"{name} must be an integer position, got {type(t).__name__} {t!r}")
+    if not 0 <= t < l_max:
+        raise SequenceLengthError(
+            f"{name} must be a position in [0, l_max - 1] = [0, {l_max - 1}], got {t}")
+
+
+def check_token_id(name: str, v: object, N_V: int) -> None:
+    """One integer token id (a Python or NumPy integer scalar, not a bool) in [N_V]."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise SpecDTypeError(f"{name} must be one integer token id, got {type(v).__name__} {v!r}")
+    check_tokens(name, np.asarray(v), N_V)
