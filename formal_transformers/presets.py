@@ -1,0 +1,68 @@
+"""Named hyperparameter sets (presets) shared by every command: memory, bench, train.
+
+Each preset is a frozen config of formal_transformers.hyperparameters. The published models
+are given with the hyperparameters their papers state; where our canonical form differs from
+the published model (an untied W_u, a learned W_p, no token-type embedding or pooler), the
+difference is stated in spec/memory.md, section "Published models". The ``tiny-*`` presets are
+small enough to train and measure on a laptop CPU in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from formal_transformers.errors import ConfigError
+from formal_transformers.hyperparameters import (
+    Config,
+    DTransformerConfig,
+    EDTransformerConfig,
+    ETransformerConfig,
+)
+
+
+def _gpt2(d_e: int, L: int, H: int) -> DTransformerConfig:
+    """GPT-2 (Radford et al. 2019): byte-level BPE vocabulary, 1024 positions, tanh GELU."""
+    return DTransformerConfig(N_V=50257, l_max=1024, d_e=d_e, d_mlp=4 * d_e, L=L, H=H,
+                              activation="gelu_tanh", layer_norm_eps=1e-5)
+
+
+def _bert(d_e: int, L: int, H: int) -> ETransformerConfig:
+    """BERT (Devlin et al. 2019): WordPiece vocabulary, 512 positions, embedding layer norm."""
+    return ETransformerConfig(N_V=30522, l_max=512, d_e=d_e, d_mlp=4 * d_e, L=L, H=H,
+                              activation="gelu", layer_norm_eps=1e-12,
+                              embedding_layer_norm=True)
+
+
+def _vaswani(d_e: int, d_mlp: int, H: int) -> EDTransformerConfig:
+    """Transformer (Vaswani et al. 2017), shared 37000-token BPE vocabulary, 6 + 6 layers."""
+    return EDTransformerConfig(N_V=37000, l_max=512, d_e=d_e, d_mlp=d_mlp, L_enc=6, L_dec=6,
+                               H=H, activation="relu", layer_norm_eps=1e-6)
+
+
+PRESETS: Mapping[str, Config] = MappingProxyType({
+    "gpt2-small": _gpt2(768, 12, 12),
+    "gpt2-medium": _gpt2(1024, 24, 16),
+    "gpt2-large": _gpt2(1280, 36, 20),
+    "gpt2-xl": _gpt2(1600, 48, 25),
+    "bert-base": _bert(768, 12, 12),
+    "bert-large": _bert(1024, 24, 16),
+    "transformer-base": _vaswani(512, 2048, 8),
+    "transformer-big": _vaswani(1024, 4096, 16),
+    "tiny-decoder": DTransformerConfig(N_V=64, l_max=128, d_e=64, d_mlp=256, L=2, H=4),
+    "tiny-encoder": ETransformerConfig(N_V=64, l_max=128, d_e=64, d_mlp=256, L=2, H=4),
+    "tiny-encoder-decoder": EDTransformerConfig(N_V=64, l_max=128, d_e=64, d_mlp=256,
+                                                L_enc=2, L_dec=2, H=4),
+})
+
+
+def preset_names(arch: str | None = None) -> list[str]:
+    """Names of the presets, optionally only those of one architecture (``config.arch``)."""
+    return [name for name, c in PRESETS.items() if arch is None or c.arch == arch]
+
+
+def get_preset(name: str) -> Config:
+    """The config of a preset; ConfigError naming the known presets if ``name`` is unknown."""
+    if name not in PRESETS:
+        raise ConfigError(f"preset must be one of {list(PRESETS)}, got {name!r}")
+    return PRESETS[name]
