@@ -69,32 +69,46 @@ def qkv_parameters(rng: np.random.Generator, d_attn: int, d_out: int, d_x: int, 
             "W_v": rng.normal(size=lead + (d_out, d_z)), "b_v": rng.normal(size=lead + (d_out,))}
 
 
+def _sequences(rng: np.random.Generator, d_x: int, l_x: int, d_z: int, l_z: int,
+               self_attention: bool) -> dict[str, np.ndarray]:
+    X = rng.normal(size=(d_x, l_x))
+    return {"X": X, "Z": X.copy() if self_attention else rng.normal(size=(d_z, l_z))}
+
+
 @st.composite
 def attention_cases(draw, max_size: int = 4, mask_kinds: tuple[str, ...] = MASK_KINDS,
-                    l_x: int | None = None) -> Case:
-    """Algorithm 4: X (d_x, l_x), Z (d_z, l_z), one head's W_qkv, Mask."""
+                    l_x: int | None = None, self_attention: bool = False) -> Case:
+    """Algorithm 4: X (d_x, l_x), Z (d_z, l_z), one head's W_qkv, Mask.
+
+    ``self_attention=True`` draws d_z = d_x, l_z = l_x and Z equal to (a copy of) X.
+    """
     d_x, d_z, d_attn, d_out, l_z = (draw(sizes(max_size)) for _ in range(5))
     l_x = l_x if l_x is not None else draw(sizes(max_size))
     kind, seed = draw(st.sampled_from(mask_kinds)), draw(seeds())
-    if kind == "causal":
+    if kind == "causal" or self_attention:
         l_z = l_x  # the causal mask is square
+    d_z = d_x if self_attention else d_z
     rng = np.random.default_rng(seed)
-    arrays = {"X": rng.normal(size=(d_x, l_x)), "Z": rng.normal(size=(d_z, l_z)),
+    arrays = {**_sequences(rng, d_x, l_x, d_z, l_z, self_attention),
               **qkv_parameters(rng, d_attn, d_out, d_x, d_z)}
     return Case(arrays, {"Mask": make_mask(rng, kind, l_z, l_x)}, seed)
 
 
 @st.composite
 def mh_attention_cases(draw, max_size: int = 3, mask_kinds: tuple[str, ...] = MASK_KINDS,
-                       H: int | None = None) -> Case:
-    """Algorithm 5: X, Z, stacked heads (H, ...), W_o (d_out, H*d_mid), b_o, Mask."""
+                       H: int | None = None, self_attention: bool = False) -> Case:
+    """Algorithm 5: X, Z, stacked heads (H, ...), W_o (d_out, H*d_mid), b_o, Mask.
+
+    ``self_attention=True`` draws d_z = d_x, l_z = l_x and Z equal to (a copy of) X.
+    """
     d_x, d_z, d_attn, d_mid, d_out, l_x, l_z = (draw(sizes(max_size)) for _ in range(7))
     H = H if H is not None else draw(sizes(3))
     kind, seed = draw(st.sampled_from(mask_kinds)), draw(seeds())
-    if kind == "causal":
+    if kind == "causal" or self_attention:
         l_z = l_x
+    d_z = d_x if self_attention else d_z
     rng = np.random.default_rng(seed)
-    arrays = {"X": rng.normal(size=(d_x, l_x)), "Z": rng.normal(size=(d_z, l_z)),
+    arrays = {**_sequences(rng, d_x, l_x, d_z, l_z, self_attention),
               **qkv_parameters(rng, d_attn, d_mid, d_x, d_z, H=H),
               "W_o": rng.normal(size=(d_out, H * d_mid)), "b_o": rng.normal(size=(d_out,))}
     return Case(arrays, {"Mask": make_mask(rng, kind, l_z, l_x)}, seed)

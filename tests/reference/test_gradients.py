@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from reference_numpy import REGISTRY
@@ -116,6 +116,8 @@ PRIMITIVES = [
               unembedding_backward, torch_unembedding_loss, scalar_output=True),
 ]
 IDS = [f"{p.backward_number}-{p.name}" for p in PRIMITIVES]
+BY_NAME = {p.name: p for p in PRIMITIVES}
+EMBEDDINGS = [BY_NAME["token_embedding"], BY_NAME["positional_embedding"]]
 
 
 def upstream(p: Primitive, case: Case) -> np.ndarray:
@@ -130,6 +132,12 @@ def backward_of(p: Primitive, case: Case, d_out: np.ndarray) -> dict[str, np.nda
     cache: dict = {}
     p.forward(**case.kwargs(), cache=cache)
     return p.backward(d_out, cache)
+
+
+def gradients(name: str, case: Case) -> dict[str, np.ndarray]:
+    """The backward of primitive ``name`` for a random upstream gradient."""
+    p = BY_NAME[name]
+    return backward_of(p, case, upstream(p, case))
 
 
 @pytest.mark.parametrize("p", PRIMITIVES, ids=IDS)
@@ -178,3 +186,105 @@ def test_every_gradient_has_the_shape_of_what_it_differentiates(p: Primitive, da
     assert set(grads) == set(case.arrays), f"{p.name}: {sorted(grads)} != {sorted(case.arrays)}"
     for k, a in case.arrays.items():
         assert grads[k].shape == a.shape, f"{p.name}: gradient of {k} {grads[k].shape} != {a.shape}"
+
+
+
+# ---- laws the gradients obey -------------------------------------------------------------
+
+@pytest.mark.parametrize("forward,backward", [(attention, attention_backward),
+                                              (mh_attention, mh_attention_backward)],
+                         ids=["19-attention", "20-mhattention"])
+@REFERENCE_SETTINGS
+@given(data=st.data())
+def test_self_attention_gradient_of_X_is_dX_plus_dZ(forward, backward, data):
+    """Algorithms 19-20, self-attention: with Z = X the sequence feeds both roles, so the
+    gradient of f(X) = Attention(X, X) is dX + dZ."""
+    cases = attention_cases if forward is attention else mh_attention_cases
+    case = data.draw(cases(self_attention=True), label="case")
+    params = {k: a for k, a in case.arrays.items() if k not in ("X", "Z")}
+    X, Mask = case.arrays["X"], case.options["Mask"]
+    d_out = np.random.default_rng(case.seed).normal(size=forward(X, X, **params).shape)
+    cache: dict = {}
+    forward(X, X, **params, Mask=Mask, cache=cache)
+    grads = backward(d_out, cache)
+    fd = finite_difference_gradients(
+        lambda: float(np.sum(d_out * forward(X, X, **params, Mask=Mask))), {"X": X})
+    assert_gradients_close({"X": grads["X"] + grads["Z"]}, fd, "self-attention dX + dZ",
+                           "spec: Algorithm 19, self-attention", FD_RTOL)
+
+
+@REFERENCE_SETTINGS
+@given(case=attention_cases())
+def test_key_bias_gradient_vanishes_by_softmax_shift_invariance(case: Case):
+    """b_k adds q^T b_k to every score of a column, which the softmax ignores
+    (softmax.shift_invariance): Algorithm 19 line 7 gives db_k = dK 1 = Q dS^T 1 = 0, since
+    every column of dS sums to zero."""
+    grads = gradients("attention", case)
+    scale = max(1.0, float(np.abs(grads["W_k"]).max()))
+    assert_allclose(grads["b_k"], np.zeros_like(grads["b_k"]), "db_k",
+                    "spec: Algorithm 19 L7", atol=1e-12 * scale)
+
+
+@REFERENCE_SETTINGS
+@given(case=attention_cases(mask_kinds=("random",)))
+def test_context_token_masked_for_every_query_gets_no_gradient(case: Case):
+    """mask.no_influence, gradient form: if Mask[t_z, :] = 0, column t_z of dZ is exactly 0
+    (masked entries of A are 0, so Algorithm 19 line 3 gives them no score gradient)."""
+    Mask = case.options["Mask"].copy()
+    assume(Mask.shape[0] >= 2)
+    Mask[0, :] = False
+    Mask[1, :] = True  # every query keeps at least one context token
+    masked = Case(case.arrays, {"Mask": Mask}, case.seed)
+    grads = gradients("attention", masked)
+    assert np.all(grads["Z"][:, 0] == 0.0), f"dZ[:, 0] = {grads['Z'][:, 0]} for a masked token"
+
+
+@REFERENCE_SETTINGS
+@given(case=mh_attention_cases(mask_kinds=("causal",), self_attention=True),
+       t=st.integers(0, 2))
+def test_causal_self_attention_gradient_ignores_future_columns(case: Case, t: int):
+    """causal.zero_jacobian: under the causal mask, output column t does not depend on input
+    columns t' > t, so an upstream gradient in column t alone gives dX + dZ = 0 beyond t."""
+    params = {k: a for k, a in case.arrays.items() if k not in ("X", "Z")}
+    X, Mask = case.arrays["X"], case.options["Mask"]
+    t = min(t, X.shape[1] - 1)
+    cache: dict = {}
+    out = mh_attention(X, X, **params, Mask=Mask, cache=cache)
+    d_out = np.zeros_like(out)
+    d_out[:, t] = 1.0
+    grads = mh_attention_backward(d_out, cache)
+    future = (grads["X"] + grads["Z"])[:, t + 1:]
+    assert np.all(future == 0.0), f"columns > {t} of dX + dZ are {future}, not 0"
+
+
+@REFERENCE_SETTINGS
+@given(case=layer_norm_cases())
+def test_layer_norm_input_gradient_sums_to_zero(case: Case):
+    """Algorithm 21 prose: layer norm ignores a shift e + c1, so de is orthogonal to 1."""
+    grads = gradients("layer_norm", case)
+    scale = max(1.0, float(np.abs(grads["e"]).max()))
+    assert abs(grads["e"].sum()) <= 1e-12 * scale * grads["e"].size, grads["e"]
+
+
+@REFERENCE_SETTINGS
+@given(case=unembedding_cases())
+def test_unembedding_weight_gradient_columns_sum_to_zero(case: Case):
+    """Algorithm 23 prose: 1^T dz = 1^T (p - e_y) = 0, so every column of dW_u = dz e^T sums
+    to zero (the derivative of softmax.shift_invariance)."""
+    grads = gradients("unembedding_loss", case)
+    col_sums = grads["W_u"].sum(axis=0)
+    assert_allclose(col_sums, np.zeros_like(col_sums), "column sums of dW_u",
+                    "spec: Algorithm 23 L1", atol=1e-12 * max(1.0, np.abs(grads["W_u"]).max()))
+
+
+@pytest.mark.parametrize("p", EMBEDDINGS, ids=IDS[:2])
+@REFERENCE_SETTINGS
+@given(data=st.data())
+def test_embedding_gradient_is_zero_outside_the_looked_up_column(p: Primitive, data):
+    """Algorithms 17-18 L1-2: only column v (or t) receives the upstream gradient."""
+    case = data.draw(p.strategy, label="case")
+    d_out = upstream(p, case)
+    (name, grad), = backward_of(p, case, d_out).items()
+    col = case.options.get("v", case.options.get("t"))
+    assert np.array_equal(grad[:, col], d_out)
+    assert not np.delete(grad, col, axis=1).any(), f"d{name} is non-zero outside column {col}"
