@@ -110,13 +110,13 @@ def _check_mh_parameters(X, Z, W_q, b_q, W_k, b_k, W_v, b_v, W_o, b_o) -> int:
     check_shape("W_q", W_q, ("H", "d_attn", "d_x"))
     check_shape("W_v", W_v, ("H", "d_mid", "d_z"))
     H, d_attn, d_mid = W_q.shape[0], W_q.shape[1], W_v.shape[1]
+    if H < 1:
+        raise SpecShapeError(f"W_q must stack at least one head (H >= 1), got shape {W_q.shape}")
     d_x, d_z = X.shape[0], Z.shape[0]
     for name, arr, shape in (("W_q", W_q, (H, d_attn, d_x)), ("b_q", b_q, (H, d_attn)),
                              ("W_k", W_k, (H, d_attn, d_z)), ("b_k", b_k, (H, d_attn)),
                              ("W_v", W_v, (H, d_mid, d_z)), ("b_v", b_v, (H, d_mid))):
         check_array(name, arr, shape)
-    if H < 1:
-        raise SpecShapeError(f"W_q must stack at least one head (H >= 1), got shape {W_q.shape}")
     check_array("W_o", W_o, ("d_out", H * d_mid))
     check_array("b_o", b_o, (W_o.shape[0],))
     return H
