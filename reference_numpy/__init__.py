@@ -4,6 +4,7 @@
 the traceability test checks that it covers the catalogue.
 """
 
+from reference_numpy.architectures import d_transformer, e_transformer, ed_transformer
 from reference_numpy.attention import attention, basic_attention, mh_attention
 from reference_numpy.backward import (
     attention_backward,
@@ -15,8 +16,10 @@ from reference_numpy.backward import (
     unembedding_backward,
 )
 from reference_numpy.embeddings import positional_embedding, token_embedding
+from reference_numpy.inference import d_inference, ed_inference
 from reference_numpy.layer_norm import layer_norm
 from reference_numpy.mlp import mlp
+from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
 
 REGISTRY = {
@@ -27,6 +30,14 @@ REGISTRY = {
     "mhattention": mh_attention,
     "layer_norm": layer_norm,
     "unembedding": unembedding,
+    "ed_transformer": ed_transformer,
+    "e_transformer": e_transformer,
+    "d_transformer": d_transformer,
+    "ed_training": ed_training,
+    "e_training": e_training,
+    "d_training": d_training,
+    "d_inference": d_inference,
+    "ed_inference": ed_inference,
     "mlp": mlp,
     "token_embedding_backward": token_embedding_backward,
     "positional_embedding_backward": positional_embedding_backward,
