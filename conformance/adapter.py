@@ -1,0 +1,298 @@
+"""The adapter protocol: how any implementation is put in front of the conformance suite.
+
+An adapter is a small class. It declares
+
+- ``name``: a string shown in reports;
+- ``dtypes``: the NumPy float dtypes it runs in, e.g. ``("float32", "float64")``;
+- ``algorithms``: the spec ids it implements (``formal-transformers spec`` lists them) and the
+  optional extras of ``EXTRAS`` (parameter counts, gradients of the architectures);
+
+and implements one method per declared name, with the signatures documented on ``Adapter``.
+Everything undeclared is reported as *not covered* -- never as passed.
+
+Layout. Arrays are NumPy, in ``(batch, length, features)`` layout; the spec's column matrix
+``X in R^{d_x x l_x}`` of sequence ``b`` is the adapter's ``X[b].T``. Parameters come as a dict
+keyed by the spec's names (``W_q``, ``b_q``, ...; the canonical flat names of
+``formal_transformers.canonical`` for whole architectures), in the spec's orientation, which is
+``torch.nn.Linear.weight``'s: ``W_q`` is ``(d_attn, d_x)`` and ``W_q X`` is ``X @ W_q.T``.
+Multi-head parameters stack the heads on axis 0 (``W_q`` is ``(H, d_attn, d_x)``). A mask is
+``None`` (all ones) or a bool array ``Mask[t_z, t_x]`` of shape ``(l_z, l_x)``: True lets query
+token ``t_x`` attend to context token ``t_z``. Token sequences are int64 arrays ``(B, l)``.
+Floating outputs must have the dtype of the floating inputs.
+
+Subclassing ``Adapter`` is optional (any object with these attributes and methods works), but
+it documents every signature and lets ``constrain`` default to "every size is supported".
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from formal_transformers.errors import AdapterError
+
+Array = np.ndarray
+Params = Mapping[str, np.ndarray]
+
+FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attention",
+           "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
+           "e_transformer", "d_transformer")
+TRAINING = ("ed_training", "e_training", "d_training")
+INFERENCE = ("d_inference", "ed_inference")
+BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
+            "mhattention_backward", "layer_norm_backward", "mlp_backward",
+            "unembedding_backward")
+ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
+EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
+          "ed_transformer_backward")
+SUPPORTED_DTYPES = ("float16", "float32", "float64")
+
+
+class Adapter:
+    """Base class documenting the protocol; override what you declare in ``algorithms``.
+
+    Shapes: B batch, l / l_x / l_z lengths, d_* feature sizes as in spec/notation.md.
+    """
+
+    name: str = "unnamed adapter"
+    dtypes: tuple[str, ...] = ("float64",)
+    algorithms: tuple[str, ...] = ()
+
+    def constrain(self, algorithm: str, sizes: dict[str, Any]) -> dict[str, Any]:
+        """Map drawn sizes onto ones this implementation supports (default: all supported).
+
+        ``sizes`` holds the hyperparameters a test drew for ``algorithm`` (e.g. ``d_x``,
+        ``d_attn``, ``H`` for mhattention; for architectures the config fields). Return a dict
+        with the same keys. Example: torch.nn.MultiheadAttention needs d_x = d_out = H * d_attn.
+        """
+        return sizes
+
+    # -- forward algorithms (spec: Algorithms 1-10, 16) --------------------------------------
+    def token_embedding(self, x: Array, params: Params) -> Array:
+        """Alg 1. x (B, l) int; params W_e (d_e, N_V). Returns (B, l, d_e)."""
+        raise NotImplementedError
+
+    def positional_embedding(self, l: int, params: Params) -> Array:
+        """Alg 2. Positions 0..l-1; params W_p (d_e, l_max). Returns (l, d_e)."""
+        raise NotImplementedError
+
+    def basic_attention(self, e: Array, E_ctx: Array, params: Params) -> Array:
+        """Alg 3. e (B, d_x), E_ctx (B, l_z, d_z); W_q, b_q, W_k, b_k, W_v, b_v.
+
+        Returns (B, d_out).
+        """
+        raise NotImplementedError
+
+    def attention(self, X: Array, Z: Array, params: Params, mask: Array | None = None) -> Array:
+        """Alg 4. X (B, l_x, d_x), Z (B, l_z, d_z), mask (l_z, l_x) or None.
+
+        Returns (B, l_x, d_out).
+        """
+        raise NotImplementedError
+
+    def mhattention(self, X: Array, Z: Array, params: Params, mask: Array | None = None) -> Array:
+        """Alg 5. Like attention; W_q (H, d_attn, d_x), ..., W_o (d_out, H*d_mid), b_o (d_out,)."""
+        raise NotImplementedError
+
+    def layer_norm(self, X: Array, params: Params, eps: float) -> Array:
+        """Alg 6 at every position. X (B, l, d_e); gamma, beta (d_e,). Returns (B, l, d_e)."""
+        raise NotImplementedError
+
+    def unembedding(self, X: Array, params: Params) -> Array:
+        """Alg 7 at every position. X (B, l, d_e); W_u (N_V, d_e). Returns P (B, l, N_V)."""
+        raise NotImplementedError
+
+    def mlp(self, X: Array, params: Params, activation: str) -> Array:
+        """Alg 16. X (B, l, d_e); W_mlp1 (d_mlp, d_e), b_mlp1, W_mlp2 (d_e, d_mlp), b_mlp2.
+
+        activation: "relu", "gelu" or "gelu_tanh". Returns (B, l, d_e).
+        """
+        raise NotImplementedError
+
+    def ed_transformer(self, z: Array, x: Array, params: Params, config: Any) -> Array:
+        """Alg 8. z (B, l_z), x (B, l_x) int; canonical params. Returns P (B, l_x, N_V)."""
+        raise NotImplementedError
+
+    def e_transformer(self, x: Array, params: Params, config: Any) -> Array:
+        """Alg 9. x (B, l) int; canonical params. Returns P (B, l, N_V)."""
+        raise NotImplementedError
+
+    def d_transformer(self, x: Array, params: Params, config: Any) -> Array:
+        """Alg 10. x (B, l) int; canonical params. Returns P (B, l, N_V)."""
+        raise NotImplementedError
+
+    # -- training (Algorithms 11-13): one epoch over the batch -------------------------------
+    # One gradient-descent step per sequence, rows in order (B steps; B = 1 is one step of the
+    # spec). Returns (sum of the per-sequence losses, each before its step; updated params).
+    def ed_training(self, z: Array, x: Array, params: Params, config: Any, eta: float
+                    ) -> tuple[float, dict[str, Array]]:
+        """Alg 11 with N_epochs = 1 on the pairs (z[b], x[b])."""
+        raise NotImplementedError
+
+    def e_training(self, x: Array, masked: Array, params: Params, config: Any, eta: float,
+                   mask_token: int) -> tuple[float, dict[str, Array]]:
+        """Alg 12 with N_epochs = 1 and given masking decisions: masked (B, l) bool (True:
+        replaced by mask_token and predicted)."""
+        raise NotImplementedError
+
+    def d_training(self, x: Array, params: Params, config: Any, eta: float
+                   ) -> tuple[float, dict[str, Array]]:
+        """Alg 13 with N_epochs = 1 on the sequences x[b]."""
+        raise NotImplementedError
+
+    # -- inference (Algorithms 14-15) ---------------------------------------------------------
+    def d_inference(self, prompt: Array, params: Params, config: Any, l_gen: int, tau: float,
+                    seed: int) -> Array:
+        """Alg 14. prompt (B, l) int; sample l_gen tokens at temperature tau, seeded by seed.
+
+        Returns (B, l + l_gen) int: the prompt followed by the new tokens.
+        """
+        raise NotImplementedError
+
+    def ed_inference(self, z: Array, params: Params, config: Any, tau: float, seed: int,
+                     bos_token: int, eos_token: int, l_max_gen: int) -> list[Array]:
+        """Alg 15. z (B, l_z) int. Returns B int arrays, each starting with bos_token and
+        ending at eos_token or after l_max_gen generated tokens."""
+        raise NotImplementedError
+
+    # -- backward (Algorithms 17-23): gradients summed over the batch for parameters --------
+    def token_embedding_backward(self, x: Array, params: Params, dY: Array) -> dict[str, Array]:
+        """Alg 17. dY (B, l, d_e) = dloss/d(output). Returns {"W_e": (d_e, N_V)}."""
+        raise NotImplementedError
+
+    def positional_embedding_backward(self, l: int, params: Params, dY: Array
+                                      ) -> dict[str, Array]:
+        """Alg 18. dY (l, d_e). Returns {"W_p": (d_e, l_max)}."""
+        raise NotImplementedError
+
+    def attention_backward(self, X: Array, Z: Array, params: Params, dY: Array,
+                           mask: Array | None = None) -> dict[str, Array]:
+        """Alg 19. dY (B, l_x, d_out). Returns {"X", "Z", "W_q", "b_q", ..., "b_v"}."""
+        raise NotImplementedError
+
+    def mhattention_backward(self, X: Array, Z: Array, params: Params, dY: Array,
+                             mask: Array | None = None) -> dict[str, Array]:
+        """Alg 20. Returns {"X", "Z", "W_q", ..., "W_o", "b_o"}."""
+        raise NotImplementedError
+
+    def layer_norm_backward(self, X: Array, params: Params, eps: float, dY: Array
+                            ) -> dict[str, Array]:
+        """Alg 21. Returns {"X", "gamma", "beta"}."""
+        raise NotImplementedError
+
+    def mlp_backward(self, X: Array, params: Params, activation: str, dY: Array
+                     ) -> dict[str, Array]:
+        """Alg 22. Returns {"X", "W_mlp1", "b_mlp1", "W_mlp2", "b_mlp2"}."""
+        raise NotImplementedError
+
+    def unembedding_backward(self, X: Array, params: Params, y: Array) -> dict[str, Array]:
+        """Alg 23: gradient of sum_{b,t} -log P[b, t, y[b, t]]. Returns {"X", "W_u"}."""
+        raise NotImplementedError
+
+    # -- extras --------------------------------------------------------------------------------
+    def count_parameters(self, algorithm: str, sizes: Any) -> int:
+        """Number of scalar parameters of the implementation's ``algorithm`` module.
+
+        ``sizes`` is the architecture config for ed/e/d_transformer, else a dict of sizes
+        (mhattention: H, d_attn, d_mid, d_x, d_z, d_out; layer_norm: d_e; mlp: d_e, d_mlp).
+        """
+        raise NotImplementedError
+
+    def d_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array
+                               ) -> dict[str, Array]:
+        """Vector-Jacobian product of Alg 10: gradients of sum(P * dP) for every canonical name."""
+        raise NotImplementedError
+
+    def e_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array
+                               ) -> dict[str, Array]:
+        """Vector-Jacobian product of Alg 9, like d_transformer_backward."""
+        raise NotImplementedError
+
+    def ed_transformer_backward(self, z: Array, x: Array, params: Params, config: Any,
+                                dP: Array) -> dict[str, Array]:
+        """Vector-Jacobian product of Alg 8, like d_transformer_backward."""
+        raise NotImplementedError
+
+
+def validate_adapter(adapter: object) -> None:
+    """Raise AdapterError naming the first attribute or method that breaks the protocol."""
+    where = f"adapter {type(adapter).__module__}.{type(adapter).__qualname__}"
+    name = getattr(adapter, "name", None)
+    if not isinstance(name, str) or not name:
+        raise AdapterError(f"{where}: attribute 'name' must be a non-empty string, got {name!r}")
+    dtypes = getattr(adapter, "dtypes", None)
+    if (not isinstance(dtypes, (tuple, list)) or not dtypes
+            or any(d not in SUPPORTED_DTYPES for d in dtypes)):
+        raise AdapterError(f"{where}: attribute 'dtypes' must be a non-empty tuple drawn from "
+                           f"{SUPPORTED_DTYPES}, got {dtypes!r}")
+    algorithms = getattr(adapter, "algorithms", None)
+    if not isinstance(algorithms, (tuple, list)):
+        raise AdapterError(f"{where}: attribute 'algorithms' must be a tuple of algorithm ids, "
+                           f"got {algorithms!r}")
+    for alg in algorithms:
+        if alg not in ALGORITHMS + EXTRAS:
+            raise AdapterError(f"{where}: declares unknown algorithm {alg!r}; known ids: "
+                               f"{', '.join(ALGORITHMS + EXTRAS)}")
+        method = getattr(adapter, alg, None)
+        base = getattr(Adapter, alg)
+        if not callable(method) or getattr(method, "__func__", None) is base:
+            sig = base.__doc__.split(".")[0] if base.__doc__ else ""
+            raise AdapterError(f"{where}: declares {alg!r} but has no method {alg}() "
+                               f"(expected: {alg}{_signature(base)} -- {sig})")
+    constrain = getattr(adapter, "constrain", None)
+    if constrain is not None and not callable(constrain):
+        raise AdapterError(f"{where}: attribute 'constrain' must be a method")
+
+
+def _signature(fn: Any) -> str:
+    import inspect
+
+    params = list(inspect.signature(fn).parameters)[1:]
+    return "(" + ", ".join(params) + ")"
+
+
+def load_adapter(spec: str | None) -> object:
+    """The adapter named on the command line: None or "torch" for the bundled torch
+    implementation, "reference" for reference_numpy, or "module:Object" (a class, called with
+    no arguments, or an instance). The current directory is importable, like ``python -m``."""
+    if spec in (None, "torch"):
+        from conformance.adapters.torch_adapter import TorchAdapter
+
+        return _checked(TorchAdapter())
+    if spec == "reference":
+        from conformance.adapters.reference import ReferenceAdapter
+
+        return _checked(ReferenceAdapter())
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise AdapterError(f"--impl must be 'torch', 'reference' or 'module:Object', got {spec!r}")
+    cwd = str(Path.cwd())
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise AdapterError(f"--impl {spec}: cannot import module {module_name!r} ({exc})") from None
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise AdapterError(f"--impl {spec}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if isinstance(obj, type):
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: {exc} "
+                               "(an adapter class must be constructible with no arguments)"
+                               ) from None
+    return _checked(obj)
+
+
+def _checked(adapter: object) -> object:
+    validate_adapter(adapter)
+    return adapter

@@ -1,0 +1,230 @@
+"""reference_numpy behind the adapter protocol (``formal-transformers verify --impl reference``).
+
+The reference works on one sequence at a time in the spec's column layout; this adapter loops
+over the batch and transposes: the adapter's ``X[b]`` (l, d) is the reference's ``X`` (d, l).
+It is also the oracle of every ``reference.*`` property, so this file is the one place where
+the protocol's batched layout meets the spec's columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+import reference_numpy as ref
+from conformance.adapter import Adapter
+from formal_transformers.canonical import parameter_count
+from reference_numpy import architectures, architectures_backward, inference, training
+
+Array = np.ndarray
+ARCH_FORWARD = {"d_transformer": architectures.d_transformer,
+                "e_transformer": architectures.e_transformer,
+                "ed_transformer": architectures.ed_transformer}
+ARCH_BACKWARD = {"d_transformer": architectures_backward.d_transformer_backward,
+                 "e_transformer": architectures_backward.e_transformer_backward,
+                 "ed_transformer": architectures_backward.ed_transformer_backward}
+
+
+def _rows(fn: Callable[[int], Array], B: int) -> Array:
+    return np.stack([fn(b) for b in range(B)])
+
+
+def _sum_grads(per_row: list[dict[str, Array]], stacked: tuple[str, ...],
+               rename: Mapping[str, str] | None = None) -> dict[str, Array]:
+    """Stack the per-sequence gradients of inputs (transposed back to (l, d)); sum the rest."""
+    rename = rename or {}
+    out = {}
+    for key in per_row[0]:
+        name = rename.get(key, key)
+        if key in stacked:
+            out[name] = np.stack([g[key].T for g in per_row])
+        else:
+            out[name] = np.sum([g[key] for g in per_row], axis=0)
+    return out
+
+
+class ReferenceAdapter(Adapter):
+    """reference_numpy, float64, one sequence at a time."""
+
+    name = "reference_numpy"
+    dtypes = ("float64",)
+    algorithms = ("token_embedding", "positional_embedding", "basic_attention", "attention",
+                  "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
+                  "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
+                  "d_inference", "ed_inference",
+                  "token_embedding_backward", "positional_embedding_backward",
+                  "attention_backward", "mhattention_backward", "layer_norm_backward",
+                  "mlp_backward", "unembedding_backward", "count_parameters",
+                  "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward")
+
+    # -- forward ------------------------------------------------------------------------------
+    def token_embedding(self, x, params):
+        return _rows(lambda b: np.stack([ref.token_embedding(int(v), params["W_e"])
+                                         for v in x[b]]), x.shape[0])
+
+    def positional_embedding(self, l, params):
+        return np.stack([ref.positional_embedding(t, params["W_p"]) for t in range(l)])
+
+    def basic_attention(self, e, E_ctx, params):
+        return _rows(lambda b: ref.basic_attention(e[b], E_ctx[b].T, **params), e.shape[0])
+
+    def attention(self, X, Z, params, mask=None):
+        return _rows(lambda b: ref.attention(X[b].T, Z[b].T, **params, Mask=mask).T, X.shape[0])
+
+    def mhattention(self, X, Z, params, mask=None):
+        return _rows(lambda b: ref.mh_attention(X[b].T, Z[b].T, **params, Mask=mask).T,
+                     X.shape[0])
+
+    def layer_norm(self, X, params, eps):
+        B, l, _ = X.shape
+        return _rows(lambda b: np.stack([ref.layer_norm(X[b, t], params["gamma"],
+                                                        params["beta"], eps)
+                                         for t in range(l)]), B)
+
+    def unembedding(self, X, params):
+        B, l, _ = X.shape
+        return _rows(lambda b: np.stack([ref.unembedding(X[b, t], params["W_u"])
+                                         for t in range(l)]), B)
+
+    def mlp(self, X, params, activation):
+        return _rows(lambda b: ref.mlp(X[b].T, **params, activation=activation).T, X.shape[0])
+
+    def ed_transformer(self, z, x, params, config):
+        return _rows(lambda b: architectures.ed_transformer(z[b], x[b], params, config).T,
+                     x.shape[0])
+
+    def e_transformer(self, x, params, config):
+        return _rows(lambda b: architectures.e_transformer(x[b], params, config).T, x.shape[0])
+
+    def d_transformer(self, x, params, config):
+        return _rows(lambda b: architectures.d_transformer(x[b], params, config).T, x.shape[0])
+
+    # -- training: one epoch over the batch, one gradient step per sequence ------------------
+    def _epoch(self, step, rows, params, eta):
+        total, theta = 0.0, dict(params)
+        for row in rows:
+            loss, theta = step(*row, theta, eta)
+            total += loss
+        return total, theta
+
+    def ed_training(self, z, x, params, config, eta):
+        return self._epoch(lambda z_n, x_n, th, e: training.ed_training_step(z_n, x_n, th,
+                                                                             config, e),
+                           zip(z, x, strict=True), params, eta)
+
+    def e_training(self, x, masked, params, config, eta, mask_token):
+        return self._epoch(lambda x_n, m_n, th, e: training.e_training_step(
+            x_n, m_n, th, config, e, mask_token), zip(x, masked, strict=True), params, eta)
+
+    def d_training(self, x, params, config, eta):
+        return self._epoch(lambda x_n, th, e: training.d_training_step(x_n, th, config, e),
+                           ((x_n,) for x_n in x), params, eta)
+
+    # -- inference: one generator for the whole batch, rows in order ------------------------
+    def d_inference(self, prompt, params, config, l_gen, tau, seed):
+        rng = np.random.default_rng(seed)
+        return _rows(lambda b: np.concatenate([prompt[b], inference.d_inference(
+            prompt[b], params, config, l_gen, tau, rng)]), prompt.shape[0])
+
+    def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
+        rng = np.random.default_rng(seed)
+        return [inference.ed_inference(z_b, params, config, tau, rng, bos_token, eos_token,
+                                       l_max_gen) for z_b in z]
+
+    # -- backward: forward with a cache, then the hand-written backward -----------------------
+    def token_embedding_backward(self, x, params, dY):
+        grads = []
+        for b, t in np.ndindex(*x.shape):
+            cache: dict = {}
+            ref.token_embedding(int(x[b, t]), params["W_e"], cache=cache)
+            grads.append(ref.token_embedding_backward(dY[b, t], cache))
+        return _sum_grads(grads, ())
+
+    def positional_embedding_backward(self, l, params, dY):
+        grads = []
+        for t in range(l):
+            cache: dict = {}
+            ref.positional_embedding(t, params["W_p"], cache=cache)
+            grads.append(ref.positional_embedding_backward(dY[t], cache))
+        return _sum_grads(grads, ())
+
+    def _columns_backward(self, forward, backward, X, args, dY, stacked, **kwargs):
+        grads = []
+        for b in range(X.shape[0]):
+            cache: dict = {}
+            forward(*(a[b].T for a in args), **kwargs, cache=cache)
+            grads.append(backward(dY[b].T, cache))
+        return _sum_grads(grads, stacked)
+
+    def attention_backward(self, X, Z, params, dY, mask=None):
+        return self._columns_backward(ref.attention, ref.attention_backward, X, (X, Z), dY,
+                                      ("X", "Z"), **params, Mask=mask)
+
+    def mhattention_backward(self, X, Z, params, dY, mask=None):
+        return self._columns_backward(ref.mh_attention, ref.mh_attention_backward, X, (X, Z),
+                                      dY, ("X", "Z"), **params, Mask=mask)
+
+    def mlp_backward(self, X, params, activation, dY):
+        return self._columns_backward(ref.mlp, ref.mlp_backward, X, (X,), dY, ("X",),
+                                      **params, activation=activation)
+
+    def layer_norm_backward(self, X, params, eps, dY):
+        B, l, _ = X.shape
+        per_column, dX = [], np.zeros_like(X)
+        for b, t in np.ndindex(B, l):
+            cache: dict = {}
+            ref.layer_norm(X[b, t], params["gamma"], params["beta"], eps, cache=cache)
+            g = ref.layer_norm_backward(dY[b, t], cache)
+            dX[b, t] = g.pop("e")
+            per_column.append(g)
+        return {"X": dX} | _sum_grads(per_column, ())
+
+    def unembedding_backward(self, X, params, y):
+        from reference_numpy.unembedding import unembedding_loss
+
+        B, l, _ = X.shape
+        per_column, dX = [], np.zeros_like(X)
+        for b, t in np.ndindex(B, l):
+            cache: dict = {}
+            unembedding_loss(X[b, t], params["W_u"], int(y[b, t]), cache=cache)
+            g = ref.unembedding_backward(1.0, cache)
+            dX[b, t] = g.pop("e")
+            per_column.append(g)
+        return {"X": dX} | _sum_grads(per_column, ())
+
+    # -- extras -------------------------------------------------------------------------------
+    def count_parameters(self, algorithm, sizes):
+        """The reference takes exactly the canonical parameters (or the primitive's own)."""
+        if algorithm in ARCH_FORWARD:
+            return parameter_count(sizes)
+        from conformance.strategies import attention_shapes, mlp_shapes
+
+        shapes = {"mhattention": lambda s: attention_shapes(s, multi_head=True),
+                  "layer_norm": lambda s: {"gamma": (s["d_e"],), "beta": (s["d_e"],)},
+                  "mlp": mlp_shapes}[algorithm](sizes)
+        return sum(int(np.prod(s)) for s in shapes.values())
+
+    def _vjp(self, arch: str, tokens: tuple[Array, ...], params, config, dP):
+        """Gradients of sum(P * dP): through the softmax to the final representation X_out,
+        then the reference's chained backward (architectures_backward)."""
+        per_row = []
+        for b in range(dP.shape[0]):
+            cache: dict = {}
+            P = ARCH_FORWARD[arch](*(t[b] for t in tokens), params, config, cache).T  # (l, N_V)
+            d_logits = P * (dP[b] - np.sum(P * dP[b], axis=1, keepdims=True))  # (l, N_V)
+            X_out = cache["X_out"]  # (d_e, l)
+            grads = ARCH_BACKWARD[arch](params["W_u"].T @ d_logits.T, cache, config)
+            grads["W_u"] = d_logits.T @ X_out.T
+            per_row.append(grads)
+        return {k: np.sum([g[k] for g in per_row], axis=0) for k in params}
+
+    def d_transformer_backward(self, x, params, config, dP):
+        return self._vjp("d_transformer", (x,), params, config, dP)
+
+    def e_transformer_backward(self, x, params, config, dP):
+        return self._vjp("e_transformer", (x,), params, config, dP)
+
+    def ed_transformer_backward(self, z, x, params, config, dP):
+        return self._vjp("ed_transformer", (z, x), params, config, dP)
+

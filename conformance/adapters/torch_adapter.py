@@ -1,0 +1,190 @@
+"""The bundled torch implementation behind the adapter protocol (the default ``verify`` target).
+
+Every method calls torch_impl's public API -- the functions of ``torch_impl.REGISTRY``, the
+models, ``train_step`` and the inference functions -- on tensors that share memory with the
+NumPy inputs, and hands NumPy arrays back. Layout and parameter names are already the
+protocol's: (batch, length, features) and the spec's orientation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+
+import torch_impl
+from conformance.adapter import Adapter
+from torch_impl import training
+from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
+from torch_impl.models import MODEL_CLASSES
+
+Array = np.ndarray
+LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
+
+
+def _t(a):
+    """A tensor view of a NumPy array (None passes through)."""
+    return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _tensors(params: Mapping[str, Array]) -> dict[str, torch.Tensor]:
+    return {k: _t(v) for k, v in params.items()}
+
+
+def _np(t: torch.Tensor) -> Array:
+    return t.detach().cpu().numpy()
+
+
+def _grads(grads: Mapping[str, torch.Tensor]) -> dict[str, Array]:
+    return {k: _np(v) for k, v in grads.items()}
+
+
+class TorchAdapter(Adapter):
+    """torch_impl on the CPU, float32 and float64.
+
+    ``threads`` (default 1) is passed to ``torch.set_num_threads`` on construction: the suite's
+    tensors are tiny, and waking a pool of intra-op threads for each of them costs 10-50x the
+    arithmetic on a busy machine. Pass ``threads=None`` to leave torch's setting alone.
+    """
+
+    def __init__(self, threads: int | None = 1):
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+    name = "torch_impl"
+    dtypes = ("float32", "float64")
+    algorithms = ("token_embedding", "positional_embedding", "basic_attention", "attention",
+                  "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
+                  "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
+                  "d_inference", "ed_inference", "token_embedding_backward",
+                  "positional_embedding_backward", "attention_backward", "mhattention_backward",
+                  "layer_norm_backward", "mlp_backward", "unembedding_backward",
+                  "count_parameters", "d_transformer_backward", "e_transformer_backward",
+                  "ed_transformer_backward")
+
+    # -- forward ------------------------------------------------------------------------------
+    def token_embedding(self, x, params):
+        return _np(torch_impl.token_embedding(_t(x), _t(params["W_e"])))
+
+    def positional_embedding(self, l, params):
+        return _np(torch_impl.positional_embedding(l, _t(params["W_p"])))
+
+    def basic_attention(self, e, E_ctx, params):
+        return _np(torch_impl.basic_attention(_t(e), _t(E_ctx), **_tensors(params)))
+
+    def attention(self, X, Z, params, mask=None):
+        return _np(torch_impl.attention(_t(X), _t(Z), **_tensors(params), mask=_t(mask)))
+
+    def mhattention(self, X, Z, params, mask=None):
+        return _np(torch_impl.mh_attention(_t(X), _t(Z), **_tensors(params), mask=_t(mask)))
+
+    def layer_norm(self, X, params, eps):
+        return _np(torch_impl.layer_norm(_t(X), _t(params["gamma"]), _t(params["beta"]), eps))
+
+    def unembedding(self, X, params):
+        return _np(torch_impl.unembedding(_t(X), _t(params["W_u"])))
+
+    def mlp(self, X, params, activation):
+        return _np(torch_impl.mlp(_t(X), **_tensors(params), activation=activation))
+
+    def ed_transformer(self, z, x, params, config):
+        return _np(torch_impl.ed_transformer(_t(z), _t(x), params, config))
+
+    def e_transformer(self, x, params, config):
+        return _np(torch_impl.e_transformer(_t(x), params, config))
+
+    def d_transformer(self, x, params, config):
+        return _np(torch_impl.d_transformer(_t(x), params, config))
+
+    # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
+    def _epoch(self, config, params, eta, loss_fn, rows):
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        total = 0.0
+        for row in rows:
+            total += training.train_step(model, eta, loss_fn, row)
+        return total, model.to_canonical()
+
+    def d_training(self, x, params, config, eta):
+        return self._epoch(config, params, eta, training.d_losses,
+                           [(_t(x[b:b + 1]),) for b in range(len(x))])
+
+    def ed_training(self, z, x, params, config, eta):
+        return self._epoch(config, params, eta, training.ed_losses,
+                           [(_t(z[b:b + 1]), _t(x[b:b + 1])) for b in range(len(x))])
+
+    def e_training(self, x, masked, params, config, eta, mask_token):
+        def loss_fn(model, batch):
+            return training.e_losses(model, batch, mask_token)
+        return self._epoch(config, params, eta, loss_fn,
+                           [(_t(x[b:b + 1]), _t(masked[b:b + 1])) for b in range(len(x))])
+
+    # -- inference: Algorithms 14-15 with the KV cache -----------------------------------------
+    def d_inference(self, prompt, params, config, l_gen, tau, seed):
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        generator = torch.Generator().manual_seed(seed)
+        y = torch_impl.d_inference(model, _t(prompt), l_gen, tau, generator)
+        return np.concatenate([prompt, _np(y)], axis=1)
+
+    def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        generator = torch.Generator().manual_seed(seed)
+        rows = torch_impl.ed_inference(model, _t(z), tau, generator, bos_token, eos_token,
+                                       l_max_gen)
+        return [_np(r) for r in rows]
+
+    # -- backward: torch_impl.backward (autograd through the fast forward) --------------------
+    def token_embedding_backward(self, x, params, dY):
+        return _grads(torch_impl.token_embedding_backward(_t(dY), _t(x), _t(params["W_e"])))
+
+    def positional_embedding_backward(self, l, params, dY):
+        return _grads(torch_impl.positional_embedding_backward(_t(dY), l, _t(params["W_p"])))
+
+    def attention_backward(self, X, Z, params, dY, mask=None):
+        return _grads(torch_impl.attention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
+                                                    mask=_t(mask)))
+
+    def mhattention_backward(self, X, Z, params, dY, mask=None):
+        return _grads(torch_impl.mhattention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
+                                                      mask=_t(mask)))
+
+    def layer_norm_backward(self, X, params, eps, dY):
+        return _grads(torch_impl.layer_norm_backward(_t(dY), _t(X), _t(params["gamma"]),
+                                                     _t(params["beta"]), eps))
+
+    def mlp_backward(self, X, params, activation, dY):
+        return _grads(torch_impl.mlp_backward(_t(dY), _t(X), **_tensors(params),
+                                              activation=activation))
+
+    def unembedding_backward(self, X, params, y):
+        ones = torch.ones(y.shape, dtype=_t(X).dtype)
+        return _grads(torch_impl.unembedding_backward(ones, _t(X), _t(params["W_u"]), _t(y)))
+
+    # -- extras -------------------------------------------------------------------------------
+    def count_parameters(self, algorithm, sizes):
+        """Parameters of the nn.Modules torch_impl builds for ``algorithm``."""
+        if algorithm in ("d_transformer", "e_transformer", "ed_transformer"):
+            module = MODEL_CLASSES[type(sizes)](sizes)
+        elif algorithm == "mhattention":
+            module = MultiHeadAttention(sizes["d_x"], sizes["H"])
+        elif algorithm == "layer_norm":
+            module = LayerNorm(sizes["d_e"])
+        else:
+            module = MLP(sizes["d_e"], sizes["d_mlp"], "relu")
+        return sum(p.numel() for p in module.parameters())
+
+    def _vjp(self, config, params, dP, *tokens):
+        """Gradients of sum(P * dP) for every canonical name, by autograd through the model."""
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        P = torch.softmax(model(*map(_t, tokens)), dim=-1)
+        P.backward(_t(dP))
+        return model.canonical_grads()
+
+    def d_transformer_backward(self, x, params, config, dP):
+        return self._vjp(config, params, dP, x)
+
+    def e_transformer_backward(self, x, params, config, dP):
+        return self._vjp(config, params, dP, x)
+
+    def ed_transformer_backward(self, z, x, params, config, dP):
+        return self._vjp(config, params, dP, z, x)

@@ -1,0 +1,124 @@
+"""Assertion helpers that explain what differs and where, and the per-dtype tolerances.
+
+A failed comparison raises ``PropertyViolation`` with the largest absolute and relative error,
+the index where it occurred (named axes such as ``b=0, t=2, i=1``), the observed and expected
+values there, the tolerance and how many entries are out of it. The runner adds the property's
+statement and the spec line at stake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Observer(Protocol):
+    def observe(self, error: float) -> None: ...
+
+
+class PropertyViolation(AssertionError):
+    """A law of spec/properties.md does not hold for an example."""
+
+    def __init__(self, message: str, expected: str = "", observed: str = ""):
+        super().__init__(message)
+        self.expected = expected
+        self.observed = observed
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Elementwise |observed - expected| <= atol * scale + rtol * |expected|.
+
+    ``scale`` is max(1, max |expected|) for gradients (their entries span many magnitudes) and
+    1 for forward values, as stated under reference.forward_agreement in spec/properties.md.
+    """
+
+    rtol: float
+    atol: float
+    scaled: bool = False
+
+
+_FORWARD = {"float64": Tolerance(1e-10, 1e-10), "float32": Tolerance(1e-5, 1e-5),
+            "float16": Tolerance(1e-2, 1e-2)}
+_GRADIENT = {"float64": Tolerance(1e-9, 1e-9, True), "float32": Tolerance(1e-4, 1e-4, True),
+             "float16": Tolerance(5e-2, 5e-2, True)}
+
+
+def tolerance(dtype: Any, kind: str = "forward") -> Tolerance:
+    """The tolerance of ``dtype`` (a NumPy dtype or its name) for "forward" or "gradient"."""
+    table = _GRADIENT if kind == "gradient" else _FORWARD
+    return table[np.dtype(dtype).name]
+
+
+def _index(idx: tuple[int, ...], axes: tuple[str, ...] | None) -> str:
+    if axes and len(axes) == len(idx):
+        return ", ".join(f"{a}={i}" for a, i in zip(axes, idx, strict=True))
+    return ", ".join(str(i) for i in idx)
+
+
+def assert_close(ctx: Observer, what: str, observed: Any, expected: Any, tol: Tolerance,
+                 axes: tuple[str, ...] | None = None) -> None:
+    """``observed`` equals ``expected`` within ``tol``; otherwise explain the largest miss."""
+    obs = np.asarray(observed, dtype=np.float64)
+    exp = np.asarray(expected, dtype=np.float64)
+    if obs.shape != exp.shape:
+        raise PropertyViolation(f"{what}: shape {obs.shape}, expected {exp.shape}",
+                                expected=str(exp.shape), observed=str(obs.shape))
+    if obs.size == 0:
+        return
+    err = np.abs(obs - exp)
+    err = np.where(np.isnan(obs) != np.isnan(exp), np.inf, np.nan_to_num(err, nan=0.0))
+    scale = max(1.0, float(np.nanmax(np.abs(exp)))) if tol.scaled else 1.0
+    bound = tol.atol * scale + tol.rtol * np.abs(exp)
+    ctx.observe(float(err.max()))
+    bad = err > bound
+    if not bad.any():
+        return
+    excess = np.where(bad, err - bound, -np.inf)
+    idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), err.shape))
+    o, e = obs[idx], exp[idx]
+    rel = abs(o - e) / abs(e) if e != 0 else np.inf
+    raise PropertyViolation(
+        f"{what} differs at ({_index(idx, axes)}): observed {o:.10g}, expected {e:.10g} "
+        f"(abs error {abs(o - e):.3g}, rel error {rel:.3g}); largest abs error "
+        f"{float(err.max()):.3g}; tolerance atol {tol.atol:g}"
+        + (f" x {scale:.3g}" if tol.scaled else "") + f" + rtol {tol.rtol:g} |expected|; "
+        f"{int(bad.sum())} of {bad.size} entries out of tolerance",
+        expected=summarise(exp), observed=summarise(obs))
+
+
+def assert_exact(ctx: Observer, what: str, observed: Any, expected: Any,
+                 axes: tuple[str, ...] | None = None) -> None:
+    """Bitwise equality (lookups, token ids, and values the spec makes exactly zero)."""
+    obs, exp = np.asarray(observed), np.asarray(expected)
+    if obs.shape != exp.shape:
+        raise PropertyViolation(f"{what}: shape {obs.shape}, expected {exp.shape}",
+                                expected=str(exp.shape), observed=str(obs.shape))
+    diff = obs != exp
+    if np.issubdtype(obs.dtype, np.floating):
+        ctx.observe(float(np.max(np.abs(obs - exp), initial=0.0)))
+    if not diff.any():
+        return
+    idx = tuple(int(i) for i in np.argwhere(diff)[0])
+    raise PropertyViolation(
+        f"{what} differs at ({_index(idx, axes)}): observed {obs[idx]!r}, expected "
+        f"{exp[idx]!r}; {int(diff.sum())} of {diff.size} entries differ (exact equality "
+        "required)", expected=summarise(exp), observed=summarise(obs))
+
+
+def fail(what: str, expected: str = "", observed: str = "") -> None:
+    """Raise a violation that is not an array comparison (e.g. a failed statistical test)."""
+    raise PropertyViolation(what, expected=expected, observed=observed)
+
+
+def summarise(a: Any, limit: int = 24) -> str:
+    """Compact text of an array: the values when small, else shape and statistics."""
+    a = np.asarray(a)
+    if a.size <= limit:
+        return np.array2string(a, precision=6, separator=", ", max_line_width=100)
+    flat = a.astype(np.float64).ravel() if a.dtype != bool else a.ravel().astype(np.float64)
+    return (f"array of shape {a.shape}: min {flat.min():.6g}, max {flat.max():.6g}, "
+            f"mean {flat.mean():.6g}; first values "
+            + np.array2string(flat[:8], precision=6, separator=", "))

@@ -1,0 +1,88 @@
+"""reference.*: agreement with reference_numpy, forward and gradients (spec/properties.md).
+
+The adapter runs in the dtype under test; the reference runs in float64 on exactly the values
+the adapter received. Tolerances per dtype: conformance.assertions.tolerance.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conformance import calls
+from conformance.assertions import assert_close, tolerance
+from conformance.registry import check, up
+from conformance.strategies import cases_for
+from reference_numpy import training
+
+PRIMITIVES = ("token_embedding", "positional_embedding", "basic_attention", "attention",
+              "mhattention", "layer_norm", "unembedding", "mlp")
+BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
+             "mhattention_backward", "layer_norm_backward", "mlp_backward",
+             "unembedding_backward")
+
+
+@check("reference.forward_agreement", PRIMITIVES, cases_for, dtypes="all", line=r"return")
+@check("reference.forward_agreement", calls.ARCHITECTURES, cases_for, dtypes="all",
+       line=r"return", cost=2)
+def forward_agreement(ctx, case):
+    """The adapter's output equals the reference's within the dtype's tolerance."""
+    alg = ctx.algorithm
+    observed = calls.forward(ctx.adapter, alg, case.data)
+    expected = calls.forward(ctx.reference, alg, up(case.data))
+    assert_close(ctx, f"{alg} output", observed, expected, tolerance(ctx.dtype),
+                 calls.AXES[alg])
+
+
+@check("reference.gradient_agreement", BACKWARDS, cases_for, dtypes="all")
+def gradient_agreement(ctx, case):
+    """The adapter's gradients equal the reference's hand-written backward pass."""
+    alg = ctx.algorithm
+    upstream = calls.upstream_for(alg, case.data, case.rng(5), ctx.dtype)
+    observed = calls.backward(ctx.adapter, alg, case.data, upstream)
+    expected = calls.backward(ctx.reference, alg, up(case.data), up(upstream))
+    for name, value in expected.items():
+        assert_close(ctx, f"gradient of {name}", observed[name], value,
+                     tolerance(ctx.dtype, "gradient"))
+
+
+def _loss_and_grads(arch: str, case, rng):
+    """The training loss's inputs, targets and the reference's gradient (Algorithms 11-13).
+
+    Returns (data for the forward, targets [(b, t, y)], reference gradients summed over b).
+    """
+    data, params, config = dict(case.data), up(case["params"]), case["config"]
+    x, grads = data["x"], []
+    if arch == "e_transformer":
+        masked = rng.random(x.shape) < 0.5
+        mask_token = int(rng.integers(config.N_V))
+        data["x"] = np.where(masked, mask_token, x)
+        targets = [(b, t, int(x[b, t])) for b, t in zip(*np.nonzero(masked), strict=True)]
+        grads = [training.e_loss_and_grad(x[b], masked[b], params, config, mask_token)[1]
+                 for b in range(x.shape[0])]
+    else:
+        targets = [(b, t, int(x[b, t + 1])) for b in range(x.shape[0])
+                   for t in range(x.shape[1] - 1)]
+        if arch == "d_transformer":
+            grads = [training.d_loss_and_grad(x[b], params, config)[1] for b in range(len(x))]
+        else:
+            grads = [training.ed_loss_and_grad(data["z"][b], x[b], params, config)[1]
+                     for b in range(len(x))]
+    return data, targets, {k: np.sum([g[k] for g in grads], axis=0) for k in params}
+
+
+@check("reference.gradient_agreement", calls.ARCHITECTURES,
+       lambda a, c, d: cases_for(a, c, d, min_len=2), requires=lambda a: (a + "_backward",),
+       dtypes="all", cost=2)
+def architecture_gradient_agreement(ctx, case):
+    """Through ``<arch>_backward`` with dP = d(training loss)/dP, the adapter's gradients
+    equal reference_numpy.training's loss gradient for every canonical parameter."""
+    alg = ctx.algorithm
+    data, targets, expected = _loss_and_grads(alg, case, case.rng(6))
+    P = calls.forward(ctx.reference, alg, up(data))
+    dP = np.zeros_like(P)
+    for b, t, y in targets:
+        dP[b, t, y] -= 1.0 / P[b, t, y]
+    observed = calls.backward(ctx.adapter, alg + "_backward", data, dP.astype(ctx.dtype))
+    for name, value in expected.items():
+        assert_close(ctx, f"gradient of {name}", observed[name], value,
+                     tolerance(ctx.dtype, "gradient"))

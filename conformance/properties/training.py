@@ -1,0 +1,39 @@
+"""training.step_agreement: one epoch of each training algorithm over a small batch, from the
+same parameters, masking decisions and learning rate, gives the reference's losses and
+updated parameters (spec/properties.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conformance.assertions import assert_close, tolerance
+from conformance.registry import check, up
+from conformance.strategies import training_cases
+
+
+def train(bound, alg, d):
+    """(loss, updated params) of ``alg`` through an adapter."""
+    if alg == "d_training":
+        return bound.d_training(d["x"], d["params"], d["config"], d["eta"])
+    if alg == "e_training":
+        return bound.e_training(d["x"], d["masked"], d["params"], d["config"], d["eta"],
+                                d["mask_token"])
+    return bound.ed_training(d["z"], d["x"], d["params"], d["config"], d["eta"])
+
+
+@check("training.step_agreement", ("ed_training", "e_training", "d_training"),
+       lambda a, c, d: training_cases(c, d, a), dtypes="all", line=r"\\eta", cost=2)
+def step_agreement(ctx, case):
+    """Same loss, same updated parameters, and so the same implied gradient (theta - theta')/eta
+    as reference_numpy.training."""
+    loss, new = train(ctx.adapter, ctx.algorithm, case.data)
+    ref_loss, ref_new = train(ctx.reference, ctx.algorithm, up(case.data))
+    grad_tol = tolerance(ctx.dtype, "gradient")
+    assert_close(ctx, "loss (sum over the steps, each before its update)", loss, ref_loss,
+                 grad_tol)
+    eta, old = case["eta"], up(case["params"])
+    for name, value in ref_new.items():
+        assert_close(ctx, f"updated {name}", new[name], value, tolerance(ctx.dtype))
+        implied = (old[name] - new[name].astype(np.float64)) / eta
+        assert_close(ctx, f"implied gradient (theta - theta')/eta of {name}", implied,
+                     (old[name] - value) / eta, grad_tol)

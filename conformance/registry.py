@@ -1,0 +1,129 @@
+"""The registry of checks: which property is tested on which algorithm, and how.
+
+A *check* is one (algorithm, property) cell of the verification table: a hypothesis strategy
+for its examples and a function that asserts the law on one example. Property modules
+(``conformance/properties/<family>.py``) register checks with the ``check`` decorator; another
+package extends the suite the same way (``register`` a ``Check``) -- for instance the memory
+accounting issue adds its byte-count laws beside ``memory.parameter_count``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from conformance.bound import Bound
+
+_CHECKS: list[Check] = []
+PROPERTY_MODULES = ("reference", "permutation", "causal", "memory", "mask", "batch", "softmax",
+                    "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How hard to look: examples per check and draws per sampling test."""
+
+    name: str
+    max_examples: int
+    draws: int
+
+
+PROFILES = {"quick": Profile("quick", 4, 1000), "ci": Profile("ci", 15, 2000),
+            "thorough": Profile("thorough", 100, 8000)}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One cell of the table: ``property`` (an id of spec/properties.md) on ``algorithm``.
+
+    ``strategy(algorithm, constrain, dtype)`` draws examples; ``fn(ctx, case)`` asserts the law.
+    ``requires`` lists further adapter methods the law needs; ``dtypes`` is "all" (each declared
+    dtype), "best" (the most precise declared) or a dtype name; ``line`` is a regex picking the
+    pseudocode line at stake in ``algorithm``'s spec; ``cost`` divides the example budget.
+    """
+
+    property: str
+    algorithm: str
+    fn: Callable[[Context, Any], None]
+    strategy: Callable[[str, Callable, Any], Any]
+    requires: tuple[str, ...] = ()
+    dtypes: str = "best"
+    line: str | None = None
+    cost: int = 1
+
+    @property
+    def key(self) -> str:
+        return f"{self.algorithm}/{self.property}"
+
+
+@dataclass
+class Context:
+    """What a check function gets besides its example: the adapter, dtype and a reference."""
+
+    adapter: Bound
+    dtype: np.dtype
+    algorithm: str
+    profile: Profile
+    max_error: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def observe(self, error: float) -> None:
+        """Record an error seen (the report shows the largest per check)."""
+        if np.isfinite(error) or self.max_error is None:
+            self.max_error = error if self.max_error is None else max(self.max_error, error)
+
+    @property
+    def reference(self) -> Bound:
+        """reference_numpy behind the adapter protocol (float64 in, float64 out)."""
+        return _reference()
+
+
+@lru_cache(maxsize=1)
+def _reference() -> Bound:
+    from conformance.adapters.reference import ReferenceAdapter
+
+    return Bound(ReferenceAdapter())
+
+
+def up(value: Any) -> Any:
+    """float64 copy of an array or of every array of a dict (for the reference)."""
+    if isinstance(value, np.ndarray):
+        return value.astype(np.float64) if np.issubdtype(value.dtype, np.floating) else value
+    if isinstance(value, dict):
+        return {k: up(v) for k, v in value.items()}
+    return value
+
+
+def register(check: Check) -> Check:
+    """Add a check to the suite (an extension point for other packages)."""
+    if any(c.key == check.key for c in _CHECKS):
+        raise ValueError(f"check {check.key} is registered twice")
+    _CHECKS.append(check)
+    return check
+
+
+def check(property: str, algorithms: Iterable[str], strategy: Callable, *,
+          requires: Callable[[str], tuple[str, ...]] | tuple[str, ...] = (),
+          dtypes: str = "best", line: str | None = None, cost: int = 1):
+    """Decorator: register ``fn(ctx, case)`` as the check of ``property`` on each algorithm.
+
+    ``requires`` may be a function of the algorithm id (e.g. ``lambda a: (a + "_backward",)``).
+    """
+    def deco(fn):
+        for alg in algorithms:
+            needs = requires(alg) if callable(requires) else tuple(requires)
+            register(Check(property, alg, fn, strategy, needs, dtypes, line, cost))
+        return fn
+    return deco
+
+
+def all_checks() -> list[Check]:
+    """Every registered check, after importing the property modules."""
+    for name in PROPERTY_MODULES:
+        importlib.import_module(f"conformance.properties.{name}")
+    return list(_CHECKS)

@@ -1,0 +1,337 @@
+"""Hypothesis strategies for the whole suite: sizes, parameters, inputs, masks, configs.
+
+Every strategy draws small sizes and an integer seed; the arrays come from
+``numpy.random.default_rng(seed)``, so a counterexample is reproducible from what ``Case``
+prints. Sizes pass through the adapter's ``constrain`` hook before any array is drawn, so an
+implementation that supports only some shapes (torch.nn.MultiheadAttention) sees only those.
+Arrays are drawn in float64 and cast to the dtype under test; the reference then computes in
+float64 from exactly the values the adapter received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+
+from conformance.assertions import summarise
+from formal_transformers.canonical import parameter_shapes
+from formal_transformers.hyperparameters import (
+    ACTIVATIONS,
+    DTransformerConfig,
+    EDTransformerConfig,
+    ETransformerConfig,
+)
+
+Constrain = Callable[[str, dict[str, Any]], dict[str, Any]]
+SEEDS = st.integers(0, 2**32 - 1)
+SCALES = st.sampled_from([1.0, 0.5, 2.0])
+EPS = st.sampled_from([1e-5, 1e-3, 0.1])
+CONFIG_CLASSES = {"d_transformer": DTransformerConfig, "e_transformer": ETransformerConfig,
+                  "ed_transformer": EDTransformerConfig}
+
+
+@dataclass
+class Case:
+    """One drawn example: its sizes, seed and named inputs (arrays, params, config, ...)."""
+
+    kind: str
+    sizes: dict[str, Any]
+    seed: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def rng(self, salt: int = 1) -> np.random.Generator:
+        """A generator derived from the seed, for randomness a check adds (perturbations)."""
+        return np.random.default_rng([self.seed, salt])
+
+    def __repr__(self) -> str:
+        lines = [f"{self.kind} case: sizes {self.sizes}, seed {self.seed}"]
+        for k, v in self.data.items():
+            if isinstance(v, Mapping):
+                lines.append(f"  {k}: " + ", ".join(f"{n} {np.shape(a)}" for n, a in v.items()))
+            elif isinstance(v, np.ndarray):
+                lines.append(f"  {k} = " + summarise(v).replace("\n", "\n      "))
+            else:
+                lines.append(f"  {k} = {v!r}")
+        return "\n".join(lines)
+
+
+def _draw_sizes(draw, ranges: Mapping[str, tuple[int, int]], fixed: Mapping[str, Any]
+                ) -> dict[str, Any]:
+    sizes = {}
+    for name, (lo, hi) in ranges.items():
+        sizes[name] = fixed[name] if name in fixed else draw(st.integers(lo, hi))
+    return sizes | {k: v for k, v in fixed.items() if k not in sizes}
+
+
+def _weights(rng: np.random.Generator, shape: tuple[int, ...], scale: float, name: str
+             ) -> np.ndarray:
+    """Spec-orientation weights: W (.., d_out, d_in) ~ N(0, scale^2 / d_in); embeddings, biases
+    and beta ~ N(0, scale^2 / 4); gamma ~ 1 + N(0, 0.2^2)."""
+    leaf = name.rsplit(".", 1)[-1]
+    if leaf == "gamma":
+        return 1.0 + 0.2 * rng.standard_normal(shape)
+    if leaf in ("W_e", "W_p"):
+        return scale * rng.standard_normal(shape)
+    if leaf.startswith("W_"):
+        return scale * rng.standard_normal(shape) / np.sqrt(shape[-1])
+    return 0.5 * scale * rng.standard_normal(shape)
+
+
+def random_parameters(shapes: Mapping[str, tuple[int, ...]], rng: np.random.Generator,
+                      scale: float, dtype: Any) -> dict[str, np.ndarray]:
+    """Random parameters for every (name, shape), cast to ``dtype``."""
+    return {n: _weights(rng, s, scale, n).astype(dtype) for n, s in shapes.items()}
+
+
+def valid_mask(rng: np.random.Generator, l_z: int, l_x: int, require_zero: bool = False
+               ) -> np.ndarray:
+    """A random bool Mask (l_z, l_x) whose every column lets its query attend somewhere;
+    with ``require_zero`` (and l_z >= 2) at least one entry is 0."""
+    Mask = rng.random((l_z, l_x)) < 0.6
+    for t_x in range(l_x):
+        if not Mask[:, t_x].any():
+            Mask[rng.integers(l_z), t_x] = True
+    if require_zero and Mask.all() and l_z >= 2:
+        Mask[rng.integers(l_z), rng.integers(l_x)] = False
+    return Mask
+
+
+def causal(l: int) -> np.ndarray:
+    """The causal mask Mask[t_z, t_x] = [t_z <= t_x] (spec: Algorithm 10)."""
+    return np.tril(np.ones((l, l), dtype=bool)).T
+
+
+# -- attention family ----------------------------------------------------------------------
+ATTENTION_RANGES = {"B": (1, 3), "l_x": (1, 4), "l_z": (1, 4), "d_x": (1, 4), "d_z": (1, 4),
+                    "d_attn": (1, 4), "d_out": (1, 4)}
+MHA_RANGES = {"B": (1, 3), "l_x": (1, 4), "l_z": (1, 4), "d_x": (1, 4), "d_z": (1, 4),
+              "H": (1, 3), "d_attn": (1, 3), "d_mid": (1, 3), "d_out": (1, 4)}
+
+
+def attention_shapes(s: Mapping[str, int], multi_head: bool) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of Algorithm 4 (single head) or Algorithm 5 (heads on axis 0)."""
+    if not multi_head:
+        return {"W_q": (s["d_attn"], s["d_x"]), "b_q": (s["d_attn"],),
+                "W_k": (s["d_attn"], s["d_z"]), "b_k": (s["d_attn"],),
+                "W_v": (s["d_out"], s["d_z"]), "b_v": (s["d_out"],)}
+    H = s["H"]
+    return {"W_q": (H, s["d_attn"], s["d_x"]), "b_q": (H, s["d_attn"]),
+            "W_k": (H, s["d_attn"], s["d_z"]), "b_k": (H, s["d_attn"]),
+            "W_v": (H, s["d_mid"], s["d_z"]), "b_v": (H, s["d_mid"]),
+            "W_o": (s["d_out"], H * s["d_mid"]), "b_o": (s["d_out"],)}
+
+
+@st.composite
+def attention_cases(draw, constrain: Constrain, dtype: Any, multi_head: bool,
+                    mask: str = "any", self_attention: bool = False,
+                    fixed: Mapping[str, Any] | None = None) -> Case:
+    """X (B, l_x, d_x), Z (B, l_z, d_z), params and mask for Algorithm 4 or 5.
+
+    mask: "none", "random" (valid, at least one 0 where possible), "causal" (needs
+    self-attention) or "any" (one of none / random / causal drawn).
+    """
+    ranges = MHA_RANGES if multi_head else ATTENTION_RANGES
+    sizes = constrain("mhattention" if multi_head else "attention",
+                      _draw_sizes(draw, ranges, fixed or {}))
+    if self_attention:
+        sizes["d_z"], sizes["l_z"] = sizes["d_x"], sizes["l_x"]
+    mode = draw(st.sampled_from(["none", "random", "causal"] if self_attention
+                                else ["none", "random"])) if mask == "any" else mask
+    seed, scale = draw(SEEDS), draw(SCALES)
+    rng = np.random.default_rng(seed)
+    B, l_x, l_z = sizes["B"], sizes["l_x"], sizes["l_z"]
+    X = rng.standard_normal((B, l_x, sizes["d_x"])).astype(dtype)
+    Z = X if self_attention else rng.standard_normal((B, l_z, sizes["d_z"])).astype(dtype)
+    params = random_parameters(attention_shapes(sizes, multi_head), rng, scale, dtype)
+    Mask = {"none": None, "causal": causal(l_x) if mode == "causal" else None,
+            "random": valid_mask(rng, l_z, l_x, require_zero=True)}[mode]
+    return Case("mhattention" if multi_head else "attention", sizes, seed,
+                {"X": X, "Z": Z, "params": params, "mask": Mask, "scale": scale})
+
+
+@st.composite
+def basic_attention_cases(draw, constrain: Constrain, dtype: Any) -> Case:
+    """e (B, d_x), E_ctx (B, l_z, d_z) and the parameters of Algorithm 3."""
+    ranges = {k: v for k, v in ATTENTION_RANGES.items() if k != "l_x"}
+    sizes = constrain("basic_attention", _draw_sizes(draw, ranges, {}))
+    seed, scale = draw(SEEDS), draw(SCALES)
+    rng = np.random.default_rng(seed)
+    e = rng.standard_normal((sizes["B"], sizes["d_x"])).astype(dtype)
+    E_ctx = rng.standard_normal((sizes["B"], sizes["l_z"], sizes["d_z"])).astype(dtype)
+    params = random_parameters(attention_shapes(sizes, False), rng, scale, dtype)
+    return Case("basic_attention", sizes, seed, {"e": e, "E_ctx": E_ctx, "params": params})
+
+
+# -- position-wise maps and embeddings -------------------------------------------------------
+@st.composite
+def layer_norm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False,
+                     identity_affine: bool = False) -> Case:
+    """X (B, l, d_e), gamma, beta and eps for Algorithm 6 (d_e >= 2 when eps = 0)."""
+    sizes = constrain("layer_norm", _draw_sizes(draw, {"B": (1, 3), "l": (1, 4),
+                                                       "d_e": (2 if eps_zero else 1, 6)}, {}))
+    eps = 0.0 if eps_zero else draw(EPS)
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    X = (draw(SCALES) * rng.standard_normal((sizes["B"], sizes["l"], sizes["d_e"]))
+         + rng.standard_normal()).astype(dtype)
+    params = random_parameters({"gamma": (sizes["d_e"],), "beta": (sizes["d_e"],)}, rng, 1.0,
+                               dtype)
+    if identity_affine:
+        params = {"gamma": np.ones_like(params["gamma"]), "beta": np.zeros_like(params["beta"])}
+    return Case("layer_norm", sizes, seed, {"X": X, "params": params, "eps": eps})
+
+
+def mlp_shapes(s: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
+    return {"W_mlp1": (s["d_mlp"], s["d_e"]), "b_mlp1": (s["d_mlp"],),
+            "W_mlp2": (s["d_e"], s["d_mlp"]), "b_mlp2": (s["d_e"],)}
+
+
+@st.composite
+def mlp_cases(draw, constrain: Constrain, dtype: Any) -> Case:
+    """X (B, l, d_e), the MLP parameters and an activation for Algorithm 16."""
+    sizes = constrain("mlp", _draw_sizes(draw, {"B": (1, 3), "l": (1, 4), "d_e": (1, 5),
+                                                "d_mlp": (1, 6)}, {}))
+    activation = draw(st.sampled_from(ACTIVATIONS))
+    seed, scale = draw(SEEDS), draw(SCALES)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((sizes["B"], sizes["l"], sizes["d_e"])).astype(dtype)
+    params = random_parameters(mlp_shapes(sizes), rng, scale, dtype)
+    return Case("mlp", sizes, seed, {"X": X, "params": params, "activation": activation})
+
+
+@st.composite
+def embedding_cases(draw, constrain: Constrain, dtype: Any, which: str) -> Case:
+    """Token ids x (B, l) with W_e (d_e, N_V), or a length l with W_p (d_e, l_max)."""
+    alg = "token_embedding" if which == "token" else "positional_embedding"
+    sizes = constrain(alg, _draw_sizes(draw, {"B": (1, 3), "l": (1, 5), "d_e": (1, 5),
+                                              "N_V": (1, 7), "l_max": (5, 7)}, {}))
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, sizes["N_V"], (sizes["B"], sizes["l"]))
+    W = "W_e" if which == "token" else "W_p"
+    cols = sizes["N_V"] if which == "token" else sizes["l_max"]
+    params = {W: rng.standard_normal((sizes["d_e"], cols)).astype(dtype)}
+    return Case(alg, sizes, seed, {"x": x, "l": sizes["l"], "params": params})
+
+
+@st.composite
+def unembedding_cases(draw, constrain: Constrain, dtype: Any) -> Case:
+    """X (B, l, d_e), W_u (N_V, d_e) and targets y (B, l) for Algorithms 7 and 23."""
+    sizes = constrain("unembedding", _draw_sizes(draw, {"B": (1, 3), "l": (1, 4),
+                                                        "d_e": (1, 5), "N_V": (2, 7)}, {}))
+    seed, scale = draw(SEEDS), draw(SCALES)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((sizes["B"], sizes["l"], sizes["d_e"])).astype(dtype)
+    params = random_parameters({"W_u": (sizes["N_V"], sizes["d_e"])}, rng, scale, dtype)
+    y = rng.integers(0, sizes["N_V"], (sizes["B"], sizes["l"]))
+    return Case("unembedding", sizes, seed, {"X": X, "params": params, "y": y})
+
+
+# -- architectures, training, inference ------------------------------------------------------
+@st.composite
+def configs(draw, constrain: Constrain, arch: str, l_max: tuple[int, int] = (2, 6),
+            fixed: Mapping[str, Any] | None = None):
+    """A small config of ``arch`` ("d_transformer", "e_transformer", "ed_transformer")."""
+    fixed = dict(fixed or {})
+    H = fixed.get("H", draw(st.integers(1, 2)))
+    d_head = draw(st.integers(2 if H == 1 else 1, 3))
+    fields: dict[str, Any] = {
+        "N_V": draw(st.integers(2, 7)), "l_max": draw(st.integers(*l_max)), "d_e": H * d_head,
+        "d_mlp": draw(st.integers(1, 6)), "H": H,
+        "activation": draw(st.sampled_from(ACTIVATIONS)), "layer_norm_eps": draw(EPS)}
+    if arch == "ed_transformer":
+        fields |= {"L_enc": draw(st.integers(1, 2)), "L_dec": draw(st.integers(1, 2))}
+    else:
+        fields["L"] = draw(st.integers(1, 2))
+    if arch == "e_transformer":
+        fields["embedding_layer_norm"] = draw(st.booleans())
+    fields |= fixed
+    return CONFIG_CLASSES[arch](**constrain(arch, fields))
+
+
+@st.composite
+def architecture_cases(draw, constrain: Constrain, dtype: Any, arch: str,
+                       zero_positions: bool = False, l_max: tuple[int, int] = (2, 6),
+                       fixed: Mapping[str, Any] | None = None, min_len: int = 1) -> Case:
+    """A config, canonical parameters and token sequences x (B, l) [and z (B, l_z)].
+
+    ``zero_positions`` sets W_p = 0 (the positional embedding disabled).
+    """
+    config = draw(configs(constrain, arch, l_max, fixed))
+    B = draw(st.integers(1, 3))
+    l = draw(st.integers(min(min_len, config.l_max), config.l_max))
+    seed, scale = draw(SEEDS), draw(SCALES)
+    rng = np.random.default_rng(seed)
+    params = random_parameters(parameter_shapes(config), rng, scale, dtype)
+    if zero_positions:
+        params["W_p"] = np.zeros_like(params["W_p"])
+    data: dict[str, Any] = {"config": config, "params": params,
+                            "x": rng.integers(0, config.N_V, (B, l))}
+    sizes = {"B": B, "l": l}
+    if arch == "ed_transformer":
+        sizes["l_z"] = draw(st.integers(1, config.l_max))  # the context may be a single token
+        data["z"] = rng.integers(0, config.N_V, (B, sizes["l_z"]))
+    return Case(arch, sizes, seed, data)
+
+
+@st.composite
+def training_cases(draw, constrain: Constrain, dtype: Any, arch: str) -> Case:
+    """An architecture case plus a learning rate, and for the E transformer the masking
+    decisions and a mask token (spec: Algorithms 11-13)."""
+    case = draw(architecture_cases(constrain, dtype, arch.replace("training", "transformer"),
+                                   l_max=(2, 5), min_len=2))
+    case.kind = arch
+    case.data["eta"] = draw(st.sampled_from([0.1, 0.01]))
+    if arch == "e_training":
+        rng = case.rng(2)
+        masked = rng.random(case["x"].shape) < 0.5
+        masked[:, 0] |= ~masked.any(axis=1)  # every sequence predicts at least one token
+        case.data["masked"] = masked
+        case.data["mask_token"] = int(rng.integers(case["config"].N_V))
+    return case
+
+
+@st.composite
+def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0, 0.5, 2.0),
+                    scale: float | None = None) -> Case:
+    """A D or ED transformer with parameters, a prompt (B, l) or context z (B, l_z), a
+    temperature and a sampling seed (spec: Algorithms 14-15)."""
+    base = "d_transformer" if arch == "d_inference" else "ed_transformer"
+    config = draw(configs(constrain, base, l_max=(4, 7)))
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    params = random_parameters(parameter_shapes(config), rng, scale or draw(SCALES), dtype)
+    data: dict[str, Any] = {"config": config, "params": params, "tau": draw(st.sampled_from(taus)),
+                            "sample_seed": draw(st.integers(0, 2**31 - 1))}
+    B = draw(st.integers(1, 2))
+    if base == "d_transformer":
+        l = draw(st.integers(1, config.l_max - 2))
+        data["prompt"] = rng.integers(0, config.N_V, (B, l))
+        data["l_gen"] = draw(st.integers(2, config.l_max - l))
+    else:
+        data["z"] = rng.integers(0, config.N_V, (B, draw(st.integers(1, config.l_max))))
+        data["bos_token"], data["eos_token"] = 0, config.N_V - 1
+        data["l_max_gen"] = config.l_max - 1
+    return Case(arch, {"B": B}, seed, data)
+
+
+def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
+    """The default cases of a forward or backward algorithm (a backward gets its forward's)."""
+    base = alg.removesuffix("_backward")
+    if base in ("attention", "mhattention"):
+        return attention_cases(constrain, dtype, base == "mhattention", **options)
+    if base in CONFIG_CLASSES:
+        return architecture_cases(constrain, dtype, base, **options)
+    builders = {"basic_attention": basic_attention_cases, "layer_norm": layer_norm_cases,
+                "mlp": mlp_cases, "unembedding": unembedding_cases,
+                "token_embedding": lambda c, d, **o: embedding_cases(c, d, "token", **o),
+                "positional_embedding": lambda c, d, **o: embedding_cases(c, d, "positional",
+                                                                          **o)}
+    return builders[base](constrain, dtype, **options)
