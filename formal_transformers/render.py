@@ -28,13 +28,22 @@ def console(stderr: bool = False) -> Console:
                    highlight=False)
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a table with a header row; cells are converted with str()."""
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+          keep_whole: Sequence[str] = ()) -> None:
+    """Print a table with a header row; cells are converted with str().
+
+    Cells of the columns named in ``keep_whole`` (identifiers) are never wrapped or cut with an
+    ellipsis on a narrow terminal; the other columns wrap instead.
+    """
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
     t = Table(title=title, header_style="bold")
-    for c in columns:
-        t.add_column(c)
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+    for i, c in enumerate(columns):
+        if c in keep_whole:
+            t.add_column(c, no_wrap=True, min_width=max([len(c)] + [len(r[i]) for r in cells]))
+        else:
+            t.add_column(c)
+    for row in cells:
+        t.add_row(*row)
     console().print(t)
 
 

@@ -36,5 +36,6 @@ def run(args: argparse.Namespace) -> int:
         render.algorithm(catalogue[0])
     else:
         render.table("formal-transformers spec", ["#", "id", "title", "kind", "origin"],
-                     [(a.number, a.id, a.title, a.kind, a.origin) for a in catalogue])
+                     [(a.number, a.id, a.title, a.kind, a.origin) for a in catalogue],
+                     keep_whole=("#", "id"))
     return 0
