@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from formal_transformers.canonical import check_parameters
+from formal_transformers.errors import ParameterFileError, SpecDTypeError
 from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
@@ -50,11 +51,20 @@ def check_token_sequence(name: str, x: object, config) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def check_model_parameters(config, params: Params) -> None:
-    """Exactly the canonical entries with their shapes, each a finite float array."""
+def check_model_parameters(config, params: Params) -> dict[str, np.ndarray]:
+    """Exactly the canonical entries with their shapes, each a finite floating-point NumPy
+    array. Returns them as float64 (no copy of entries that already are)."""
+    if not isinstance(params, Mapping):
+        raise ParameterFileError(f"params must be a mapping from canonical names to arrays, "
+                                 f"got {type(params).__name__}")
+    for name, value in params.items():
+        if not isinstance(value, np.ndarray):
+            raise SpecDTypeError(f"params['{name}'] must be a NumPy array, "
+                                 f"got {type(value).__name__}")
     check_parameters(config, params)
     for name, value in params.items():
         check_array(name, value, tuple(value.shape))
+    return {name: np.asarray(value, dtype=np.float64) for name, value in params.items()}
 
 
 def group(params: Params, prefix: str) -> dict[str, np.ndarray]:
@@ -143,7 +153,7 @@ def d_transformer(x, params: Params, config: DTransformerConfig,
     x: (l_x,) token ids. Returns P: (N_V, l_x); column t is the distribution of x[t+1].
     Pre-LN, causal self-attention, final layer norm.
     """
-    check_model_parameters(config, params)
+    params = check_model_parameters(config, params)
     x = check_token_sequence("x", x, config)  # Alg 10 L1
     l_x, eps, sigma = len(x), config.layer_norm_eps, config.activation
     X = embed(x, params, cache, "embedding")  # Alg 10 L2, L3
@@ -177,7 +187,7 @@ def e_transformer(x, params: Params, config: ETransformerConfig,
     x: (l_x,) token ids (some may be a mask token). Returns P: (N_V, l_x); column t is the
     distribution of the token at position t. Post-LN, unmasked self-attention.
     """
-    check_model_parameters(config, params)
+    params = check_model_parameters(config, params)
     x = check_token_sequence("x", x, config)  # Alg 9 L1
     eps, sigma = config.layer_norm_eps, config.activation
     X = embed(x, params, cache, "embedding")  # Alg 9 L2, L3
@@ -236,7 +246,7 @@ def ed_transformer(z, x, params: Params, config: EDTransformerConfig,
     z: (l_z,) context ids, x: (l_x,) primary ids. Returns P: (N_V, l_x); column t is the
     distribution of x[t+1] given x[0 : t+1] and z. Post-LN throughout.
     """
-    check_model_parameters(config, params)
+    params = check_model_parameters(config, params)
     z = check_token_sequence("z", z, config)  # Alg 8 L1
     x = check_token_sequence("x", x, config)  # Alg 8 L9
     Z = encode(z, params, config, cache)

@@ -75,7 +75,7 @@ def d_inference(x, params: Params, config: DTransformerConfig, l_gen: int, tau: 
     x: (l_x,) prompt ids with l_x + l_gen - 1 <= l_max. Returns y: (l_gen,) int64, the
     sampled continuation (without the prompt).
     """
-    check_model_parameters(config, params)
+    params = check_model_parameters(config, params)
     x = check_token_sequence("x", x, config)
     l_gen = _check_count("l_gen", l_gen, 1)
     tau, rng = check_temperature(tau), check_generator(rng)
@@ -102,7 +102,7 @@ def ed_inference(z, params: Params, config: EDTransformerConfig, tau: float,
     eos_token if that was sampled, and holds at most 1 + l_max_gen tokens (the length limit,
     1 <= l_max_gen <= l_max, is our addition to the paper's loop).
     """
-    check_model_parameters(config, params)
+    params = check_model_parameters(config, params)
     z = check_token_sequence("z", z, config)
     tau, rng = check_temperature(tau), check_generator(rng)
     check_token_id("bos_token", bos_token, config.N_V)

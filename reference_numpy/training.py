@@ -71,6 +71,7 @@ def d_loss_and_grad(x, params: Params, config: DTransformerConfig) -> tuple[floa
 
     loss = -sum_{t=0}^{l_x-2} log P[x[t+1], t], P = DTransformer(x | theta); x: (l_x,) ids.
     """
+    params = check_model_parameters(config, params)
     x, cache = check_token_sequence("x", x, config), {}  # Alg 13 L3: l_x = len(x)
     d_transformer(x, params, config, cache)  # Alg 13 L4
     targets = next_token_targets(x)
@@ -85,6 +86,7 @@ def ed_loss_and_grad(z, x, params: Params, config: EDTransformerConfig
 
     loss = -sum_{t=0}^{l_x-2} log P[x[t+1], t], P = EDTransformer(z, x | theta).
     """
+    params = check_model_parameters(config, params)
     x, cache = check_token_sequence("x", x, config), {}  # Alg 11 L3: l_x = len(x)
     ed_transformer(z, x, params, config, cache)  # Alg 11 L4
     targets = next_token_targets(x)
@@ -105,6 +107,7 @@ def e_loss_and_grad(x, masked, params: Params, config: ETransformerConfig, mask_
     x: (l_x,) original ids; masked: (l_x,) bool, the positions chosen for masking (m_t = 1).
     loss = -sum_{t in T} log P[x[t], t], P = ETransformer(x_tilde | theta).
     """
+    params = check_model_parameters(config, params)
     x = check_token_sequence("x", x, config)
     masked = _check_masked(masked, len(x))
     check_token_id("mask_token", mask_token, config.N_V)
@@ -131,6 +134,7 @@ def target_loss(X_out: np.ndarray, W_u: np.ndarray, targets: Sequence[tuple[int,
 
 def d_loss(x, params: Params, config: DTransformerConfig) -> float:
     """The loss of ``d_loss_and_grad`` alone (the same number; one forward, no backward)."""
+    params = check_model_parameters(config, params)
     x, cache = check_token_sequence("x", x, config), {}
     d_transformer(x, params, config, cache)
     return target_loss(cache["X_out"], params["W_u"], next_token_targets(x))
@@ -138,6 +142,7 @@ def d_loss(x, params: Params, config: DTransformerConfig) -> float:
 
 def ed_loss(z, x, params: Params, config: EDTransformerConfig) -> float:
     """The loss of ``ed_loss_and_grad`` alone."""
+    params = check_model_parameters(config, params)
     x, cache = check_token_sequence("x", x, config), {}
     ed_transformer(z, x, params, config, cache)
     return target_loss(cache["X_out"], params["W_u"], next_token_targets(x))
@@ -145,6 +150,7 @@ def ed_loss(z, x, params: Params, config: EDTransformerConfig) -> float:
 
 def e_loss(x, masked, params: Params, config: ETransformerConfig, mask_token: int) -> float:
     """The loss of ``e_loss_and_grad`` alone."""
+    params = check_model_parameters(config, params)
     x, cache = check_token_sequence("x", x, config), {}
     masked = _check_masked(masked, len(x))
     check_token_id("mask_token", mask_token, config.N_V)
@@ -275,11 +281,10 @@ def _check_pair(n: int, pair: object, config: EDTransformerConfig
 
 def _start(config, params: Params, eta: float, N_epochs: int) -> dict[str, np.ndarray]:
     """Check theta, eta and N_epochs; return a float64 copy of theta to update."""
-    check_model_parameters(config, params)
     check_learning_rate(eta)
     if isinstance(N_epochs, bool) or not isinstance(N_epochs, (int, np.integer)) or N_epochs < 1:
         raise ConfigError(f"N_epochs must be a positive integer, got {N_epochs!r}")
-    return {name: np.array(value, dtype=np.float64) for name, value in params.items()}
+    return {name: value.copy() for name, value in check_model_parameters(config, params).items()}
 
 
 def _check_masking(p_mask: object, mask_token: object, rng: object,

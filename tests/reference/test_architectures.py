@@ -287,3 +287,20 @@ def test_extra_parameter_raises_naming_it(arch, params):
 def test_integer_parameter_raises_dtype_error(arch, params):
     with pytest.raises(SpecDTypeError, match="W_e must be a floating-point array"):
         _run(arch, {**params, "W_e": params["W_e"].astype(np.int64)}, [0, 1])
+
+
+def test_parameters_that_are_not_arrays_raise_typed_errors(arch, params):
+    with pytest.raises(SpecDTypeError, match=r"params\['W_u'\] must be a NumPy array, got list"):
+        _run(arch, {**params, "W_u": params["W_u"].tolist()}, [0, 1])
+    with pytest.raises(ParameterFileError, match="params must be a mapping"):
+        _run(arch, None, [0, 1])
+
+
+def test_float32_parameters_are_computed_in_float64(arch, params):
+    """The reference is float64 throughout: float32 entries are widened, not mixed."""
+    as32 = {k: v.astype(np.float32) for k, v in params.items()}
+    widened = {k: v.astype(np.float64) for k, v in as32.items()}
+    P = _run(arch, as32, [0, 1, 2])
+    assert P.dtype == np.float64
+    assert_allclose(P, _run(arch, widened, [0, 1, 2]), "P from float32 parameters",
+                    "reference_numpy: float64", rtol=0, atol=0)
