@@ -23,9 +23,14 @@ from rich.table import Table
 
 
 def console(stderr: bool = False) -> Console:
-    """A console on stdout (or stderr for progress), soft-wrapped so pipes stay readable."""
-    return Console(file=sys.stderr if stderr else sys.stdout, soft_wrap=True,
-                   highlight=False)
+    """A console on stdout (or stderr for progress), soft-wrapped so pipes stay readable.
+
+    Off a terminal (a pipe, a CI log) it is 160 columns wide, so that tables keep their
+    columns whole instead of squeezing them to the 80 columns rich assumes there.
+    """
+    file = sys.stderr if stderr else sys.stdout
+    width = None if file.isatty() else 160
+    return Console(file=file, soft_wrap=True, highlight=False, width=width)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
