@@ -1,0 +1,27 @@
+"""The mutant catalogue: deliberately broken implementations that the suite must catch.
+
+Each mutant is a small adapter subclass that breaks one thing, with two class attributes:
+``only`` (the algorithms to verify it on, to keep the run short) and ``caught_by`` (the
+properties that must fail for it). tests/conformance/test_mutants.py runs ``verify`` on every
+one and checks both; it also checks that every property of the suite catches some mutant.
+Try one by hand::
+
+    formal-transformers verify --impl conformance.mutants.attention:MissingScale --only attention
+"""
+
+from __future__ import annotations
+
+from conformance.mutants import attention, decoder, position_wise, training_memory
+
+MODULES = (attention, position_wise, decoder, training_memory)
+
+
+def catalogue() -> list[type]:
+    """Every mutant class (those with ``caught_by``), in module order."""
+    out = []
+    for module in MODULES:
+        for value in vars(module).values():
+            if isinstance(value, type) and value.__module__ == module.__name__ \
+                    and "caught_by" in vars(value):
+                out.append(value)
+    return out
