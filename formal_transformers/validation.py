@@ -44,7 +44,8 @@ def check_shape(name: str, x: object, expected: Sequence[Dim]) -> None:
 
 
 def _fmt(expected: Sequence[Dim]) -> str:
-    return "(" + ", ".join("?" if e is None else str(e) for e in expected) + ")"
+    inner = ", ".join("?" if e is None else str(e) for e in expected)
+    return f"({inner},)" if len(expected) == 1 else f"({inner})"
 
 
 def check_finite(name: str, x: object) -> None:

@@ -88,10 +88,10 @@ def test_unembedding_target_outside_the_vocabulary_is_rejected():
 @pytest.mark.parametrize("change,message", [
     ({"X": np.zeros(3)}, r"X must have shape \(d_x, l_x\), got \(3,\)"),
     ({"W_q": np.zeros((d_attn, d_x + 1))}, rf"W_q must have shape \(d_attn, {d_x}\), got"),
-    ({"b_q": np.zeros(d_attn + 1)}, rf"b_q must have shape \({d_attn}\), got \({d_attn + 1},\)"),
+    ({"b_q": np.zeros(d_attn + 1)}, rf"b_q must have shape \({d_attn},\), got \({d_attn + 1},\)"),
     ({"W_k": np.zeros((d_attn + 1, d_z))}, rf"W_k must have shape \({d_attn}, {d_z}\)"),
     ({"W_v": np.zeros((d_out, d_z + 1))}, rf"W_v must have shape \(d_out, {d_z}\)"),
-    ({"b_v": np.zeros(d_out - 1)}, rf"b_v must have shape \({d_out}\)"),
+    ({"b_v": np.zeros(d_out - 1)}, rf"b_v must have shape \({d_out},\)"),
     ({"W_q": np.zeros((0, d_x)), "W_k": np.zeros((0, d_z)), "b_q": np.zeros(0),
       "b_k": np.zeros(0)}, r"d_attn >= 1"),
     ({"X": [[1.0]]}, r"X must be an array of shape \(d_x, l_x\), got list"),
@@ -105,7 +105,7 @@ def test_attention_rejects_mis_shaped_inputs_naming_the_argument(change, message
     ({"W_q": np.zeros((d_attn, d_x))}, r"W_q must have shape \(H, d_attn, d_x\)"),
     ({"b_k": np.zeros((H + 1, d_attn))}, rf"b_k must have shape \({H}, {d_attn}\)"),
     ({"W_o": np.zeros((d_out, 3))}, rf"W_o must have shape \(d_out, {H * 2}\), got \({d_out}, 3\)"),
-    ({"b_o": np.zeros(d_out + 1)}, rf"b_o must have shape \({d_out}\)"),
+    ({"b_o": np.zeros(d_out + 1)}, rf"b_o must have shape \({d_out},\)"),
     ({"W_q": np.zeros((0, d_attn, d_x))}, r"at least one head"),
 ])
 def test_mh_attention_rejects_mis_shaped_parameters_naming_the_argument(change, message):
@@ -115,13 +115,13 @@ def test_mh_attention_rejects_mis_shaped_parameters_naming_the_argument(change, 
 
 def test_basic_attention_rejects_a_matrix_query():
     a = att_args()
-    with pytest.raises(SpecShapeError, match=r"e must have shape \(d_x\), got \(3, 3\)"):
+    with pytest.raises(SpecShapeError, match=r"e must have shape \(d_x,\), got \(3, 3\)"):
         basic_attention(a.pop("X"), a.pop("Z"), **a)
 
 
 @pytest.mark.parametrize("call,message", [
     (lambda: layer_norm(np.ones(3), np.ones(2), np.zeros(3), 0.0),
-     r"gamma must have shape \(3\), got \(2,\)"),
+     r"gamma must have shape \(3,\), got \(2,\)"),
     (lambda: unembedding(np.ones(3), np.ones((4, 2))), r"W_u must have shape \(N_V, 3\)"),
     (lambda: mlp(**mlp_args(W_mlp2=np.zeros((5, 3)))), r"W_mlp2 must have shape \(3, 5\)"),
     (lambda: token_embedding(0, np.zeros(3)), r"W_e must have shape \(d_e, N_V\)"),
