@@ -10,6 +10,7 @@ import numpy as np
 
 from conformance import calls
 from conformance.assertions import fail
+from conformance.properties.training import implied_gradient, single_sequence
 from conformance.registry import check
 from conformance.strategies import cases_for
 
@@ -63,4 +64,33 @@ def finite_difference(ctx, case):
         fail(f"{alg}: directional derivative {analytic:.10g} from the gradients, but the "
              f"central difference of the forward (h={h:g}) is {numeric:.10g}: relative error "
              f"{error:.3g} > {rtol:g} (largest term <grad {biggest}, V> = {terms[biggest]:.6g})",
+             expected=f"{numeric:.10g}", observed=f"{analytic:.10g}")
+
+
+@check("gradient.finite_difference", ("ed_training", "e_training", "d_training"),
+       single_sequence, cost=2)
+def training_finite_difference(ctx, case):
+    """The gradient one step applies matches central differences of the loss the step reports
+    (each evaluated before its update) along a random direction of the parameters."""
+    loss, grad = implied_gradient(ctx, ctx.algorithm, case.data)
+    params = case["params"]
+    V = {k: case.rng(8).standard_normal(v.shape) for k, v in params.items()}
+    h, rtol = STEP[ctx.dtype.name]
+
+    def central(step):
+        plus = _perturbed(case.data, params, V, step)
+        minus = _perturbed(case.data, params, V, -step)
+        return (implied_gradient(ctx, ctx.algorithm, plus)[0]
+                - implied_gradient(ctx, ctx.algorithm, minus)[0]) / (2 * step)
+
+    numeric = (4 * central(h / 2) - central(h)) / 3
+    terms = {k: float(np.sum(grad[k] * V[k])) for k in params}
+    analytic = sum(terms.values())
+    error = abs(numeric - analytic) / max(sum(abs(t) for t in terms.values()), abs(numeric),
+                                          1e-3)
+    ctx.observe(error)
+    if error > rtol:
+        fail(f"{ctx.algorithm}: the step's gradient gives a directional derivative "
+             f"{analytic:.10g}, the central difference of its loss gives {numeric:.10g}: "
+             f"relative error {error:.3g} > {rtol:g} (loss {loss:.6g})",
              expected=f"{numeric:.10g}", observed=f"{analytic:.10g}")

@@ -10,6 +10,11 @@ import numpy as np
 
 from conformance import calls
 from conformance.assertions import assert_close, tolerance
+from conformance.properties.training import (
+    implied_gradient,
+    implied_tolerance,
+    single_sequence,
+)
 from conformance.registry import check, up
 from conformance.strategies import cases_for
 from reference_numpy import training
@@ -86,3 +91,22 @@ def architecture_gradient_agreement(ctx, case):
     for name, value in expected.items():
         assert_close(ctx, f"gradient of {name}", observed[name], value,
                      tolerance(ctx.dtype, "gradient"))
+
+
+@check("reference.gradient_agreement", ("ed_training", "e_training", "d_training"),
+       single_sequence, dtypes="all", line=r"\\nabla", cost=2)
+def training_gradient_agreement(ctx, case):
+    """The gradient one step applies, (theta - theta') / eta, is the reference's loss gradient
+    (reference_numpy.training.*_loss_and_grad) for every canonical parameter."""
+    _, observed = implied_gradient(ctx, ctx.algorithm, case.data)
+    d, params = case.data, up(case["params"])
+    if ctx.algorithm == "d_training":
+        _, expected = training.d_loss_and_grad(d["x"][0], params, d["config"])
+    elif ctx.algorithm == "ed_training":
+        _, expected = training.ed_loss_and_grad(d["z"][0], d["x"][0], params, d["config"])
+    else:
+        _, expected = training.e_loss_and_grad(d["x"][0], d["masked"][0], params, d["config"],
+                                               d["mask_token"])
+    for name, value in expected.items():
+        assert_close(ctx, f"gradient of {name} (theta - theta')/eta", observed[name], value,
+                     implied_tolerance(ctx.dtype, params, d["eta"]))
