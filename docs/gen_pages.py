@@ -30,6 +30,7 @@ from formal_transformers.spec import (  # noqa: E402
 )
 
 log = logging.getLogger("mkdocs.plugins.ft_docs")
+REPORTS = reports.reports_dir(ROOT)
 API_PACKAGES = ("formal_transformers", "reference_numpy", "torch_impl", "conformance")
 IMAGE_SUFFIXES = (".png", ".svg")
 
@@ -89,9 +90,9 @@ def api_pages() -> list[tuple[str, str]]:
 
 
 def copy_images(prefix: str) -> list[str]:
-    """Copy reports/<prefix>*.png|svg into the site; their paths relative to a root page."""
+    """Copy <reports>/<prefix>*.png|svg into the site; their paths relative to a root page."""
     shown = []
-    for img in sorted((ROOT / "reports").glob(f"{prefix}*")):
+    for img in sorted(REPORTS.glob(f"{prefix}*")):
         if img.suffix in IMAGE_SUFFIXES:
             with mkdocs_gen_files.open(f"assets/reports/{img.name}", "wb") as f:
                 f.write(img.read_bytes())
@@ -100,9 +101,9 @@ def copy_images(prefix: str) -> list[str]:
 
 
 def report_pages(pages: dict[str, str]) -> None:
-    data, problem = reports.load_json(ROOT / reports.VERIFY_JSON)
+    data, problem = reports.load_json(REPORTS / Path(reports.VERIFY_JSON).name)
     write("verification.md", reports.verification_page(data, problem, pages))
-    data, problem = reports.load_json(ROOT / reports.BENCH_JSON)
+    data, problem = reports.load_json(REPORTS / Path(reports.BENCH_JSON).name)
     write("benchmarks.md", reports.data_page(
         "Benchmarks", "Speed of `torch_impl` against baselines measured in the same run, from "
         f"`{reports.BENCH_JSON}`.", data, problem,
@@ -111,7 +112,7 @@ def report_pages(pages: dict[str, str]) -> None:
     intro = spec_prose("memory.md") or (
         "Exact parameter, activation and gradient byte counts from the hyperparameters "
         "(`spec/memory.md`, not written yet), and measured figures.")
-    data, problem = reports.load_json(ROOT / reports.MEMORY_JSON)
+    data, problem = reports.load_json(REPORTS / Path(reports.MEMORY_JSON).name)
     write("memory.md", reports.data_page(
         "Memory accounting", intro, data, problem,
         f"formal-transformers memory --json {reports.MEMORY_JSON}", "memory measurement",
@@ -123,12 +124,20 @@ def summary(alg_nav, api_nav) -> str:
     def items(entries, indent="    "):
         return "\n".join(f"{indent}- [{title}]({path})" for title, path in entries)
 
+    def api_items(entries):
+        lines = []
+        for package in API_PACKAGES:
+            group = [(t, p) for t, p in entries if t.split(".")[0] == package]
+            if group:
+                lines += [f"    - {package}", items(group, indent="        ")]
+        return "\n".join(lines)
+
     return "\n".join([
         "- [Home](index.md)", "- [Notation](notation.md)",
         "- Algorithms", "    - [Overview](algorithms/index.md)", items(alg_nav),
         "- [Properties](properties.md)", "- [Test your implementation](tutorial.md)",
         "- [Verification report](verification.md)", "- [Memory accounting](memory.md)",
-        "- [Benchmarks](benchmarks.md)", "- API reference", items(api_nav),
+        "- [Benchmarks](benchmarks.md)", "- API reference", api_items(api_nav),
         "- [Cite](cite.md)",
     ]) + "\n"
 

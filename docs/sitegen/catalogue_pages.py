@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 
 from sitegen import html as h
@@ -12,14 +13,21 @@ KIND_TITLES = {"forward": "Forward algorithms", "backward": "Backward passes (ex
                "training": "Training", "inference": "Inference"}
 
 
+def short_origin(origin: str) -> str:
+    """'Phuong & Hutter 2022, Algorithm 4' -> 'P&H Alg. 4'; 'extension: ...' -> 'extension'."""
+    m = re.fullmatch(r"Phuong & Hutter \d{4}, Algorithm (\d+)", origin)
+    return f"P&amp;H Alg.&nbsp;{m.group(1)}" if m else html.escape(origin.split(":")[0])
+
+
 def algorithm_table(algorithms: Sequence, prefix: str = "") -> str:
-    """Table of algorithms: number, linked title, signature, origin, summary."""
+    """Table of algorithms: number, linked title with origin and summary, signature."""
     rows = []
     for alg in algorithms:
-        link = f'<a href="{prefix}{alg.path.stem}/">{html.escape(alg.title)}</a>'
-        rows.append([str(alg.number), link, h.math(alg.signature), html.escape(alg.origin),
-                     h.inline(alg.summary)])
-    return h.table(["#", "algorithm", "signature", "origin", "summary"], rows, "ft-index")
+        link = (f'<a href="{prefix}{alg.path.stem}/"><strong>{html.escape(alg.title)}</strong>'
+                f'</a> <span class="ft-origin">{short_origin(alg.origin)}</span><br>'
+                f"{h.inline(alg.summary)}")
+        rows.append([str(alg.number), link, h.math(alg.signature)])
+    return h.table(["#", "algorithm", "signature"], rows, "ft-index")
 
 
 def algorithms_index(algorithms: Sequence) -> str:

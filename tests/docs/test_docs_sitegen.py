@@ -16,7 +16,7 @@ from docs_support import ROOT, require
 from sitegen import citation, reports, tutorial
 from sitegen import html as h
 from sitegen.algorithm_page import algorithm_page, line_anchor, page_path, pseudocode_html
-from sitegen.catalogue_pages import properties_page
+from sitegen.catalogue_pages import properties_page, short_origin
 from sitegen.katex import KatexError, KatexRenderer, render_math
 from sitegen.sources import function_source, registry_sources
 
@@ -124,8 +124,29 @@ def test_verification_page_tabulates_results_with_links():
     text = reports.verification_page(data, None, {"attention": "04-attention.md"})
     assert '<a href="../algorithms/04-attention/">attention</a>' in text
     assert '<a href="../properties/#mask.no_influence">' in text
-    assert "✅ passed" in text and "❌ failed" in text and "1.25e-16" in text
+    assert '<span class="ft-status ft-status-passed">passed</span>' in text
+    assert '<span class="ft-status ft-status-failed">failed</span>' in text and "1.25e-16" in text
     assert "<td>nonexistent</td>" in text and "torch_impl" in text
+
+
+def test_verification_failures_link_the_spec_line_at_stake():
+    failed = {"algorithm": "attention", "property": "mask.no_influence", "dtype": "float32",
+              "status": "failed", "examples": 3, "max_error": 0.5,
+              "reason": "a masked context column changed the output",
+              "spec_line": "Algorithm 4 (Attention), 04-attention.md L6: if ...",
+              "counterexample": "X=[[1.0]]"}
+    text = reports.verification_page({"results": [failed]}, None,
+                                     {"attention": "04-attention.md"})
+    assert "## Failures" in text and "### attention · mask.no_influence (float32)" in text
+    assert '<a href="../algorithms/04-attention/#attention-L6">attention L6</a>' in text
+    assert "```text\nX=[[1.0]]\n```" in text and "<td>float32</td>" in text
+    passed = dict(failed, status="passed")
+    assert "## Failures" not in reports.verification_page({"results": [passed]}, None, {})
+
+
+def test_index_origin_is_short():
+    assert short_origin("Phuong & Hutter 2022, Algorithm 12") == "P&amp;H Alg.&nbsp;12"
+    assert short_origin("extension: the MLP the paper writes inline") == "extension"
 
 
 def test_unreadable_report_is_shown_as_a_failure(tmp_path):
@@ -143,6 +164,8 @@ def test_generic_report_renders_scalars_and_record_lists():
     assert "<td>device</td><td>cpu</td>" in text
     assert "<th>name</th><th>ratio</th><th>tok_s</th>" in text
     assert "<td>decode</td><td>—</td><td>61</td>" in text
+    flat = reports.generic_report({"versions": {"python": "3.11", "torch": "2.13"}})
+    assert "<td>versions</td><td>python 3.11, torch 2.13</td>" in flat and "###" not in flat
 
 
 CFF = yaml.safe_load((ROOT / "CITATION.cff").read_text())
