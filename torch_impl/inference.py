@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from formal_transformers.errors import ConfigError, SequenceLengthError, SpecDTypeError
-from formal_transformers.validation import check_tokens
+from formal_transformers.validation import check_token_id
 from torch_impl.models import DTransformer, EDTransformer
 
+Generator = torch.Generator | np.random.Generator | None
 
-def _check_tau(tau: float, greedy: bool) -> None:
+
+def _check_sampling(tau: float, generator: Generator, greedy: bool) -> None:
     if greedy:
         return
+    if not isinstance(generator, (torch.Generator, np.random.Generator)):
+        raise ConfigError(f"generator must be a torch.Generator or a numpy.random.Generator "
+                          f"(the one source of randomness), got {type(generator).__name__}")
     if not isinstance(tau, (int, float)) or isinstance(tau, bool) or not (
             math.isfinite(tau) and tau > 0):
         raise ConfigError(f"tau (temperature) must be a finite number > 0, got {tau!r}")
@@ -40,29 +46,37 @@ def _as_batch(name: str, x: torch.Tensor) -> torch.Tensor:
     return x[None] if x.ndim == 1 else x  # (B, l)
 
 
-def sample_next(logits: torch.Tensor, tau: float, generator: torch.Generator | None,
-                greedy: bool = False) -> torch.Tensor:
+def sample_next(logits: torch.Tensor, tau: float, generator: Generator, greedy: bool = False
+                ) -> torch.Tensor:
     """One token per row from q proportional to p^{1/tau}, p = softmax(logits): (B, N_V) -> (B,).
 
-    ``greedy=True`` takes the argmax instead (the tau -> 0 limit, property sampling.greedy_limit).
+    ``generator``: a torch.Generator (torch.multinomial), or a numpy.random.Generator, which
+    draws exactly as reference_numpy does (one ``rng.choice`` per token), so that a float64
+    model and the reference sample the same tokens from the same seed. ``greedy=True`` takes
+    the argmax instead (the tau -> 0 limit, property sampling.greedy_limit).
     """
     if greedy:
         return logits.argmax(dim=-1)
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    q = torch.softmax(logits / tau, dim=-1)
+    q = torch.softmax(logits / tau, dim=-1)  # (B, N_V)
+    if isinstance(generator, np.random.Generator):
+        rows = q.double().cpu().numpy()
+        ys = [generator.choice(row.shape[0], p=row / row.sum()) for row in rows]
+        return torch.tensor(ys, dtype=torch.long, device=logits.device)
     return torch.multinomial(q, 1, generator=generator)[:, 0]
 
 
 @torch.inference_mode()
 def d_inference(model: DTransformer, prompt: torch.Tensor, l_gen: int, tau: float = 1.0,
-                generator: torch.Generator | None = None, use_cache: bool = True,
+                generator: Generator = None, use_cache: bool = True,
                 greedy: bool = False) -> torch.Tensor:
     """Continue a prompt by l_gen sampled tokens (spec: Algorithm 14).
 
     prompt: (l_x,) or (B, l_x) token ids with l_x + l_gen - 1 <= l_max. Returns the new tokens,
-    (l_gen,) or (B, l_gen). Randomness comes only from ``generator`` (a torch.Generator).
+    (l_gen,) or (B, l_gen). Randomness comes only from ``generator`` (see ``sample_next``);
+    ``greedy=True`` needs none.
     """
-    _check_tau(tau, greedy)
+    _check_sampling(tau, generator, greedy)
     _check_count("l_gen", l_gen)
     x = _as_batch("prompt", prompt)
     model.check_tokens("prompt", x)
@@ -86,7 +100,7 @@ def d_inference(model: DTransformer, prompt: torch.Tensor, l_gen: int, tau: floa
 
 @torch.inference_mode()
 def ed_inference(model: EDTransformer, z: torch.Tensor, tau: float = 1.0,
-                 generator: torch.Generator | None = None, bos_token: int = 0,
+                 generator: Generator = None, bos_token: int = 0,
                  eos_token: int = 1, l_max_gen: int | None = None, use_cache: bool = True,
                  greedy: bool = False) -> torch.Tensor | list[torch.Tensor]:
     """Generate a target for the context z until eos_token or l_max_gen tokens (spec: Alg 15).
@@ -97,10 +111,10 @@ def ed_inference(model: EDTransformer, z: torch.Tensor, tau: float = 1.0,
     """
     c = model.config
     l_max_gen = c.l_max if l_max_gen is None else l_max_gen
-    _check_tau(tau, greedy)
+    _check_sampling(tau, generator, greedy)
     _check_count("l_max_gen", l_max_gen, c.l_max)
-    check_tokens("bos_token", torch.tensor([bos_token]), c.N_V)
-    check_tokens("eos_token", torch.tensor([eos_token]), c.N_V)
+    check_token_id("bos_token", bos_token, c.N_V)
+    check_token_id("eos_token", eos_token, c.N_V)
     zb = _as_batch("z", z)
     kv = model.context(model.encode(zb))  # the encoder runs once, Alg 15 L4
     B = zb.shape[0]

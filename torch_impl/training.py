@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from formal_transformers.errors import ConfigError
+from formal_transformers.validation import check_token_id
 from torch_impl.models import DTransformer, EDTransformer, ETransformer
 
 Batch = Sequence[torch.Tensor]  # tensors sharing the batch axis 0, e.g. (x,) or (z, x)
@@ -68,7 +69,7 @@ def draw_masked(x: torch.Tensor, p_mask: float, rng: np.random.Generator) -> tor
     Drawn from a NumPy generator exactly as reference_numpy.training does, one sequence after
     the other, so that the same seed masks the same positions in both implementations.
     """
-    if not 0 < p_mask < 1:
+    if isinstance(p_mask, bool) or not isinstance(p_mask, (int, float)) or not 0 < p_mask < 1:
         raise ConfigError(f"p_mask must lie in (0, 1), got {p_mask!r}")
     rows = [rng.random(x.shape[1]) < p_mask for _ in range(x.shape[0])]
     return torch.as_tensor(np.stack(rows), device=x.device)  # (B, l) bool
@@ -159,12 +160,13 @@ def _row(x: object, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)[None]  # (1, l)
 
 
-def d_training(data: Sequence[object], params: dict, config, N_epochs: int, eta: float,
+def d_training(data: Sequence[object], params: dict, config, eta: float, N_epochs: int,
                dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
     """Train a D transformer by the spec's gradient descent (spec: Algorithm 13).
 
     data: sequences of token ids; params: canonical (not modified). Returns new canonical
-    parameters. One update per sequence, in order, N_epochs times.
+    parameters. One update per sequence, in order, N_epochs times. The argument order is
+    reference_numpy.training's.
     """
     _check_schedule(N_epochs, eta)
     model = DTransformer.from_canonical(config, params, dtype)
@@ -175,8 +177,8 @@ def d_training(data: Sequence[object], params: dict, config, N_epochs: int, eta:
     return model.to_canonical()  # Alg 13 L7
 
 
-def ed_training(data: Sequence[tuple[object, object]], params: dict, config, N_epochs: int,
-                eta: float, dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
+def ed_training(data: Sequence[tuple[object, object]], params: dict, config, eta: float,
+                N_epochs: int, dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
     """Train an ED transformer on (z, x) pairs by the spec's gradient descent (spec: Alg 11)."""
     _check_schedule(N_epochs, eta)
     model = EDTransformer.from_canonical(config, params, dtype)
@@ -187,7 +189,7 @@ def ed_training(data: Sequence[tuple[object, object]], params: dict, config, N_e
     return model.to_canonical()  # Alg 11 L7
 
 
-def e_training(data: Sequence[object], params: dict, config, N_epochs: int, eta: float,
+def e_training(data: Sequence[object], params: dict, config, eta: float, N_epochs: int,
                p_mask: float, mask_token: int, rng: np.random.Generator,
                dtype: torch.dtype | None = None) -> dict[str, np.ndarray]:
     """Train an E transformer by masked language modelling (spec: Algorithm 12).
@@ -196,9 +198,10 @@ def e_training(data: Sequence[object], params: dict, config, N_epochs: int, eta:
     reproduces the reference's run.
     """
     _check_schedule(N_epochs, eta)
-    if not 0 <= mask_token < config.N_V:
-        raise ConfigError(f"mask_token must lie in [0, N_V - 1] = [0, {config.N_V - 1}], "
-                          f"got {mask_token!r}")
+    check_token_id("mask_token", mask_token, config.N_V)
+    if not isinstance(rng, np.random.Generator):
+        raise ConfigError(f"rng must be a numpy.random.Generator (e.g. "
+                          f"numpy.random.default_rng(seed)), got {type(rng).__name__}")
     model = ETransformer.from_canonical(config, params, dtype)
     device = model.lm_head.weight.device
 
