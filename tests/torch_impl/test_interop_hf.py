@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import transformers  # a dev dependency (pyproject.toml): CI installs it, so no skip
 
 from formal_transformers.errors import ConfigError, ParameterFileError
 from torch_impl.interop.hf_bert import bert_to_canonical, canonical_to_bert
 from torch_impl.interop.hf_gpt2 import canonical_to_gpt2, gpt2_to_canonical
 from torch_impl.models import DTransformer, ETransformer
 
-transformers = pytest.importorskip("transformers")
 TOL = 1e-4  # float32, as the issue asks
 
 
