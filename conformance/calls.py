@@ -102,7 +102,8 @@ def loss_of(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarra
     out = forward(bound, fwd, data)
     if alg == "unembedding_backward":
         picked = np.take_along_axis(out.astype(np.float64), upstream[..., None], axis=-1)
-        return float(-np.log(picked).sum())
+        with np.errstate(divide="ignore", invalid="ignore"):  # a broken P gives nan, not noise
+            return float(-np.log(picked).sum())
     return float(np.sum(out.astype(np.float64) * upstream))
 
 

@@ -57,18 +57,22 @@ class Result:
 
 
 def select(checks: Iterable[Check], only: Iterable[str] | None) -> list[Check]:
-    """Checks whose property id, property family or algorithm is named in ``only``."""
+    """Checks whose property id, property family or algorithm is named in ``only`` (an extra
+    such as ``d_transformer_backward`` selects the checks that need it)."""
     checks = list(checks)
     if not only:
         return checks
+
+    def names(c: Check) -> set[str]:
+        return {c.property, c.property.split(".")[0], c.algorithm, *c.requires}
+
     wanted = set(only)
-    known = {c.property for c in checks} | {c.property.split(".")[0] for c in checks} \
-        | {c.algorithm for c in checks}
+    known = set().union(*(names(c) for c in checks))
     unknown = sorted(wanted - known)
     if unknown:
         raise ConfigError(f"--only {' '.join(unknown)}: not a property id, property family or "
                           f"algorithm id of the suite; known: {', '.join(sorted(known))}")
-    return [c for c in checks if wanted & {c.property, c.property.split(".")[0], c.algorithm}]
+    return [c for c in checks if wanted & names(c)]
 
 
 def dtypes_for(check: Check, declared: tuple[str, ...]) -> list[str]:
