@@ -42,6 +42,41 @@ class _Refs(HTMLParser):
             self.assets.append(a["href"])
 
 
+class _VisibleText(HTMLParser):
+    """Text outside rendered math, code, scripts and styles: where raw TeX must not appear."""
+
+    SKIP = {"code", "pre", "script", "style", "textarea", "title"}
+
+    def __init__(self):
+        super().__init__()
+        self.chunks, self._skip, self._depth = [], None, 0
+
+    def handle_starttag(self, tag, attrs):
+        if self._skip is not None:
+            self._depth += tag == self._skip
+        elif tag in self.SKIP or "katex" in (dict(attrs).get("class") or "").split():
+            self._skip, self._depth = tag, 1
+
+    def handle_endtag(self, tag):
+        if self._skip == tag:
+            self._depth -= 1
+            if self._depth == 0:
+                self._skip = None
+
+    def handle_data(self, data):
+        if self._skip is None:
+            self.chunks.append(data)
+
+
+RAW_TEX = re.compile(r"\\[a-zA-Z]{2,}|\\[()\[\]]")
+
+
+def raw_tex(page: Path) -> list[str]:
+    parser = _VisibleText()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return RAW_TEX.findall("".join(parser.chunks))
+
+
 def parse(path: Path) -> _Refs:
     refs = _Refs()
     refs.feed(path.read_text(encoding="utf-8"))
@@ -87,6 +122,13 @@ def test_math_is_rendered_at_build_time_on_every_page(site):
         if unrendered or "katex-error" in text:
             bad[page.relative_to(site).as_posix()] = unrendered or ["katex-error"]
     assert not bad, f"math left unrendered: {bad}"
+
+
+def test_no_raw_tex_is_left_in_the_text_of_any_page(site):
+    """TeX written outside $...$ in the spec or a docstring shows up here, by page."""
+    bad = {page.relative_to(site).as_posix(): found for page in html_pages(site)
+           if (found := raw_tex(page))}
+    assert not bad, f"raw TeX outside math: {bad}"
 
 
 def test_no_page_loads_anything_from_another_host(site):
