@@ -80,3 +80,42 @@ def algorithm(alg: Any) -> None:
     for line in alg.pseudocode:
         out.print(f"  {line.number:>{width}}: {'  ' * line.depth}{line.text}", markup=False)
     out.print(f"[bold]Properties:[/bold] {', '.join(alg.properties)}")
+
+
+def loss_curve(path: str, history: Sequence[dict[str, Any]], limits: Sequence[Any],
+               title: str) -> str:
+    """Write a PNG of the training and validation curves with each known limit drawn.
+
+    history: records with ``step`` and any of ``train_loss``/``val_loss``/``val_accuracy``/
+    ``val_exact_match``; limits: objects with ``metric``, ``value``, ``label``
+    (formal_transformers.sources.Limit). Loss and score metrics get separate panels.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("loss (nats/token)", ("train_loss", "val_loss")),
+              ("score", ("val_accuracy", "val_exact_match"))]
+    shown = [(ylabel, [m for m in keys if any(m in r for r in history)])
+             for ylabel, keys in panels]
+    shown = [(y, keys) for y, keys in shown if keys] or [panels[0]]
+    fig, axes = plt.subplots(1, len(shown), figsize=(6 * len(shown), 4), squeeze=False)
+    for ax, (ylabel, keys) in zip(axes[0], shown, strict=True):
+        for key in keys:
+            pts = [(r["step"], r[key]) for r in history if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts, strict=True), label=key, marker="." if len(pts) < 50 else None)
+        for lim in limits:
+            if lim.metric in keys:
+                ax.axhline(lim.value, color="k", linestyle="--", linewidth=1,
+                           label=f"{lim.label} = {lim.value:.4f}")
+        ax.set_xlabel("step")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+    return path
