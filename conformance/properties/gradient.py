@@ -2,9 +2,12 @@
 forward (spec/properties.md). Checked along a random direction V of all differentiable
 inputs: the central difference D(h) = (f(theta + hV) - f(theta - hV)) / 2h, extrapolated as
 (4 D(h/2) - D(h)) / 3 (Richardson: error O(h^4), robust near a layer norm's small variances),
-against <grad f, V>."""
+against <grad f, V>. A step that straddles a kink (ReLU) spoils the difference, not the
+gradient, so a mismatch is re-measured once with a step eight times smaller before it fails."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -17,7 +20,7 @@ from conformance.strategies import cases_for
 BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
              "mhattention_backward", "layer_norm_backward", "mlp_backward",
              "unembedding_backward")
-STEP = {"float64": (1e-4, 1e-6), "float32": (2e-2, 2e-2), "float16": (2e-1, 2e-1)}  # (h, rtol)
+STEP = {"float64": (1e-5, 1e-6), "float32": (2e-2, 2e-2), "float16": (2e-1, 2e-1)}  # (h, rtol)
 
 
 def _perturbed(data, inputs, V, h):
@@ -32,6 +35,33 @@ def _perturbed(data, inputs, V, h):
     return out
 
 
+def compare(ctx, what: str, f: Callable[[dict], float], data, inputs, V, terms) -> None:
+    """Fail unless sum(terms) = <grad, V> matches the extrapolated central difference of
+    ``f`` (a function of perturbed data) along V, within the dtype's relative tolerance."""
+    h, rtol = STEP[ctx.dtype.name]
+
+    def central(step):
+        return (f(_perturbed(data, inputs, V, step))
+                - f(_perturbed(data, inputs, V, -step))) / (2 * step)
+
+    analytic = sum(terms.values())
+    tries = []
+    for step in (h, h / 8):
+        numeric = (4 * central(step / 2) - central(step)) / 3
+        scale = max(sum(abs(t) for t in terms.values()), abs(numeric), 1e-3)
+        tries.append((abs(numeric - analytic) / scale, numeric, step))
+        if tries[-1][0] <= rtol:
+            break
+    error, numeric, step = min(tries)
+    ctx.observe(error)
+    if error > rtol:
+        biggest = max(terms, key=lambda k: abs(terms[k]))
+        fail(f"{what}: directional derivative {analytic:.10g} from the gradients, but the "
+             f"central difference (h={step:g}) is {numeric:.10g}: relative error {error:.3g} > "
+             f"{rtol:g} (largest term <grad {biggest}, V> = {terms[biggest]:.6g})",
+             expected=f"{numeric:.10g}", observed=f"{analytic:.10g}")
+
+
 @check("gradient.finite_difference", BACKWARDS, cases_for,
        requires=lambda a: (a.removesuffix("_backward"),))
 @check("gradient.finite_difference", calls.ARCHITECTURES, cases_for,
@@ -44,53 +74,19 @@ def finite_difference(ctx, case):
     grads = calls.backward(ctx.adapter, alg, case.data, upstream)
     inputs = calls.backward_inputs(alg, case.data)
     V = {k: rng.standard_normal(v.shape) for k, v in inputs.items()}
-    h, rtol = STEP[ctx.dtype.name]
-
-    def central(step):
-        f_plus = calls.loss_of(ctx.adapter, alg, _perturbed(case.data, inputs, V, step),
-                               upstream)
-        f_minus = calls.loss_of(ctx.adapter, alg, _perturbed(case.data, inputs, V, -step),
-                                upstream)
-        return (f_plus - f_minus) / (2 * step)
-
-    numeric = (4 * central(h / 2) - central(h)) / 3
     terms = {k: float(np.sum(grads[k].astype(np.float64) * V[k])) for k in inputs}
-    analytic = sum(terms.values())
-    scale = max(sum(abs(t) for t in terms.values()), abs(numeric), 1e-3)
-    error = abs(numeric - analytic) / scale
-    ctx.observe(error)
-    if error > rtol:
-        biggest = max(terms, key=lambda k: abs(terms[k]))
-        fail(f"{alg}: directional derivative {analytic:.10g} from the gradients, but the "
-             f"central difference of the forward (h={h:g}) is {numeric:.10g}: relative error "
-             f"{error:.3g} > {rtol:g} (largest term <grad {biggest}, V> = {terms[biggest]:.6g})",
-             expected=f"{numeric:.10g}", observed=f"{analytic:.10g}")
+    compare(ctx, alg, lambda d: calls.loss_of(ctx.adapter, alg, d, upstream), case.data,
+            inputs, V, terms)
 
 
 @check("gradient.finite_difference", ("ed_training", "e_training", "d_training"),
        single_sequence, cost=2)
 def training_finite_difference(ctx, case):
     """The gradient one step applies matches central differences of the loss the step reports
-    (each evaluated before its update) along a random direction of the parameters."""
-    loss, grad = implied_gradient(ctx, ctx.algorithm, case.data)
+    (evaluated before its update) along a random direction of the parameters."""
+    _, grad = implied_gradient(ctx, ctx.algorithm, case.data)
     params = case["params"]
     V = {k: case.rng(8).standard_normal(v.shape) for k, v in params.items()}
-    h, rtol = STEP[ctx.dtype.name]
-
-    def central(step):
-        plus = _perturbed(case.data, params, V, step)
-        minus = _perturbed(case.data, params, V, -step)
-        return (implied_gradient(ctx, ctx.algorithm, plus)[0]
-                - implied_gradient(ctx, ctx.algorithm, minus)[0]) / (2 * step)
-
-    numeric = (4 * central(h / 2) - central(h)) / 3
     terms = {k: float(np.sum(grad[k] * V[k])) for k in params}
-    analytic = sum(terms.values())
-    error = abs(numeric - analytic) / max(sum(abs(t) for t in terms.values()), abs(numeric),
-                                          1e-3)
-    ctx.observe(error)
-    if error > rtol:
-        fail(f"{ctx.algorithm}: the step's gradient gives a directional derivative "
-             f"{analytic:.10g}, the central difference of its loss gives {numeric:.10g}: "
-             f"relative error {error:.3g} > {rtol:g} (loss {loss:.6g})",
-             expected=f"{numeric:.10g}", observed=f"{analytic:.10g}")
+    compare(ctx, f"{ctx.algorithm} (the gradient of one step)",
+            lambda d: implied_gradient(ctx, ctx.algorithm, d)[0], case.data, params, V, terms)
