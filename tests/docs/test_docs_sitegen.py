@@ -205,13 +205,19 @@ def test_cite_page_has_bibtex_apa_and_cff_tabs():
         assert tab in text
 
 
-def test_tutorial_shows_the_example_adapter_when_it_exists(tmp_path):
+def test_tutorial_is_the_examples_walk_through_with_the_adapters_in_full(tmp_path):
     assert "Not yet produced" in tutorial.tutorial_page(tmp_path)
-    (tmp_path / "examples").mkdir()
-    (tmp_path / "examples" / "mha.py").write_text("import torch\nm = torch.nn.MultiheadAttention\n")
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    (examples / "README.md").write_text("# Test your implementation\n\nWrite an adapter.\n")
+    (examples / "a_layer.py").write_text("layer = 1\n")
+    (examples / "mha.py").write_text("import torch\nm = torch.nn.MultiheadAttention\n")
+    (examples / "__init__.py").write_text("")
     text = tutorial.tutorial_page(tmp_path)
-    assert "examples/mha.py" in text and "m = torch.nn.MultiheadAttention" in text
-    assert "--impl examples.mha:<AdapterClass>" in text
+    assert text.startswith("# Test your implementation\n\nWrite an adapter.\n")
+    assert text.index('=== "mha.py"') < text.index('=== "a_layer.py"')  # the featured first
+    assert 'title="examples/mha.py"' in text and "    m = torch.nn.MultiheadAttention" in text
+    assert "__init__.py" not in text
 
 
 def test_render_math_replaces_tex_and_reports_failures():
