@@ -1,0 +1,51 @@
+"""The suite and the spec agree: every property of spec/properties.md is checked, every check
+names a real property and algorithm, and each algorithm's ``properties:`` front matter lists
+exactly the laws the suite checks on it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from conformance.adapter import ALGORITHMS
+from conformance.registry import all_checks
+from formal_transformers.spec import load_catalogue, load_properties
+
+GRADIENT_LAWS = {"reference.gradient_agreement", "gradient.finite_difference"}
+
+
+def _coverage():
+    """Properties checked per algorithm: on its own row, through a check that needs it (a law
+    linking two algorithms), or -- for gradient laws -- on its backward entry."""
+    catalogue = {a.id: a for a in load_catalogue()}
+    backward_of = {a.id: a.forward for a in catalogue.values() if a.forward}
+    covered: dict[str, set[str]] = defaultdict(set)
+    for c in all_checks():
+        covered[c.algorithm].add(c.property)
+        for name in c.requires:
+            covered[name].add(c.property)
+        if c.algorithm in backward_of and c.property in GRADIENT_LAWS:
+            covered[backward_of[c.algorithm]].add(c.property)
+    return catalogue, covered
+
+
+def test_every_property_is_checked_and_every_check_is_named_in_the_spec():
+    checks = all_checks()
+    assert {c.property for c in checks} == set(load_properties())
+    assert {c.algorithm for c in checks} <= set(ALGORITHMS)
+    assert set(ALGORITHMS) == {a.id for a in load_catalogue()}
+
+
+def test_front_matter_lists_the_properties_the_suite_checks():
+    catalogue, covered = _coverage()
+    unchecked = {a: sorted(set(alg.properties) - covered[a]) for a, alg in catalogue.items()}
+    assert not {a: p for a, p in unchecked.items() if p}, (
+        f"front matter lists properties the suite does not check: {unchecked}")
+    unlisted = defaultdict(list)
+    for c in all_checks():
+        listed = set(catalogue[c.algorithm].properties)
+        forward = catalogue[c.algorithm].forward
+        if forward is not None:
+            listed |= set(catalogue[forward].properties) & GRADIENT_LAWS
+        if c.property not in listed:
+            unlisted[c.algorithm].append(c.property)
+    assert not unlisted, f"checks missing from the algorithms' front matter: {dict(unlisted)}"
