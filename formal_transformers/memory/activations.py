@@ -9,7 +9,7 @@ number of entries and bytes per entry; the activation memory is their sum. Three
 - ``naive``: torch_impl with attention on PyTorch's math kernel, which materialises the
   attention weights, H l_x l_z per sequence (M19)-(M22);
 - ``sdpa``: torch_impl with a flash kernel (scaled_dot_product_attention), which keeps one
-  float32 log-normaliser per query and head instead (M19)-(M22).
+  log-normaliser per query and head instead (M19)-(M22).
 
 Symbols: n tokens of the primary sequence in the batch (B l_x), n_z of the context (B l_z),
 b bytes per number. Every torch inventory was read off autograd's saved tensors; the test
@@ -28,7 +28,6 @@ from formal_transformers.hyperparameters import (
 )
 
 PATHS = ("reference", "naive", "sdpa")
-LSE_BYTES = 4  # flash kernels keep the log-normalisers in float32 whatever the dtype
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,10 @@ def check_path(path: str) -> str:
 
 def _scores(path: str, H: int, layers: int, n: int, l_z: int, b: int, what: str) -> Term:
     """Per query token and head of ``layers`` attentions: the attention weights A^h (l_z
-    numbers) on the reference and naive paths, one float32 log-normaliser on the sdpa path."""
+    numbers) on the reference and naive paths, one log-normaliser on the sdpa path (float32,
+    or float64 for a float64 model)."""
     if path == "sdpa":
-        return Term(f"{what}: log-normalisers", "attention scores", layers * n * H, LSE_BYTES)
+        return Term(f"{what}: log-normalisers", "attention scores", layers * n * H, max(b, 4))
     return Term(f"{what}: attention weights A^h", "attention scores", layers * n * H * l_z, b)
 
 
@@ -72,16 +72,23 @@ def _qkv_width(path: str, b: int) -> int:
     return max(b, 4) if path == "naive" else b
 
 
-def _attention(path: str, layers: int, n: int, n_z: int, d: int, b: int, what: str
-               ) -> list[Term]:
+def _attention(path: str, layers: int, n: int, n_z: int, d: int, b: int, what: str,
+               batch: int = 2, cross: bool = False) -> list[Term]:
     """Q (d_e per query token), K and V (2 d_e per context token) and the head outputs
     (d_e per query token) of ``layers`` multi-head attentions: (M15) reference Q^h, K^h,
     V^h, Y; (M19) sdpa the projections and the kernel's output O; naive scaled copies of
-    Q, K, a contiguous copy of V and the merged heads Y."""
+    Q, K, a contiguous copy of V and the merged heads Y. On the naive path with B = 1 and
+    no upcast, V reshapes without a copy, so the whole projection it is a view of stays
+    alive instead: +2 d_e (self-attention's Q, K, V) or +1 d_e (cross-attention's K, V)
+    per context token."""
     w = _qkv_width(path, b)
-    return [Term(f"{what}: queries", "attention", layers * n * d, w),
-            Term(f"{what}: keys, values", "attention", layers * n_z * 2 * d, w),
-            Term(f"{what}: head outputs", "attention", layers * n * d, b)]
+    terms = [Term(f"{what}: queries", "attention", layers * n * d, w),
+             Term(f"{what}: keys, values", "attention", layers * n_z * 2 * d, w),
+             Term(f"{what}: head outputs", "attention", layers * n * d, b)]
+    if path == "naive" and batch == 1 and b >= 4:
+        terms.append(Term(f"{what}: projection viewed by V (B = 1)", "attention",
+                          layers * n_z * (1 if cross else 2) * d, b))
+    return terms
 
 
 def _mlp(path: str, c: Config, layers: int, n: int, b: int, what: str) -> Term:
@@ -113,7 +120,7 @@ def _decoder_only(c: DTransformerConfig, B: int, l: int, b: int, path: str) -> l
     """(M16) reference, (M20) torch: the D transformer (Algorithm 10), pre-LN."""
     n, d, L = B * l, c.d_e, c.L
     terms = [_scores(path, c.H, L, n, l, _qkv_width(path, b), "self-attention"),
-             *_attention(path, L, n, n, d, b, "self-attention"),
+             *_attention(path, L, n, n, d, b, "self-attention", B),
              _mlp(path, c, L, n, b, "layers"),
              Term("residual stream and layer-norm outputs", "residual", (4 * L + 2) * n * d, b)]
     terms += _ln_stats(path, 2 * L + 1, n, b)
@@ -127,7 +134,7 @@ def _encoder_layers(c: Config, L: int, B: int, l: int, b: int, path: str, what: 
     """(M15)/(M19): L post-LN encoder layers (Algorithm 9 L5-9, Algorithm 8 L4-8)."""
     n, d = B * l, c.d_e
     terms = [_scores(path, c.H, L, n, l, _qkv_width(path, b), what),
-             *_attention(path, L, n, n, d, b, what),
+             *_attention(path, L, n, n, d, b, what, B),
              _mlp(path, c, L, n, b, what),
              Term(f"{what}: residual stream and layer-norm outputs", "residual",
                   L * n * 4 * d, b)]
@@ -162,8 +169,8 @@ def _encoder_decoder(c: EDTransformerConfig, B: int, l_z: int, l_x: int, b: int,
     terms += [Term("encoder output Z", "residual", n_z * d, b),
               _scores(path, c.H, L, n, l_x, w, "decoder self-attention"),
               _scores(path, c.H, L, n, l_z, w, "cross-attention"),
-              *_attention(path, L, n, n, d, b, "decoder self-attention"),
-              *_attention(path, L, n, n_z, d, b, "cross-attention"),
+              *_attention(path, L, n, n, d, b, "decoder self-attention", B),
+              *_attention(path, L, n, n_z, d, b, "cross-attention", B, cross=True),
               _mlp(path, c, L, n, b, "decoder"),
               Term("decoder: residual stream and layer-norm outputs", "residual",
                    (6 * L + 1) * n * d, b)]
@@ -190,3 +197,14 @@ def activation_terms(config: Config, batch: int, seq: int, bytes_per: int, path:
     if isinstance(config, EDTransformerConfig):
         return _encoder_decoder(config, batch, src_seq or seq, seq, bytes_per, path)
     raise TypeError(f"config must be an architecture config, got {type(config).__name__}")
+
+
+def self_attention_terms(H: int, d_e: int, batch: int, l: int, b: int, path: str
+                         ) -> list[Term]:
+    """What one multi-head self-attention layer keeps (its share of (M15)/(M19)): scores
+    (A or log-normalisers), queries, keys, values and head outputs. Its input X is the
+    residual stream, counted by the layer that made it."""
+    check_path(path)
+    n = batch * l
+    return [_scores(path, H, 1, n, l, _qkv_width(path, b), "self-attention"),
+            *_attention(path, 1, n, n, d_e, b, "self-attention", batch)]

@@ -131,13 +131,13 @@ def saved_tensor_bytes(fn: Callable[[], Any], exclude: Iterable[Any] = ()) -> tu
     storages of ``exclude`` (the parameters and inputs, which exist anyway)."""
     import torch
 
-    skip = {t.untyped_storage().data_ptr() for t in exclude}
+    skip = {t.untyped_storage()._cdata for t in exclude}
     saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
-        if storage.data_ptr() not in skip:
-            saved.setdefault(storage.data_ptr(), storage.nbytes())
+        if storage._cdata not in skip:
+            saved.setdefault(storage._cdata, storage.nbytes())
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
