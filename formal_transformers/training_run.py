@@ -273,3 +273,24 @@ def summary(run: RunConfig, state: RunState, source: Source, out: Path | None
             "steps": run.steps, "train_seconds": state.train_seconds,
             "final": state.last_eval, "limits": limits, "history": state.history,
             "run_dir": str(out) if out is not None else None}
+
+
+def plan_resume(out: str | Path, *, arch: str | None = None, source: str | None = None,
+                text: str | None = None, model: dict[str, Any] | None = None,
+                **settings: Any) -> RunConfig:
+    """The stored run of ``out`` with the given overrides; CheckpointError when a given
+    architecture or source differs from the stored one (nothing is written)."""
+    stored = ckpt_io.load_checkpoint(out).run
+    if arch is not None and arch != stored["arch"]:
+        raise CheckpointError(f"--out {out}: holds a checkpoint of the {stored['arch']} "
+                              f"architecture, not the {arch}; nothing was overwritten")
+    name = stored["source"]["name"]
+    if source is not None and source != name or text is not None and (
+            name != "text" or Path(text) != Path(stored["source"]["path"])):
+        given = f"--text {text}" if text is not None else f"--source {source}"
+        raise CheckpointError(f"--out {out}: its checkpoint was trained on source {name!r}, "
+                              f"not {given}; nothing was overwritten")
+    data = {**stored, **settings}
+    if model:
+        data["model"] = {**stored["model"], **model}
+    return RunConfig.from_dict(data)

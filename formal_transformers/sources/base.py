@@ -65,6 +65,7 @@ class Source(Protocol):
     arch: str
     N_V: int
     length: int  # the longest sequence a batch can hold (the model needs l_max >= length)
+    vocab: str  # one printable character per token id (encode/decode)
 
     def batch(self, step: int, batch_size: int) -> Batch: ...
     def validation_batch(self) -> Batch: ...

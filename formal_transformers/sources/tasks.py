@@ -34,17 +34,20 @@ from formal_transformers.sources.text import CharTokenizer
 
 
 class _SymbolCodec:
-    """encode/decode of a synthetic alphabet ('a', 'b', ...) plus named special tokens."""
+    """One printable character per token id: the symbols 'a', 'b', ... then the specials."""
 
     S: int
     specials: tuple[str, ...] = ()
 
+    @property
+    def vocab(self) -> str:
+        return symbol_names(self.S) + "".join(self.specials)
+
     def decode(self, ids) -> str:
-        names = symbol_names(self.S)
-        return "".join(names[i] if i < self.S else self.specials[i - self.S] for i in map(int, ids))
+        return CharTokenizer(self.vocab).decode(ids)
 
     def encode(self, text: str) -> np.ndarray:
-        return CharTokenizer(symbol_names(self.S)).encode(text)
+        return CharTokenizer(self.vocab).encode(text)
 
 
 @dataclass

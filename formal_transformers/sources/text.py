@@ -185,9 +185,16 @@ class TextLM:
                 "sha256": self.sha256, "length": self.length, "seed": self.seed,
                 "arch": self.arch, "p_mask": self.p_mask, "n_validation": self.n_validation}
 
+    @property
+    def vocab(self) -> str:
+        """One character per token id; the encoder's mask token is '_' (or '\u2591' when '_'
+        is a character of the text)."""
+        if self.arch != "encoder":
+            return self.alphabet
+        return self.alphabet + ("_" if "_" not in self.alphabet else "\u2591")
+
     def encode(self, text: str) -> np.ndarray:
-        return self.tokenizer.encode(text)
+        return CharTokenizer(self.vocab).encode(text)
 
     def decode(self, ids) -> str:
-        mask = "_" if self.arch == "encoder" else ""
-        return "".join((self.alphabet + mask)[int(i)] for i in ids)
+        return CharTokenizer(self.vocab).decode(ids)

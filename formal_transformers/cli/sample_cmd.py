@@ -1,0 +1,46 @@
+"""`formal-transformers sample`: generate from a trained checkpoint with the KV cache.
+
+Thin layer over formal_transformers.sampling (spec: Algorithms 14-15).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from formal_transformers import render
+from formal_transformers.sampling import sample
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sample", help="sample from a checkpoint written by `train`",
+        description="Decoder: continue --prompt. Encoder-decoder: map --prompt (the context z) "
+                    "to its target, e.g. reverse it. Encoder: fill the '_' characters of "
+                    "--prompt. Without --prompt, a random one is drawn. --temperature 0 is "
+                    "greedy decoding.")
+    p.add_argument("--checkpoint", required=True, metavar="DIR",
+                   help="run directory (or its checkpoint/ directory)")
+    p.add_argument("--prompt", help="text in the source's characters (see `train`)")
+    p.add_argument("--temperature", type=float, default=1.0, help="tau >= 0 (default 1)")
+    p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens",
+                   help="tokens to generate (default: fill the context)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = sample(args.checkpoint, prompt=args.prompt, temperature=args.temperature,
+                    max_new_tokens=args.max_new_tokens, seed=args.seed)
+    if args.json:
+        render.print_json(result)
+        return 0
+    out = render.console()
+    out.print(f"{result['arch']} trained on {result['source']} ({result['step']} steps)",
+              markup=False)
+    out.print(f"prompt: {result['prompt']}", markup=False)
+    out.print(f"output: {result['text']}", markup=False)
+    if "expected" in result:
+        verdict = "correct" if result["correct"] else "wrong"
+        out.print(f"target: {result['expected']} ({verdict})", markup=False)
+    return 0

@@ -1,0 +1,105 @@
+"""`formal-transformers train`: train an architecture on a built-in source or a text file.
+
+Thin layer over formal_transformers.training_run (spec: Algorithms 11-13): writes a checkpoint,
+metrics.json and loss_curve.png to --out, and resumes when --out already holds a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from formal_transformers import render
+from formal_transformers.checkpoint import is_run_dir
+from formal_transformers.sources import SOURCE_ARCH, resolve_arch
+from formal_transformers.training_run import plan_resume, plan_run, train
+
+RUN_FLAGS = ("impl", "steps", "optimizer", "lr", "batch_size", "seed", "dtype", "eval_every",
+             "checkpoint_every", "warmup", "weight_decay")
+MODEL_FLAGS = {"d_e": "d_e", "heads": "H", "layers": "L", "d_mlp": "d_mlp"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train", help="train a transformer on a synthetic source with a known limit",
+        description="Train the decoder on `markov`, the encoder on `masked-markov` or the "
+                    "encoder-decoder on `reverse`/`copy` (or a model on --text FILE). Shows a "
+                    "progress bar; writes a checkpoint, metrics.json and loss_curve.png (with "
+                    "the source's exact limit) to --out; resumes when --out holds a run.")
+    p.add_argument("--arch", choices=("decoder", "encoder", "encoder-decoder"),
+                   help="architecture (default: the one the source trains)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--source", choices=sorted(SOURCE_ARCH), help="built-in synthetic source")
+    src.add_argument("--text", metavar="FILE", help="a UTF-8 text file, character level")
+    p.add_argument("--impl", choices=("torch", "reference"), help="implementation (torch)")
+    p.add_argument("--steps", type=int, help="total optimisation steps")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"),
+                   help="AdamW, or the spec's plain gradient descent (sgd)")
+    p.add_argument("--lr", type=float, help="peak learning rate (eta)")
+    p.add_argument("--batch-size", type=int, dest="batch_size", help="sequences per step")
+    p.add_argument("--warmup", type=int, help="linear warm-up steps")
+    p.add_argument("--weight-decay", type=float, dest="weight_decay", help="AdamW decay")
+    p.add_argument("--seed", type=int, help="seed of the initial parameters and the data")
+    p.add_argument("--dtype", choices=("float32", "float64"), help="parameter dtype")
+    p.add_argument("--d-e", type=int, dest="d_e", help="embedding size d_e")
+    p.add_argument("--heads", type=int, help="attention heads H")
+    p.add_argument("--layers", type=int, help="layers L (L_enc = L_dec for encoder-decoder)")
+    p.add_argument("--d-mlp", type=int, dest="d_mlp", help="MLP width d_mlp")
+    p.add_argument("--length", type=int, help="sequence length of the source")
+    p.add_argument("--eval-every", type=int, dest="eval_every", help="steps between evaluations")
+    p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
+                   help="steps between checkpoints")
+    p.add_argument("--out", help="run directory (default: runs/<source>-<arch>)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run)
+
+
+def _model_overrides(args: argparse.Namespace, arch: str | None) -> dict[str, Any]:
+    model = {MODEL_FLAGS[k]: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k)}
+    if "L" in model and arch == "encoder-decoder":
+        model["L_enc"] = model["L_dec"] = model.pop("L")
+    return model
+
+
+def plan(args: argparse.Namespace):
+    """The RunConfig the arguments ask for, and the run directory."""
+    settings = {k: getattr(args, k) for k in RUN_FLAGS if getattr(args, k) is not None}
+    out = args.out
+    if out is not None and is_run_dir(out):
+        return plan_resume(out, arch=args.arch, source=args.source, text=args.text,
+                           model=_model_overrides(args, args.arch) or None, **settings), out
+    options = {"length": args.length} if args.length else {}
+    source = args.source if args.text is None else None
+    arch = resolve_arch(source, args.text, args.arch)
+    run_config = plan_run(source, text=args.text, arch=arch,
+                          model=_model_overrides(args, arch), source_options=options, **settings)
+    if out is None:
+        name = source or "text"
+        out = f"runs/{name}-{arch}"
+    return run_config, out
+
+
+def run(args: argparse.Namespace) -> int:
+    run_config, out = plan(args)
+    title = f"train {run_config.arch} on {run_config.source['name']}"
+    with render.progress() as bar:
+        task = bar.add_task(title, total=run_config.steps, info="")
+
+        def show(state, record):
+            info = f"loss {record['train_loss']:.4f}" if record.get("train_loss") else ""
+            if "val_loss" in record:
+                info += f"  val {record['val_loss']:.4f}"
+            bar.update(task, completed=state.step, info=info)
+
+        result = train(run_config, out, on_record=show)
+    if args.json:
+        render.print_json(result)
+        return 0
+    limits = {lim["metric"]: lim for lim in result["limits"]}
+    rows = [(k, f"{v:.5g}" if isinstance(v, float) else v,
+             f"{limits[k]['value']:.5g} ({limits[k]['label']})" if k in limits else "")
+            for k, v in result["final"].items()]
+    render.table(f"{title}: step {result['step']}/{result['steps']}, "
+                 f"{result['train_seconds']:.1f} s training", ["metric", "value", "limit"], rows)
+    render.console().print(f"run directory: {out} (checkpoint/, metrics.json, loss_curve.png)")
+    return 0

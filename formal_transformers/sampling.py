@@ -1,0 +1,111 @@
+"""Sampling from a trained checkpoint with the KV cache (spec: Algorithms 14 and 15).
+
+- decoder: continue a prompt (DInference, torch_impl.inference.d_inference);
+- encoder-decoder: map a context z to a target, stopping at eos (EDInference);
+- encoder: fill the mask characters of a prompt from P (the masked-LM use of Algorithm 9).
+
+Temperature tau samples from q proportional to p^{1/tau}; tau = 0 means greedy (argmax).
+Randomness comes only from a torch.Generator seeded with ``seed``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from formal_transformers.checkpoint import load_checkpoint
+from formal_transformers.errors import CheckpointError, ConfigError
+from formal_transformers.sources import source_from_dict
+from formal_transformers.sources.base import stream_rng
+
+SAMPLE_STREAM = 3  # prompts drawn when none is given: neither training nor validation data
+
+
+def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature: float = 1.0,
+           max_new_tokens: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Generate from the model in ``checkpoint`` (a run directory or its checkpoint/).
+
+    Returns the prompt, the generated tokens and their text (one character per token, the
+    source's vocabulary) and, for reversal/copying, the target the model should produce.
+    """
+    import torch
+
+    from torch_impl.models import model_from_canonical
+
+    if not (isinstance(temperature, (int, float)) and np.isfinite(temperature)
+            and temperature >= 0):
+        raise ConfigError(f"--temperature must be a finite number >= 0, got {temperature!r}")
+    ck = load_checkpoint(checkpoint)
+    source = source_from_dict(ck.run["source"])
+    model = model_from_canonical(ck.config, ck.params)
+    model.eval()
+    gen = torch.Generator().manual_seed(int(seed))
+    opts = {"tau": float(temperature) or 1.0, "generator": gen, "greedy": temperature == 0}
+    rng = stream_rng(seed, SAMPLE_STREAM)
+    arch = ck.config.arch
+    if arch == "decoder":
+        result = _continue(model, source, prompt, max_new_tokens, rng, opts)
+    elif arch == "encoder-decoder":
+        result = _transduce(model, source, prompt, max_new_tokens, rng, opts)
+    elif arch == "encoder":
+        result = _fill(model, source, prompt, rng, opts)
+    else:  # pragma: no cover - load_checkpoint accepts only the three architectures
+        raise CheckpointError(f"{checkpoint}: cannot sample from arch {arch!r}")
+    return {"arch": arch, "source": source.name, "temperature": temperature, "seed": seed,
+            "step": ck.step, **result}
+
+
+def _continue(model, source, prompt, max_new_tokens, rng, opts) -> dict[str, Any]:
+    import torch
+
+    from torch_impl.inference import d_inference
+
+    ids = source.encode(prompt) if prompt else np.array([rng.integers(source.N_V)])
+    l_max = model.config.l_max
+    l_gen = max_new_tokens if max_new_tokens is not None else max(l_max - len(ids) + 1, 1)
+    y = d_inference(model, torch.as_tensor(ids), l_gen, **opts)  # Alg 14, KV cache
+    return {"prompt": source.decode(ids), "tokens": y.tolist(), "text": source.decode(y)}
+
+
+def _transduce(model, source, prompt, max_new_tokens, rng, opts) -> dict[str, Any]:
+    import torch
+
+    from torch_impl.inference import ed_inference
+
+    task = source.task
+    z = source.encode(prompt) if prompt else task.sample(rng, 1)[0][0]
+    l_max_gen = min(max_new_tokens or model.config.l_max, model.config.l_max)
+    x = ed_inference(model, torch.as_tensor(z), bos_token=task.bos, eos_token=task.eos,
+                     l_max_gen=l_max_gen, **opts)  # Alg 15, KV cache
+    body = [int(t) for t in x[1:] if int(t) != task.eos]
+    out = {"prompt": source.decode(z), "tokens": x.tolist(), "text": source.decode(body),
+           "ended_with_eos": bool(int(x[-1]) == task.eos)}
+    if int(np.max(z, initial=0)) < task.S:
+        expected = source.decode(task.target(np.asarray(z)[None])[0, 1:-1])
+        out |= {"expected": expected, "correct": expected == out["text"]}
+    return out
+
+
+def _fill(model, source, prompt, rng, opts) -> dict[str, Any]:
+    import torch
+
+    from torch_impl.inference import sample_next
+
+    mask_token = model.config.N_V - 1
+    if prompt:
+        x = source.encode(prompt)
+    else:  # a held-out sequence with its masks
+        val = source.validation_batch() or source.batch(0, 1)
+        x = val.x[int(rng.integers(len(val)))]
+    masked = x == mask_token
+    with torch.no_grad():
+        logits = model(torch.as_tensor(x)[None])[0]  # (l, N_V), Alg 9
+    logits[:, mask_token] = -torch.inf  # a filled position holds a real token
+    filled = x.copy()
+    if masked.any():
+        rows = logits[torch.as_tensor(masked)]
+        filled[masked] = sample_next(rows, opts["tau"], opts["generator"], opts["greedy"]).numpy()
+    return {"prompt": source.decode(x), "tokens": filled.tolist(), "text": source.decode(filled),
+            "masked_positions": np.flatnonzero(masked).tolist()}
