@@ -155,12 +155,18 @@ def test_katex_stylesheet_and_every_font_it_names_are_in_the_site(site):
 
 
 def test_every_internal_link_and_anchor_resolves(site):
-    ids_cache: dict[Path, set[str]] = {}
+    parsed: dict[Path, _Refs] = {}
+
+    def refs(path: Path) -> _Refs:
+        if path not in parsed:
+            parsed[path] = parse(path)
+        return parsed[path]
+
     broken = []
     for page in html_pages(site):
         if page.name == "404.html":  # its links are absolute, from site_url: served anywhere
             continue
-        for href in parse(page).links:
+        for href in refs(page).links:
             if is_external(href) or href.startswith(("mailto:", "javascript:")):
                 continue
             parts = urlsplit(href)
@@ -171,11 +177,8 @@ def test_every_internal_link_and_anchor_resolves(site):
                 broken.append(f"{page.relative_to(site)}: {href}")
                 continue
             frag = unquote(parts.fragment)
-            if frag and target.suffix == ".html":
-                if target not in ids_cache:
-                    ids_cache[target] = parse(target).ids
-                if frag not in ids_cache[target]:
-                    broken.append(f"{page.relative_to(site)}: {href} (no id {frag!r})")
+            if frag and target.suffix == ".html" and frag not in refs(target).ids:
+                broken.append(f"{page.relative_to(site)}: {href} (no id {frag!r})")
     assert not broken, "broken links:\n" + "\n".join(broken[:40])
 
 
