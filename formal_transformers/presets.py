@@ -3,8 +3,8 @@
 Each preset is a frozen config of formal_transformers.hyperparameters. The published models
 are given with the hyperparameters their papers state; where our canonical form differs from
 the published model (an untied W_u, a learned W_p, no token-type embedding or pooler), the
-difference is stated in spec/memory.md, section "Published models". The ``tiny-*`` presets are
-small enough to train and measure on a laptop CPU in seconds.
+difference is stated in spec/memory.md, section "Published models". The ``tiny-*`` and
+``small-*`` presets are small enough to train and measure on a laptop CPU in seconds.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ PRESETS: Mapping[str, Config] = MappingProxyType({
     "tiny-encoder": ETransformerConfig(N_V=64, l_max=128, d_e=64, d_mlp=256, L=2, H=4),
     "tiny-encoder-decoder": EDTransformerConfig(N_V=64, l_max=128, d_e=64, d_mlp=256,
                                                 L_enc=2, L_dec=2, H=4),
+    # One wide layer: large enough arrays that the reference's array data dominates the
+    # Python objects of its caches (spec/memory.md section 8), small enough to measure fast.
+    "small-decoder": DTransformerConfig(N_V=64, l_max=256, d_e=256, d_mlp=1024, L=1, H=8),
+    "small-encoder": ETransformerConfig(N_V=64, l_max=256, d_e=256, d_mlp=1024, L=1, H=8),
+    "small-encoder-decoder": EDTransformerConfig(N_V=64, l_max=256, d_e=256, d_mlp=256,
+                                                 L_enc=1, L_dec=1, H=8),
 })
 
 

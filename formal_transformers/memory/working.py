@@ -117,7 +117,8 @@ def reference_backward_working(config: Config, seq: int, src_seq: int | None = N
     """(M26) The reference's largest backward working set plus what the chained backward
     carries: the gradient dW_u of the loss beside the zero-initialised gradient dictionary,
     dX_out, the residual stream's gradient and that of a layer norm's output (three
-    d_e x l arrays)."""
+    d_e x l arrays; in the ED transformer's decoder one more, and the gradient dZ of the
+    encoder output, d_e x l_z)."""
     c, l = config, seq
     l_z = src_seq or seq
     primitives = [_reference_mlp(c, l), _reference_mha(c, l, l),
@@ -127,9 +128,9 @@ def reference_backward_working(config: Config, seq: int, src_seq: int | None = N
         primitives += [_reference_mlp(c, l_z), _reference_mha(c, l, l_z),
                        _reference_mha(c, l_z, l_z)]
     carried = 8 * (c.N_V * c.d_e + 3 * c.d_e * l)
-    if isinstance(c, (DTransformerConfig, ETransformerConfig)) or l_z == l:
-        return carried + max(primitives)
-    return carried + 8 * c.d_e * l_z + max(primitives)
+    if isinstance(c, EDTransformerConfig):  # a decoder layer's dX and dY, and dZ
+        carried += 8 * (c.d_e * l + c.d_e * l_z)
+    return carried + max(primitives)
 
 
 def reference_update_working(config: Config) -> int:

@@ -1,0 +1,161 @@
+"""`formal-transformers memory`: predicted (and optionally measured) memory of a model.
+
+Thin layer over formal_transformers.memory: parse a preset or hyperparameters, call the
+predictor for both attention paths (or the reference), render the breakdown; ``--measure``
+runs a real training step and a decode and prints measured beside predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from formal_transformers import render
+from formal_transformers.errors import ConfigError
+from formal_transformers.hyperparameters import ACTIVATIONS, CONFIG_CLASSES, Config
+from formal_transformers.memory import compare
+from formal_transformers.memory.counts import parameter_counts, tied_parameter_count
+from formal_transformers.memory.predict import (
+    DTYPE_BYTES,
+    OPTIMIZERS,
+    inference_memory,
+    training_memory,
+)
+from formal_transformers.presets import PRESETS, get_preset
+
+_HYPER = (("N_V", int), ("l_max", int), ("d_e", int), ("d_mlp", int), ("L", int), ("H", int),
+          ("L_enc", int), ("L_dec", int), ("activation", str), ("layer_norm_eps", float))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "memory", help="predict (and measure) the memory of training and inference",
+        description="Exact memory accounting of spec/memory.md: parameters, gradients, "
+                    "optimizer state, the activations kept for the backward pass (naive and "
+                    "sdpa attention, or the NumPy reference), working memory, and inference "
+                    "with a KV cache. --measure runs a real step and compares.")
+    p.add_argument("--preset", choices=list(PRESETS), help="named hyperparameters")
+    p.add_argument("--arch", choices=list(CONFIG_CLASSES), help="architecture (without --preset)")
+    for name, kind in _HYPER:
+        p.add_argument(f"--{name}", type=kind, help="hyperparameter (overrides the preset)",
+                       **({"choices": ACTIVATIONS} if name == "activation" else {}))
+    p.add_argument("--embedding-layer-norm", action="store_true", default=None,
+                   help="E transformer: BERT's layer norm after the embedding")
+    p.add_argument("--batch", type=int, default=1, help="sequences per step, B (default 1)")
+    p.add_argument("--seq", type=int, help="sequence length T = l_x (default l_max)")
+    p.add_argument("--src-seq", type=int, help="encoder-decoder: context length l_z (default T)")
+    p.add_argument("--new-tokens", type=int,
+                   help="inference: tokens generated (default T // 2; the cache holds T)")
+    p.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adamw")
+    p.add_argument("--reference", action="store_true",
+                   help="account for reference_numpy (one sequence, float64, gradient descent)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--measure", action="store_true",
+                   help="run a training step and a decode and print measured beside predicted")
+    p.add_argument("--max-measure-bytes", type=float, default=4 * 2**30,
+                   help="refuse to measure when the prediction exceeds this (default 4 GiB)")
+    p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The preset (with overrides) or the config built from --arch and hyperparameters."""
+    given = {name: getattr(args, name) for name, _ in _HYPER if getattr(args, name) is not None}
+    if args.embedding_layer_norm is not None:
+        given["embedding_layer_norm"] = True
+    if args.preset:
+        base = get_preset(args.preset)
+        fields = {f.name for f in dataclasses.fields(base)}
+        unknown = sorted(set(given) - fields)
+        if unknown:
+            raise ConfigError(f"preset {args.preset!r} ({base.arch}) has no hyperparameter "
+                              f"{unknown[0]!r}")
+        return dataclasses.replace(base, **given)
+    if not args.arch:
+        raise ConfigError("give --preset NAME or --arch with its hyperparameters "
+                          f"(presets: {', '.join(PRESETS)})")
+    cls = CONFIG_CLASSES[args.arch]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    missing = sorted(f.name for f in dataclasses.fields(cls)
+                     if f.default is dataclasses.MISSING and f.name not in given)
+    if missing:
+        raise ConfigError(f"--arch {args.arch} needs --{missing[0]}"
+                          + (f" (and {', '.join('--' + m for m in missing[1:])})"
+                             if len(missing) > 1 else ""))
+    return cls(**{k: v for k, v in given.items() if k in fields})
+
+
+def human(n: int | float) -> str:
+    """Bytes in binary units, e.g. 1.50 GiB."""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.2f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    seq = args.seq or config.l_max
+    paths = ("reference",) if args.reference else ("naive", "sdpa")
+    if args.reference:
+        args.batch, args.dtype, args.optimizer = 1, "float64", "sgd"
+    estimates = {p: training_memory(config, args.batch, seq, args.dtype, args.optimizer, p,
+                                    args.src_seq, args.device) for p in paths}
+    inference = None
+    if config.arch != "encoder":
+        new = args.new_tokens or max(1, seq // 2)
+        prompt = (seq - new + 1) if config.arch == "decoder" else (args.src_seq or seq)
+        if prompt < 1:
+            raise ConfigError(f"--new-tokens {new} leaves no prompt within --seq {seq}")
+        inference = inference_memory(config, args.batch, prompt, new, args.dtype)
+    _print_prediction(config, args, seq, estimates, inference)
+    result = {"config": config.to_dict(), "parameters": parameter_counts(config),
+              "tied_parameters": tied_parameter_count(config),
+              "training": {p: e.to_dict() for p, e in estimates.items()},
+              "inference": inference.to_dict() if inference else None}
+    ok = True
+    if args.measure:
+        checks = compare.measure_all(estimates, inference, args.device, args.max_measure_bytes)
+        ok = all(c.ok for c in checks)
+        render.table("Measured beside predicted", ["quantity", "predicted", "measured",
+                                                    "error", "tolerance", "within"],
+                     [(c.name, human(c.predicted), human(c.measured), f"{c.error:+.2%}",
+                       f"{c.tolerance:.0%}", "yes" if c.ok else "NO") for c in checks])
+        result["measured"] = [c.to_dict() for c in checks]
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+def _print_prediction(config, args, seq, estimates, inference) -> None:
+    counts = parameter_counts(config)
+    render.table(f"Parameters ({config.arch})", ["component", "count", f"bytes ({args.dtype})"],
+                 [(k, f"{v:,}", human(v * DTYPE_BYTES[args.dtype])) for k, v in counts.items()]
+                 + [("total, W_u tied to W_e", f"{tied_parameter_count(config):,}", "")])
+    paths = list(estimates)
+    first = estimates[paths[0]]
+    rows = []
+    for component, _, formula in first.rows:
+        rows.append([component] + [human(estimates[p].row(component)) for p in paths]
+                    + [formula])
+        if component == "activations":
+            for g in sorted({t.group for t in first.activations}):
+                rows.append([f"  {g}"] + [human(sum(
+                    t.bytes for t in estimates[p].activations if t.group == g))
+                    for p in paths] + [""])
+    rows.append(["peak"] + [human(estimates[p].peak) for p in paths] + ["(M28) / (M29)"])
+    src = f", l_z {args.src_seq or seq}" if config.arch == "encoder-decoder" else ""
+    render.table(f"Training step: batch {args.batch}, seq {seq}{src}, {args.dtype}, "
+                 f"{args.optimizer}", ["component", *paths, "formula"], rows)
+    if inference is not None:
+        s = inference.settings
+        render.table(f"Inference: batch {s['batch']}, prompt {s['prompt']}, "
+                     f"{s['new_tokens']} new tokens, cache of {s['cache_positions']} positions",
+                     ["component", "bytes", "formula"],
+                     [(c, human(b), f) for c, b, f in inference.rows if b]
+                     + [("peak", human(inference.peak), "(M31) / (M32)")])

@@ -1,0 +1,91 @@
+"""Measured beside predicted, with the tolerances of spec/memory.md section 8.
+
+The reference's tracemalloc peak must equal the prediction within 2 %, torch's measured
+peak within 10 % (its working memory follows autograd's order of release; see section 5);
+the activations kept for the backward pass are exact on every path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from formal_transformers.errors import ConfigError
+from formal_transformers.memory import runs
+from formal_transformers.memory.predict import Estimate
+
+REFERENCE_TOLERANCE = 0.02
+TORCH_TOLERANCE = 0.10
+ACTIVATION_TOLERANCE = 0.0
+
+
+@dataclass(frozen=True)
+class Check:
+    """One quantity, predicted and measured, and whether they agree within ``tolerance``."""
+
+    name: str
+    predicted: int
+    measured: int
+    tolerance: float
+    method: str
+
+    @property
+    def error(self) -> float:
+        """Relative error of the measurement against the prediction."""
+        return (self.measured - self.predicted) / self.predicted
+
+    @property
+    def ok(self) -> bool:
+        return abs(self.measured - self.predicted) <= self.tolerance * self.predicted
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "predicted_bytes": self.predicted,
+                "measured_bytes": self.measured, "relative_error": self.error,
+                "tolerance": self.tolerance, "within_tolerance": self.ok,
+                "method": self.method}
+
+
+def training_checks(estimate: Estimate, device: str = "cpu", seed: int = 0) -> list[Check]:
+    """Run the training step ``estimate`` describes; check its peak and activations."""
+    s, c = estimate.settings, estimate.config
+    if s["path"] == "reference":
+        m = runs.measure_reference_training(c, s["seq"], s["src_seq"], seed)
+        tol = REFERENCE_TOLERANCE
+    else:
+        m = runs.measure_torch_training(c, s["batch"], s["seq"], s["dtype"], s["optimizer"],
+                                        s["path"], s["src_seq"], device, seed)
+        tol = TORCH_TOLERANCE
+    label = f"training step, {s['path']}"
+    checks = [Check(f"{label}: peak", estimate.peak, m.peak, tol, m.method)]
+    if m.activations is not None:
+        checks.append(Check(f"{label}: activations kept", estimate.row("activations"),
+                            m.activations, ACTIVATION_TOLERANCE,
+                            "NumPy array data in the caches" if s["path"] == "reference"
+                            else "autograd saved tensors"))
+    return checks
+
+
+def inference_checks(estimate: Estimate, device: str = "cpu", seed: int = 0) -> list[Check]:
+    """Run the decode ``estimate`` describes with torch_impl; check its peak."""
+    s = estimate.settings
+    m = runs.measure_torch_inference(estimate.config, s["batch"], s["prompt"],
+                                     s["new_tokens"], s["dtype"], device, seed)
+    return [Check("inference with KV cache: peak", estimate.peak, m.peak, TORCH_TOLERANCE,
+                  m.method)]
+
+
+def measure_all(estimates: dict[str, Estimate], inference: Estimate | None, device: str,
+                max_bytes: float) -> list[Check]:
+    """Every check of ``estimates`` (and of ``inference`` unless the reference is asked),
+    refusing when a prediction exceeds ``max_bytes``."""
+    todo = list(estimates.values()) + ([inference] if inference is not None
+                                       and "reference" not in estimates else [])
+    for e in todo:
+        if e.peak > max_bytes:
+            raise ConfigError(f"the predicted peak {e.peak:,} bytes exceeds --max-measure-bytes "
+                              f"{max_bytes:,.0f}; measure a smaller preset, batch or seq")
+    checks: list[Check] = []
+    for e in estimates.values():
+        checks += training_checks(e, device)
+    if inference is not None and "reference" not in estimates:
+        checks += inference_checks(inference, device)
+    return checks
