@@ -9,6 +9,7 @@ import fcntl
 import functools
 import http.server
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -28,6 +29,7 @@ class BuiltSite:
     path: Path
     returncode: int
     log: str
+    offline: bool
 
 
 def _shared_dir(tmp_path_factory) -> Path:
@@ -37,12 +39,22 @@ def _shared_dir(tmp_path_factory) -> Path:
     return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
+def can_drop_network() -> bool:
+    """Whether ``unshare -n`` works here (root or user namespaces): a build with no network."""
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
 def run_build(dest: Path) -> BuiltSite:
+    """``mkdocs build --strict``, in a network namespace without network where possible."""
     env = dict(os.environ, DISABLE_MKDOCS_2_WARNING="true", NO_MKDOCS_2_WARNING="1")
+    offline = can_drop_network()
+    prefix = ["unshare", "-n"] if offline else []
     proc = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(dest)],
+        [*prefix, sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(dest)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    return BuiltSite(dest, proc.returncode, proc.stdout + proc.stderr)
+    return BuiltSite(dest, proc.returncode, proc.stdout + proc.stderr, offline)
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +69,9 @@ def built_site(tmp_path_factory) -> BuiltSite:
         if not code_file.exists():
             site = run_build(dest)
             log_file.write_text(site.log)
-            code_file.write_text(str(site.returncode))
-    return BuiltSite(dest, int(code_file.read_text()), log_file.read_text())
+            code_file.write_text(f"{site.returncode} {int(site.offline)}")
+    code, offline = code_file.read_text().split()
+    return BuiltSite(dest, int(code), log_file.read_text(), offline == "1")
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+import pytest
 from docs_support import ROOT, require_build_tools
 from sitegen.reports import reports_dir
 
@@ -95,6 +96,12 @@ def is_external(url: str) -> bool:
 def test_strict_build_passes(built_site):
     assert built_site.returncode == 0, f"mkdocs build --strict failed:\n{built_site.log[-6000:]}"
     assert "WARNING" not in built_site.log
+
+
+def test_strict_build_needs_no_network(built_site):
+    if not built_site.offline:
+        pytest.skip("`unshare -n` is not permitted here, so the build ran with the network")
+    assert built_site.returncode == 0, f"offline build failed:\n{built_site.log[-6000:]}"
 
 
 def test_every_algorithm_has_a_page_with_every_line_linkable(site):
