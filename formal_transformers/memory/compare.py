@@ -44,18 +44,20 @@ class Check:
                 "method": self.method}
 
 
-def training_checks(estimate: Estimate, device: str = "cpu", seed: int = 0) -> list[Check]:
-    """Run the training step ``estimate`` describes; check its peak and activations."""
+def training_checks(estimate: Estimate, device: str = "cpu", seed: int = 0,
+                    peak: bool = True) -> list[Check]:
+    """Run the training step ``estimate`` describes; check its activations and (unless
+    ``peak`` is False) its peak."""
     s, c = estimate.settings, estimate.config
     if s["path"] == "reference":
-        m = runs.measure_reference_training(c, s["seq"], s["src_seq"], seed)
+        m = runs.measure_reference_training(c, s["seq"], s["src_seq"], seed, peak)
         tol = REFERENCE_TOLERANCE
     else:
         m = runs.measure_torch_training(c, s["batch"], s["seq"], s["dtype"], s["optimizer"],
-                                        s["path"], s["src_seq"], device, seed)
+                                        s["path"], s["src_seq"], device, seed, peak)
         tol = TORCH_TOLERANCE
     label = f"training step, {s['path']}"
-    checks = [Check(f"{label}: peak", estimate.peak, m.peak, tol, m.method)]
+    checks = [Check(f"{label}: peak", estimate.peak, m.peak, tol, m.method)] if peak else []
     if m.activations is not None:
         checks.append(Check(f"{label}: activations kept", estimate.row("activations"),
                             m.activations, ACTIVATION_TOLERANCE,

@@ -51,12 +51,12 @@ def mask_token(config: Config) -> int:
 
 
 def measure_reference_training(config: Config, seq: int, src_seq: int | None = None,
-                               seed: int = 0) -> Measurement:
+                               seed: int = 0, peak: bool = True) -> Measurement:
     """One gradient-descent step of reference_numpy on one sequence, by tracemalloc.
 
     peak = bytes of the parameter arrays + tracemalloc's peak during the step (which
-    includes the Python objects of the reference's caches). activations = NumPy array data
-    the forward pass keeps in its cache.
+    includes the Python objects of the reference's caches); 0 when ``peak`` is False.
+    activations = NumPy array data the forward pass keeps in its cache.
     """
     from reference_numpy import architectures as arch
     from reference_numpy import training as tr
@@ -75,11 +75,11 @@ def measure_reference_training(config: Config, seq: int, src_seq: int | None = N
     else:
         def step(): return tr.ed_training_step(z, x, params, config, ETA)
         def forward(cache): arch.ed_transformer(z, x, params, config, cache)
-    _, peak = measure.traced_peak(step)
+    step_peak = measure.traced_peak(step)[1] if peak else 0
     cache: dict = {}
     _, kept = measure.numpy_kept_bytes(lambda: forward(cache))
     param_bytes = sum(a.nbytes for a in params.values())
-    return Measurement(param_bytes + peak, kept, "tracemalloc")
+    return Measurement(param_bytes + step_peak if peak else 0, kept, "tracemalloc")
 
 
 def _torch_setup(config: Config, batch: int, seq: int, src_seq: int | None, dtype: str,
@@ -111,37 +111,45 @@ def _kernel(path: str):
 
 def measure_torch_training(config: Config, batch: int, seq: int, dtype: str = "float32",
                            optimizer: str = "adamw", path: str = "sdpa",
-                           src_seq: int | None = None, device: str = "cpu", seed: int = 0
-                           ) -> Measurement:
+                           src_seq: int | None = None, device: str = "cpu", seed: int = 0,
+                           peak: bool = True) -> Measurement:
     """A steady-state training step of torch_impl (torch_impl.training.train_step).
 
     One step runs first, unmeasured, so that AdamW's moments exist as in every later step.
     On CPU the second step runs under a TorchMemoryTracker that starts from the parameters,
     the optimizer state and the batch; on CUDA the allocator's peak is read. ``path``
     'naive' forces PyTorch's math attention kernel; 'sdpa' lets it choose (flash on CPU).
+    With ``peak`` False only the saved tensors of a forward pass are measured (peak 0).
     """
-    from torch_impl.training import make_adamw, train_step
+    from torch_impl.training import make_adamw
 
     model, loss_fn, batch_tensors = _torch_setup(config, batch, seq, src_seq, dtype, device,
                                                  seed)
     opt = make_adamw(model) if optimizer == "adamw" else ETA
     with _kernel(path):
-        train_step(model, opt, loss_fn, batch_tensors)
-        def step(): return train_step(model, opt, loss_fn, batch_tensors)
-        if device == "cuda":
-            _, peak = measure.cuda_peak(step)
-            method = "torch.cuda.max_memory_allocated"
-        else:
-            tracker = measure.torch_memory_tracker()
-            state = [] if optimizer != "adamw" else [
-                t for s in opt.state.values() for t in s.values() if hasattr(t, "untyped_storage")]
-            tracker.add_existing([*model.parameters(), *state, *batch_tensors])
-            with tracker:
-                step()
-            peak, method = tracker.peak, "TorchDispatchMode live-storage tracker"
+        result, method = 0, "autograd saved tensors"
+        if peak:
+            result, method = _steady_state_peak(model, opt, loss_fn, batch_tensors, device)
         _, kept = measure.saved_tensor_bytes(lambda: loss_fn(model, batch_tensors),
                                              exclude=[*model.parameters(), *batch_tensors])
-    return Measurement(peak, kept, method)
+    return Measurement(result, kept, method)
+
+
+def _steady_state_peak(model, opt, loss_fn, batch_tensors, device: str) -> tuple[int, str]:
+    from torch_impl.training import train_step
+
+    train_step(model, opt, loss_fn, batch_tensors)  # creates AdamW's moments
+
+    def step(): return train_step(model, opt, loss_fn, batch_tensors)
+    if device == "cuda":
+        return measure.cuda_peak(step)[1], "torch.cuda.max_memory_allocated"
+    tracker = measure.torch_memory_tracker()
+    state = [t for s in getattr(opt, "state", {}).values() for t in s.values()
+             if hasattr(t, "untyped_storage")]
+    tracker.add_existing([*model.parameters(), *state, *batch_tensors])
+    with tracker:
+        step()
+    return tracker.peak, "TorchDispatchMode live-storage tracker"
 
 
 def measure_torch_inference(config: Config, batch: int, prompt: int, new_tokens: int,
