@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from conformance import calls
-from conformance.assertions import assert_close, tolerance
+from conformance.assertions import assert_close, gradient_tolerance, tolerance
 from conformance.properties.training import (
     implied_gradient,
     implied_tolerance,
@@ -45,9 +45,9 @@ def gradient_agreement(ctx, case):
     upstream = calls.upstream_for(alg, case.data, case.rng(5), ctx.dtype)
     observed = calls.backward(ctx.adapter, alg, case.data, upstream)
     expected = calls.backward(ctx.reference, alg, up(case.data), up(upstream))
+    tol = gradient_tolerance(ctx.dtype, expected)
     for name, value in expected.items():
-        assert_close(ctx, f"gradient of {name}", observed[name], value,
-                     tolerance(ctx.dtype, "gradient"))
+        assert_close(ctx, f"gradient of {name}", observed[name], value, tol)
 
 
 def _loss_and_grads(arch: str, case, rng):
@@ -88,9 +88,9 @@ def architecture_gradient_agreement(ctx, case):
     for b, t, y in targets:
         dP[b, t, y] -= 1.0 / P[b, t, y]
     observed = calls.backward(ctx.adapter, alg + "_backward", data, dP.astype(ctx.dtype))
+    tol = gradient_tolerance(ctx.dtype, expected)
     for name, value in expected.items():
-        assert_close(ctx, f"gradient of {name}", observed[name], value,
-                     tolerance(ctx.dtype, "gradient"))
+        assert_close(ctx, f"gradient of {name}", observed[name], value, tol)
 
 
 @check("reference.gradient_agreement", ("ed_training", "e_training", "d_training"),
@@ -107,6 +107,6 @@ def training_gradient_agreement(ctx, case):
     else:
         _, expected = training.e_loss_and_grad(d["x"][0], d["masked"][0], params, d["config"],
                                                d["mask_token"])
+    tol = implied_tolerance(ctx.dtype, params, d["eta"], expected)
     for name, value in expected.items():
-        assert_close(ctx, f"gradient of {name} (theta - theta')/eta", observed[name], value,
-                     implied_tolerance(ctx.dtype, params, d["eta"]))
+        assert_close(ctx, f"gradient of {name} (theta - theta')/eta", observed[name], value, tol)

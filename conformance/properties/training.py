@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.assertions import Tolerance, assert_close, tolerance
+from conformance.assertions import Tolerance, assert_close, gradient_tolerance, tolerance
 from conformance.registry import check, up
 from conformance.strategies import training_cases
 
@@ -31,19 +31,22 @@ def step_agreement(ctx, case):
     assert_close(ctx, "loss (sum over the steps, each before its update)", loss, ref_loss,
                  tolerance(ctx.dtype, "gradient"))
     eta, old = case["eta"], up(case["params"])
-    grad_tol = implied_tolerance(ctx.dtype, old, eta)
+    implied_ref = {k: (old[k] - v) / eta for k, v in ref_new.items()}
+    grad_tol = implied_tolerance(ctx.dtype, old, eta, implied_ref)
+    fwd = tolerance(ctx.dtype)  # theta' may differ by eta times the gradient's own tolerance
+    new_tol = Tolerance(fwd.rtol, fwd.atol + eta * grad_tol.atol)
     for name, value in ref_new.items():
-        assert_close(ctx, f"updated {name}", new[name], value, tolerance(ctx.dtype))
+        assert_close(ctx, f"updated {name}", new[name], value, new_tol)
         implied = (old[name] - new[name].astype(np.float64)) / eta
         assert_close(ctx, f"implied gradient (theta - theta')/eta of {name}", implied,
-                     (old[name] - value) / eta, grad_tol)
+                     implied_ref[name], grad_tol)
 
 
-def implied_tolerance(dtype, params, eta) -> Tolerance:
-    """The gradient tolerance, widened by the rounding of theta' in ``dtype`` divided by eta."""
-    tol = tolerance(dtype, "gradient")
+def implied_tolerance(dtype, params, eta, expected) -> Tolerance:
+    """The gradient tolerance of ``expected`` (conformance.assertions.gradient_tolerance),
+    widened by the rounding of theta' in ``dtype`` divided by eta."""
     big = max(float(np.max(np.abs(v), initial=0.0)) for v in params.values())
-    return Tolerance(tol.rtol, tol.atol + 8 * float(np.finfo(dtype).eps) * big / eta, True)
+    return gradient_tolerance(dtype, expected, 8 * float(np.finfo(dtype).eps) * big / eta)
 
 
 def implied_gradient(ctx, alg, data):
