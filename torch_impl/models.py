@@ -95,7 +95,11 @@ class CanonicalModel(nn.Module):
 
     # -- shared forward pieces -----------------------------------------------------------
     def check_tokens(self, name: str, x: torch.Tensor, offset: int = 0) -> None:
-        """x: (B, l) ids in [0, N_V) that fit in the context after ``offset`` cached tokens."""
+        """x: (B, l) ids in [0, N_V) that fit in the context after ``offset`` cached tokens.
+
+        Skipped while torch.compile traces (the range check reads data: a graph break)."""
+        if torch.compiler.is_compiling():
+            return
         check_token_batch(name, x, self.config.N_V, self.config.l_max)
         if offset + x.shape[1] > self.config.l_max:
             raise SequenceLengthError(

@@ -1,0 +1,82 @@
+"""`formal-transformers bench`: torch_impl against baselines timed in the same run.
+
+Every figure is a ratio (baseline time / torch_impl time) measured on this machine in this
+run; see torch_impl/bench.py for what each benchmark does. GPU benchmarks run only with
+--gpu-train / --gpu-decode and a CUDA device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from formal_transformers import render
+from formal_transformers.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmark torch_impl against baselines (ratios)",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="run only these CPU benchmarks (reference, gpt2_forward, gpt2_decode)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny shapes and few repeats: a smoke test, not a measurement")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch intra-op threads for both sides (default: torch's choice)")
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument("--gpu-train", action="store_true",
+                   help="CUDA: GPT-2 small training tokens/s and MFU (bf16, fused AdamW)")
+    p.add_argument("--gpu-decode", action="store_true", help="CUDA: decode tokens/s")
+    p.add_argument("--compile", action="store_true", help="torch.compile for --gpu-train")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from torch_impl import bench
+
+    unknown = sorted(set(args.only or ()) - set(bench.CPU_BENCHMARKS))
+    if unknown:
+        raise ConfigError(f"--only: unknown benchmark(s) {unknown}; known: "
+                          f"{', '.join(bench.CPU_BENCHMARKS)}")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    status = render.console(stderr=True)
+    results = bench.run_all(args.only, quick=args.quick,
+                            progress=lambda name: status.print(f"running {name} ..."))
+    report = {"environment": bench.environment(), "quick": args.quick,
+              "results": [r.to_json() for r in results]}
+    render.table("formal-transformers bench (ratio = baseline time / torch_impl time)",
+                 ["benchmark", "torch_impl s (min-max)", "baseline s (min-max)", "baseline",
+                  "ratio", "target"],
+                 [(r.name, _span(r.ours), _span(r.theirs), r.baseline, f"{r.ratio:.2f}x",
+                   "" if r.target is None else f">= {r.target:.1f}x "
+                   f"{'met' if r.ratio >= r.target else 'NOT met'}") for r in results])
+    for r in results:
+        status.print(f"{r.name}: {r.what}; {r.details}", markup=False)
+    report["gpu"] = _gpu(args)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _span(t) -> str:
+    return f"{t.median:.4f} ({t.min:.4f}-{t.max:.4f})"
+
+
+def _gpu(args: argparse.Namespace) -> dict:
+    if not (args.gpu_train or args.gpu_decode):
+        return {}
+    from formal_transformers.presets import get_preset
+    from torch_impl import bench_gpu
+
+    config = get_preset("gpt2-small")
+    out = {}
+    if args.gpu_train:
+        out["training"] = bench_gpu.bench_gpu_training(config, compile=args.compile)
+    if args.gpu_decode:
+        out["decode"] = bench_gpu.bench_gpu_decode(config)
+    render.print_json(out)
+    return out

@@ -1,0 +1,205 @@
+"""Benchmarks: every figure is a ratio against a baseline timed in the same run, same machine.
+
+- ``reference``: forward + backward of a small D transformer's training loss, torch_impl
+  (batched, autograd) vs reference_numpy (literal loops, hand-written backward), same batch.
+- ``gpt2_forward``: logits of GPT-2-small-shaped random weights (float32, CPU) at 4 x 256
+  tokens, torch_impl vs transformers' GPT2LMHeadModel, from the same weights.
+- ``gpt2_decode``: greedy decoding of 64 new tokens at batch 1 with a KV cache:
+  torch_impl.d_inference (static cache) vs transformers' ``generate``; tokens per second.
+- ``gpu_training`` (CUDA only): GPT-2 124M training throughput and model-FLOPs utilisation at
+  1024 tokens in bf16 autocast with fused AdamW (and optionally torch.compile).
+
+``ratio`` is always baseline time / torch_impl time: above 1 means torch_impl is faster.
+Each timing is the median of ``repeats`` runs after a warm-up; min and max are kept so that
+the spread on a shared machine is visible. ``quick=True`` shrinks every shape (smoke test).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from formal_transformers.canonical import init_parameters
+from formal_transformers.hyperparameters import DTransformerConfig
+from torch_impl.inference import d_inference
+from torch_impl.models import DTransformer
+from torch_impl.training import d_losses
+
+
+@dataclass
+class Timing:
+    """Seconds per run: median, min, max over the repeats."""
+
+    median: float
+    min: float
+    max: float
+
+    @classmethod
+    def of(cls, times: list[float]) -> Timing:
+        return cls(statistics.median(times), min(times), max(times))
+
+
+@dataclass
+class BenchResult:
+    """One comparison: torch_impl against a baseline measured in the same run."""
+
+    name: str
+    what: str
+    baseline: str
+    ours: Timing
+    theirs: Timing
+    target: float | None = None  # the ratio the issue asks for, if any
+    details: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """Baseline time / torch_impl time (> 1: torch_impl is faster)."""
+        return self.theirs.median / self.ours.median
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"ratio": self.ratio, "met_target": (
+            None if self.target is None else self.ratio >= self.target)}
+
+
+def time_runs(fn: Callable[[], object], repeats: int, warmup: int = 1) -> Timing:
+    """Time ``fn()`` ``repeats`` times after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return Timing.of(times)
+
+
+def _interleaved(ours: Callable[[], object], theirs: Callable[[], object], repeats: int
+                 ) -> tuple[Timing, Timing]:
+    """Alternate the two so that a burst of load on a shared machine hits both alike."""
+    ours(), theirs()  # warm-up
+    a, b = [], []
+    for _ in range(repeats):
+        for fn, out in ((ours, a), (theirs, b)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return Timing.of(a), Timing.of(b)
+
+
+def bench_reference(quick: bool = False, repeats: int = 3) -> BenchResult:
+    """Forward + backward of the D transformer's loss (Alg 13 L4-5), B sequences."""
+    from reference_numpy.training import d_loss_and_grad
+
+    c = DTransformerConfig(N_V=64, l_max=32, d_e=32, d_mlp=128, L=2, H=4)
+    B, l = (2, 8) if quick else (4, 32)
+    params = init_parameters(c, np.random.default_rng(0))
+    x = np.random.default_rng(1).integers(0, c.N_V, (B, l))
+    model = DTransformer.from_canonical(c, params)  # float64, like the reference
+    X = torch.as_tensor(x)
+
+    def ours() -> None:
+        model.zero_grad(set_to_none=True)
+        d_losses(model, (X,)).sum().backward()
+
+    def theirs() -> None:
+        for x_b in x:
+            d_loss_and_grad(x_b, params, c)
+
+    t_ours, t_theirs = _interleaved(ours, theirs, repeats)
+    return BenchResult("reference", f"D transformer loss forward+backward, B={B}, l={l}, "
+                       f"d_e={c.d_e}, L={c.L}, float64", "reference_numpy", t_ours, t_theirs,
+                       details={"config": c.to_dict()})
+
+
+def _gpt2_pair(quick: bool):
+    """(HF GPT2LMHeadModel, our DTransformer) holding the same random float32 weights."""
+    import transformers
+
+    from torch_impl.interop.hf_gpt2 import gpt2_to_canonical
+
+    shape = dict(n_layer=2, n_embd=128, n_head=4, vocab_size=1000) if quick else {}
+    hf_config = transformers.GPT2Config(bos_token_id=None, eos_token_id=None, **shape)
+    torch.manual_seed(0)
+    hf = transformers.GPT2LMHeadModel(hf_config).eval()
+    config, params = gpt2_to_canonical(hf.state_dict(), hf.config)
+    return hf, DTransformer.from_canonical(config, params).eval(), config
+
+
+def bench_gpt2_forward(quick: bool = False, repeats: int = 5) -> BenchResult:
+    """Logits at batch 4 x 256 tokens (float32, inference mode)."""
+    hf, ours_model, config = _gpt2_pair(quick)
+    B, l = (2, 32) if quick else (4, 256)
+    x = torch.randint(0, config.N_V, (B, l), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        err = float((ours_model(x) - hf(x).logits).abs().max())
+        t_ours, t_theirs = _interleaved(lambda: ours_model(x), lambda: hf(input_ids=x),
+                                        repeats)
+    return BenchResult("gpt2_forward", f"GPT-2 logits, {B} x {l} tokens, float32, "
+                       f"{_size(config)}", "transformers GPT2LMHeadModel", t_ours, t_theirs,
+                       target=1.0, details={"max_abs_logit_difference": err})
+
+
+def bench_gpt2_decode(quick: bool = False, repeats: int = 3, l_gen: int = 64,
+                      l_prompt: int = 16) -> BenchResult:
+    """Greedy decoding of l_gen tokens at batch 1 with a KV cache; times per call."""
+    hf, ours_model, config = _gpt2_pair(quick)
+    l_gen = 8 if quick else l_gen
+    prompt = torch.randint(0, config.N_V, (1, l_prompt), generator=torch.Generator().manual_seed(0))
+
+    def ours() -> torch.Tensor:
+        return d_inference(ours_model, prompt, l_gen, greedy=True)
+
+    def theirs() -> torch.Tensor:
+        with torch.inference_mode():
+            out = hf.generate(prompt, max_new_tokens=l_gen, min_new_tokens=l_gen,
+                              do_sample=False, use_cache=True, pad_token_id=0)
+        return out[:, l_prompt:]
+
+    same = bool(torch.equal(ours(), theirs()))
+    t_ours, t_theirs = _interleaved(ours, theirs, repeats)
+    return BenchResult("gpt2_decode", f"GPT-2 greedy decoding, {l_gen} new tokens after "
+                       f"{l_prompt}, batch 1, KV cache, float32, {_size(config)}",
+                       "transformers generate", t_ours, t_theirs, target=2.0,
+                       details={"same_tokens": same,
+                                "tokens_per_s_ours": l_gen / t_ours.median,
+                                "tokens_per_s_baseline": l_gen / t_theirs.median})
+
+
+def _size(config: DTransformerConfig) -> str:
+    from formal_transformers.canonical import parameter_count
+
+    return f"{parameter_count(config) / 1e6:.0f}M parameters"
+
+
+def run_all(names: list[str] | None = None, quick: bool = False,
+            progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """Run the named CPU benchmarks (all of CPU_BENCHMARKS by default), in order."""
+    table = {"reference": bench_reference, "gpt2_forward": bench_gpt2_forward,
+             "gpt2_decode": bench_gpt2_decode}
+    results = []
+    for name in names or list(CPU_BENCHMARKS):
+        if progress is not None:
+            progress(name)
+        results.append(table[name](quick=quick))
+    return results
+
+
+CPU_BENCHMARKS = ("reference", "gpt2_forward", "gpt2_decode")
+
+
+def environment() -> dict:
+    """What the figures depend on: versions, threads, CPU count, processor."""
+    import os
+    import platform
+
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__,
+            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version()}
