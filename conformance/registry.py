@@ -44,7 +44,8 @@ class Check:
     ``strategy(algorithm, constrain, dtype)`` draws examples; ``fn(ctx, case)`` asserts the law.
     ``requires`` lists further adapter methods the law needs; ``dtypes`` is "all" (each declared
     dtype), "best" (the most precise declared) or a dtype name; ``line`` is a regex picking the
-    pseudocode line at stake in ``algorithm``'s spec; ``cost`` divides the example budget.
+    pseudocode line at stake in ``algorithm``'s spec; ``cost`` divides the example budget;
+    ``pinned(algorithm, dtype)`` returns cases always run first (counterexamples once found).
     """
 
     property: str
@@ -55,6 +56,7 @@ class Check:
     dtypes: str = "best"
     line: str | None = None
     cost: int = 1
+    pinned: Callable[[str, Any], list] = lambda algorithm, dtype: []
 
     @property
     def key(self) -> str:
@@ -109,7 +111,8 @@ def register(check: Check) -> Check:
 
 def check(property: str, algorithms: Iterable[str], strategy: Callable, *,
           requires: Callable[[str], tuple[str, ...]] | tuple[str, ...] = (),
-          dtypes: str = "best", line: str | None = None, cost: int = 1):
+          dtypes: str = "best", line: str | None = None, cost: int = 1,
+          pinned: Callable[[str, Any], list] | None = None):
     """Decorator: register ``fn(ctx, case)`` as the check of ``property`` on each algorithm.
 
     ``requires`` may be a function of the algorithm id (e.g. ``lambda a: (a + "_backward",)``).
@@ -117,7 +120,8 @@ def check(property: str, algorithms: Iterable[str], strategy: Callable, *,
     def deco(fn):
         for alg in algorithms:
             needs = requires(alg) if callable(requires) else tuple(requires)
-            register(Check(property, alg, fn, strategy, needs, dtypes, line, cost))
+            register(Check(property, alg, fn, strategy, needs, dtypes, line, cost,
+                           pinned or (lambda algorithm, dtype: [])))
         return fn
     return deco
 

@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
@@ -129,6 +129,8 @@ def run_check(check: Check, bound: Bound, dtype: str | None, profile: Profile, s
 
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     test = given(check.strategy(check.algorithm, bound.constrain, np.dtype(dtype)))(body)
+    for case in check.pinned(check.algorithm, np.dtype(dtype)):
+        test = example(case)(test)
     test = settings(max_examples=max(1, profile.max_examples // check.cost), deadline=None,
                     database=None, phases=phases, verbosity=Verbosity.quiet,
                     suppress_health_check=list(HealthCheck), report_multiple_bugs=False,

@@ -267,17 +267,25 @@ def architecture_cases(draw, constrain: Constrain, dtype: Any, arch: str,
     config = draw(configs(constrain, arch, l_max, fixed))
     B = draw(st.integers(1, 3))
     l = draw(st.integers(min(min_len, config.l_max), config.l_max))
-    seed, scale = draw(SEEDS), draw(SCALES)
+    l_z = draw(st.integers(1, config.l_max)) if arch == "ed_transformer" else None
+    return build_architecture_case(arch, config, B, l, l_z, draw(SEEDS), draw(SCALES), dtype,
+                                   zero_positions)
+
+
+def build_architecture_case(arch: str, config: Any, B: int, l: int, l_z: int | None,
+                            seed: int, scale: float, dtype: Any, zero_positions: bool = False
+                            ) -> Case:
+    """The case ``architecture_cases`` draws for these choices (also used to pin examples)."""
     rng = np.random.default_rng(seed)
     params = random_parameters(parameter_shapes(config), rng, scale, dtype)
     if zero_positions:
         params["W_p"] = np.zeros_like(params["W_p"])
     data: dict[str, Any] = {"config": config, "params": params,
-                            "x": rng.integers(0, config.N_V, (B, l))}
+                            "x": rng.integers(0, config.N_V, (B, l)), "scale": scale}
     sizes = {"B": B, "l": l}
     if arch == "ed_transformer":
-        sizes["l_z"] = draw(st.integers(1, config.l_max))  # the context may be a single token
-        data["z"] = rng.integers(0, config.N_V, (B, sizes["l_z"]))
+        sizes["l_z"] = l_z  # the context may be a single token
+        data["z"] = rng.integers(0, config.N_V, (B, l_z))
     return Case(arch, sizes, seed, data)
 
 
@@ -335,3 +343,16 @@ def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
                 "positional_embedding": lambda c, d, **o: embedding_cases(c, d, "positional",
                                                                           **o)}
     return builders[base](constrain, dtype, **options)
+
+
+def regressions(alg: str, dtype: Any) -> list[Case]:
+    """Counterexamples that once failed, pinned so that every run tries them first.
+
+    ed_transformer: reference_numpy's decoder backward once dropped the residual around the
+    cross-attention (dX = dQ instead of dY + dQ); gradient.finite_difference caught it here.
+    """
+    if alg != "ed_transformer":
+        return []
+    config = EDTransformerConfig(N_V=3, l_max=3, d_e=3, d_mlp=2, L_enc=1, L_dec=1, H=1,
+                                 activation="relu")
+    return [build_architecture_case(alg, config, 1, 3, 2, 0, 1.0, dtype)]

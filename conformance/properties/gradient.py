@@ -15,7 +15,7 @@ from conformance import calls
 from conformance.assertions import fail
 from conformance.properties.training import implied_gradient, single_sequence
 from conformance.registry import check
-from conformance.strategies import cases_for
+from conformance.strategies import cases_for, regressions
 
 BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
              "mhattention_backward", "layer_norm_backward", "mlp_backward",
@@ -65,7 +65,7 @@ def compare(ctx, what: str, f: Callable[[dict], float], data, inputs, V, terms) 
 @check("gradient.finite_difference", BACKWARDS, cases_for,
        requires=lambda a: (a.removesuffix("_backward"),))
 @check("gradient.finite_difference", calls.ARCHITECTURES, cases_for,
-       requires=lambda a: (a + "_backward",), cost=2)
+       requires=lambda a: (a + "_backward",), cost=2, pinned=regressions)
 def finite_difference(ctx, case):
     """<grad, V> equals the central difference of the adapter's forward along V."""
     alg = ctx.algorithm if ctx.algorithm.endswith("_backward") else ctx.algorithm + "_backward"

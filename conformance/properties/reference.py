@@ -16,7 +16,7 @@ from conformance.properties.training import (
     single_sequence,
 )
 from conformance.registry import check, up
-from conformance.strategies import cases_for
+from conformance.strategies import cases_for, regressions
 from reference_numpy import training
 
 PRIMITIVES = ("token_embedding", "positional_embedding", "basic_attention", "attention",
@@ -77,7 +77,7 @@ def _loss_and_grads(arch: str, case, rng):
 
 @check("reference.gradient_agreement", calls.ARCHITECTURES,
        lambda a, c, d: cases_for(a, c, d, min_len=2), requires=lambda a: (a + "_backward",),
-       dtypes="all", cost=2)
+       dtypes="all", cost=2, pinned=regressions)
 def architecture_gradient_agreement(ctx, case):
     """Through ``<arch>_backward`` with dP = d(training loss)/dP, the adapter's gradients
     equal reference_numpy.training's loss gradient for every canonical parameter."""
