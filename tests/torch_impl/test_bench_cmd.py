@@ -1,0 +1,28 @@
+"""`formal-transformers bench --quick` smoke test: the command runs, prints its table and
+writes ratios measured in the same run (the real measurement is not a CI test)."""
+
+from __future__ import annotations
+
+import json
+
+from formal_transformers.cli import main
+
+
+def test_bench_quick_writes_ratios_against_baselines_measured_in_the_same_run(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--only", "reference", "gpt2_decode",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["quick"] is True and report["environment"]["threads"] >= 1
+    by_name = {r["name"]: r for r in report["results"]}
+    assert list(by_name) == ["reference", "gpt2_decode"]
+    for r in by_name.values():
+        assert r["ratio"] == r["theirs"]["median"] / r["ours"]["median"] > 0
+    assert by_name["gpt2_decode"]["details"]["same_tokens"] is True
+    assert by_name["gpt2_decode"]["target"] == 2.0
+    assert "ratio = baseline time / torch_impl time" in capsys.readouterr().out
+
+
+def test_an_unknown_benchmark_name_is_an_error_naming_the_known_ones(capsys):
+    assert main(["bench", "--only", "nonsense"]) == 2
+    assert "gpt2_forward" in capsys.readouterr().err
