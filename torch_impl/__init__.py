@@ -2,6 +2,12 @@
 
 ``REGISTRY`` maps every algorithm id of the spec catalogue to the torch function that computes
 it; backward ids map to autograd-based gradient functions (torch_impl/backward.py).
+
+Same function as reference_numpy (property reference.forward_agreement, spec/properties.md),
+from the same canonical parameters: float64 within 1e-10, float32 within 1e-5 relative, and
+bfloat16 within 2^-6 relative (|y - y_ref| <= 2^-6 (|y_ref| + max(1, max |y_ref|)) at unit-scale
+inputs: bf16 keeps 8 significant bits, so one rounding is 2^-9 and a few chained roundings stay
+below 2^-6). Tested in tests/torch_impl/test_agreement*.py.
 """
 
 from torch_impl.attention import attention, basic_attention, mh_attention
