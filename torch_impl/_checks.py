@@ -13,8 +13,7 @@ import torch
 from formal_transformers.errors import MaskError, SpecDTypeError, SpecShapeError
 from formal_transformers.validation import (
     Dim,
-    check_finite,
-    check_floating,
+    check_array,
     check_length,
     check_mask,
     check_shape,
@@ -28,11 +27,9 @@ def check_tensor(name: str, x: object, shape: Sequence[Dim], dtype: torch.dtype 
     if not isinstance(x, torch.Tensor):
         raise SpecDTypeError(f"{name} must be a torch.Tensor of shape "
                              f"{tuple(shape)}, got {type(x).__name__}")
-    check_shape(name, x, shape)
-    check_floating(name, x)
-    if dtype is not None and x.dtype != dtype:
+    if dtype is not None and x.dtype != dtype and x.dtype.is_floating_point:
         raise SpecDTypeError(f"{name} must have the dtype of the input ({dtype}), got {x.dtype}")
-    check_finite(name, x)
+    check_array(name, x, shape)
 
 
 def check_features(name: str, x: object, dtype: torch.dtype | None = None) -> None:
