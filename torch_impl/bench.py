@@ -137,8 +137,8 @@ def bench_gpt2_forward(quick: bool = False, repeats: int = 5) -> BenchResult:
     x = torch.randint(0, config.N_V, (B, l), generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         err = float((ours_model(x) - hf(x).logits).abs().max())
-        t_ours, t_theirs = _interleaved(lambda: ours_model(x), lambda: hf(input_ids=x, use_cache=False),
-                                        repeats)
+        t_ours, t_theirs = _interleaved(lambda: ours_model(x),
+                                        lambda: hf(input_ids=x, use_cache=False), repeats)
     return BenchResult("gpt2_forward", f"GPT-2 logits, {B} x {l} tokens, float32, "
                        f"{_size(config)}", "transformers GPT2LMHeadModel", t_ours, t_theirs,
                        target=1.0, details={"max_abs_logit_difference": err})
