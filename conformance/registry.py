@@ -33,7 +33,7 @@ class Profile:
     draws: int
 
 
-PROFILES = {"quick": Profile("quick", 4, 1000), "ci": Profile("ci", 15, 2000),
+PROFILES = {"quick": Profile("quick", 4, 1000), "ci": Profile("ci", 25, 2000),
             "thorough": Profile("thorough", 100, 8000)}
 
 
