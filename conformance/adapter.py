@@ -27,6 +27,7 @@ it documents every signature and lets ``constrain`` default to "every size is su
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -250,8 +251,6 @@ def validate_adapter(adapter: object) -> None:
 
 
 def _signature(fn: Any) -> str:
-    import inspect
-
     params = list(inspect.signature(fn).parameters)[1:]
     return "(" + ", ".join(params) + ")"
 
