@@ -55,8 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--measure", action="store_true",
                    help="run a training step and a decode and print measured beside predicted")
-    p.add_argument("--max-measure-bytes", type=float, default=4 * 2**30,
-                   help="refuse to measure when the prediction exceeds this (default 4 GiB)")
+    p.add_argument("--max-measure-bytes", type=float, default=2**30,
+                   help="refuse to measure when a prediction exceeds this (default 1 GiB)")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
     p.set_defaults(func=run)
 

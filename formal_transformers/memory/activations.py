@@ -113,7 +113,9 @@ def _next_token_head(path: str, c: Config, B: int, l: int, b: int) -> list[Term]
         return [Term("distributions p (unembedding)", "head", l * c.N_V, b)]
     return [Term("log-probabilities (at least float32)", "head", B * (l - 1) * c.N_V,
                  max(b, 4)),
-            Term("targets (int64) and the loss's total weight", "head", B * (l - 1) * 8 + 4, 1)]
+            # x[:, 1:] is contiguous only for B = 1; otherwise the loss copies the targets
+            Term("targets (int64) and the loss's total weight", "head",
+                 (B * (l - 1) * 8 if B > 1 else 0) + max(b, 4), 1)]
 
 
 def _decoder_only(c: DTransformerConfig, B: int, l: int, b: int, path: str) -> list[Term]:
@@ -157,7 +159,8 @@ def _encoder_only(c: ETransformerConfig, B: int, l: int, b: int, path: str) -> l
         return terms + [Term("distributions p (unembedding)", "head", l * c.N_V, b)]
     return terms + [Term("log-probabilities (at least float32)", "head", n * c.N_V, max(b, 4)),
                     Term("masked input ids (int64)", "head", n, 8),
-                    Term("loss weights (float32) and total weight", "head", n * 4 + 4, 1)]
+                    Term("loss weights and total weight (at least float32)", "head",
+                         (n + 1) * max(b, 4), 1)]
 
 
 def _encoder_decoder(c: EDTransformerConfig, B: int, l_z: int, l_x: int, b: int, path: str

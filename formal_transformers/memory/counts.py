@@ -64,6 +64,8 @@ def parameter_counts(config: Config) -> dict[str, int]:
     transformer's W_f, b_f and optional embedding layer norm) and ``unembedding`` (W_u).
     """
     c = config
+    if not isinstance(c, (DTransformerConfig, ETransformerConfig, EDTransformerConfig)):
+        raise TypeError(f"config must be an architecture config, got {type(config).__name__}")
     emb = token_embedding_parameters(c.d_e, c.N_V) + positional_embedding_parameters(
         c.d_e, c.l_max)
     ln, mlp = layer_norm_parameters(c.d_e), mlp_parameters(c.d_e, c.d_mlp)
@@ -77,8 +79,6 @@ def parameter_counts(config: Config) -> dict[str, int]:
     elif isinstance(c, EDTransformerConfig):  # (M10)
         counts["encoder_layers"] = c.L_enc * (_self_mha(c) + mlp + 2 * ln)
         counts["decoder_layers"] = c.L_dec * (2 * _self_mha(c) + mlp + 3 * ln)
-    else:
-        raise TypeError(f"config must be an architecture config, got {type(config).__name__}")
     counts["unembedding"] = unembedding_parameters(c.d_e, c.N_V)
     counts["total"] = sum(counts.values())
     return counts

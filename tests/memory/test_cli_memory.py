@@ -1,0 +1,59 @@
+"""`formal-transformers memory` (issue 6): the breakdown, JSON, --measure and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from formal_transformers.cli import main
+
+
+def test_gpt2_small_breakdown_prints_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "m.json"
+    rc = main(["memory", "--preset", "gpt2-small", "--batch", "8", "--seq", "1024",
+               "--dtype", "bfloat16", "--optimizer", "adamw", "--json", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0
+    for needle in ("163,037,184", "124,439,808", "optimizer state", "KV cache", "naive",
+                   "sdpa", "peak"):
+        assert needle in text
+    data = json.loads(out.read_text())
+    assert data["parameters"]["total"] == 163_037_184
+    assert data["training"]["sdpa"]["peak_bytes"] < data["training"]["naive"]["peak_bytes"]
+    assert data["inference"]["cache_positions"] == 1024
+
+
+def test_measure_on_a_tiny_preset_is_within_tolerance(capsys):
+    rc = main(["memory", "--preset", "tiny-decoder", "--batch", "2", "--seq", "32",
+               "--measure"])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "Measured beside predicted" in text and "NO" not in text
+
+
+def test_hyperparameters_without_a_preset(capsys):
+    rc = main(["memory", "--arch", "encoder-decoder", "--N_V", "100", "--l_max", "64",
+               "--d_e", "32", "--d_mlp", "64", "--L_enc", "2", "--L_dec", "1", "--H", "4",
+               "--seq", "16", "--src-seq", "24"])
+    assert rc == 0
+    assert "l_z 24" in capsys.readouterr().out
+
+
+def test_preset_override_changes_the_count(tmp_path):
+    out = tmp_path / "m.json"
+    main(["memory", "--preset", "gpt2-small", "--L", "1", "--seq", "8", "--json", str(out)])
+    assert json.loads(out.read_text())["config"]["L"] == 1
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["memory"], "give --preset NAME or --arch"),
+    (["memory", "--arch", "decoder", "--N_V", "10"], "--arch decoder needs --H"),
+    (["memory", "--preset", "gpt2-small", "--seq", "4096"], "exceeds the context size"),
+    (["memory", "--preset", "gpt2-small", "--L_enc", "2"], "has no hyperparameter 'L_enc'"),
+    (["memory", "--preset", "gpt2-small", "--measure", "--max-measure-bytes", "1e6"],
+     "exceeds --max-measure-bytes"),
+])
+def test_bad_input_is_a_clear_error(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
