@@ -34,7 +34,7 @@ def test_verify_catches_the_mutant_by_the_properties_it_names(mutant):
 def test_every_property_catches_some_mutant():
     caught = {p for mutant in MUTANTS for p in mutant.caught_by}
     checked = {c.property for c in all_checks()}
-    assert checked == set(load_properties()), "every property of the spec has a check"
+    assert checked <= set(load_properties()), "every check is a law of spec/properties.md"
     assert checked - caught == set(), f"properties that catch no mutant: {checked - caught}"
 
 

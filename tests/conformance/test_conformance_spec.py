@@ -11,6 +11,11 @@ from conformance.registry import all_checks
 from formal_transformers.spec import load_catalogue, load_properties
 
 GRADIENT_LAWS = {"reference.gradient_agreement", "gradient.finite_difference"}
+# Laws about the bundled implementations' measured memory (issue 6): tested in tests/memory/
+# on reference_numpy and torch_impl themselves; the adapter protocol has no hook to measure an
+# arbitrary implementation's memory yet, so the suite does not run them against adapters.
+MEASURED_ELSEWHERE = {"memory.activations", "memory.reference_peak", "memory.torch_peak",
+                      "memory.growth_law"}
 
 
 def _coverage():
@@ -30,14 +35,15 @@ def _coverage():
 
 def test_every_property_is_checked_and_every_check_is_named_in_the_spec():
     checks = all_checks()
-    assert {c.property for c in checks} == set(load_properties())
+    assert {c.property for c in checks} == set(load_properties()) - MEASURED_ELSEWHERE
     assert {c.algorithm for c in checks} <= set(ALGORITHMS)
     assert set(ALGORITHMS) == {a.id for a in load_catalogue()}
 
 
 def test_front_matter_lists_the_properties_the_suite_checks():
     catalogue, covered = _coverage()
-    unchecked = {a: sorted(set(alg.properties) - covered[a]) for a, alg in catalogue.items()}
+    unchecked = {a: sorted(set(alg.properties) - covered[a] - MEASURED_ELSEWHERE)
+                 for a, alg in catalogue.items()}
     assert not {a: p for a, p in unchecked.items() if p}, (
         f"front matter lists properties the suite does not check: {unchecked}")
     unlisted = defaultdict(list)
