@@ -127,7 +127,11 @@ def check(property: str, algorithms: Iterable[str], strategy: Callable, *,
 
 
 def all_checks() -> list[Check]:
-    """Every registered check, after importing the property modules."""
+    """Every registered check, after importing the property modules.
+
+    A name in PROPERTY_MODULES without a dot is a module of conformance/properties/; a dotted
+    name is imported as it is, so a module elsewhere can register its checks here.
+    """
     for name in PROPERTY_MODULES:
-        importlib.import_module(f"conformance.properties.{name}")
+        importlib.import_module(name if "." in name else f"conformance.properties.{name}")
     return list(_CHECKS)
