@@ -1,0 +1,117 @@
+"""`formal-transformers train` and `sample` (issue 8): the command line end to end, with
+tiny models so each call takes a second or two."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from formal_transformers.cli import main
+
+TINY = ["--d-e", "16", "--heads", "2", "--layers", "1", "--d-mlp", "32"]
+
+
+def train_cli(*args: str) -> int:
+    return main(["train", *TINY, "--eval-every", "2", *args])
+
+
+def sample_json(capsys, *args: str) -> dict:
+    capsys.readouterr()
+    assert main(["sample", "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_train_decoder_then_sample_with_the_kv_cache(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli("--source", "markov", "--steps", "4", "--out", str(out)) == 0
+    text = capsys.readouterr().out
+    assert "val_loss" in text and "entropy rate" in text and str(out) in text
+    assert {p.name for p in out.iterdir()} == {"checkpoint", "metrics.json", "loss_curve.png"}
+    result = sample_json(capsys, "--checkpoint", str(out), "--prompt", "abc",
+                         "--max-new-tokens", "5", "--temperature", "0")
+    assert result["prompt"] == "abc" and len(result["tokens"]) == 5
+    assert set(result["text"]) <= set("abcdefgh") and len(result["text"]) == 5
+    again = sample_json(capsys, "--checkpoint", str(out / "checkpoint"), "--prompt", "abc",
+                        "--max-new-tokens", "5", "--temperature", "0")
+    assert again["tokens"] == result["tokens"]  # greedy is deterministic
+
+
+def test_train_resumes_when_out_holds_a_run(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert train_cli("--source", "copy", "--steps", "2", "--out", out) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", out, "--steps", "3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["step"] == 3 and summary["source"] == "copy"
+    assert [r["step"] for r in summary["history"]] == [2, 3]  # each call logs its last step
+    result = sample_json(capsys, "--checkpoint", out, "--prompt", "abca", "--temperature", "0")
+    assert result["step"] == 3 and result["expected"] == "abca"
+    assert isinstance(result["correct"], bool) and result["tokens"][0] == 10  # bos
+
+
+def test_sample_from_the_encoder_fills_only_the_masks(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert train_cli("--source", "masked-markov", "--steps", "2", "--out", out) == 0
+    result = sample_json(capsys, "--checkpoint", out, "--prompt", "ab_d_f", "--seed", "3")
+    assert result["masked_positions"] == [2, 4]
+    filled = result["text"]
+    assert filled[:2] == "ab" and filled[3] == "d" and filled[5] == "f"
+    assert "_" not in filled
+
+
+def test_text_file_trains_a_character_level_decoder(tmp_path, capsys):
+    f = tmp_path / "poem.txt"
+    f.write_text("the cat sat on the mat. " * 30)
+    out = str(tmp_path / "run")
+    assert train_cli("--text", str(f), "--length", "16", "--steps", "2", "--out", out) == 0
+    result = sample_json(capsys, "--checkpoint", out, "--prompt", "the ", "--max-new-tokens",
+                         "8")
+    assert len(result["text"]) == 8 and set(result["text"]) <= set("the casonm.")
+
+
+def test_reference_implementation_trains_from_the_cli(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert train_cli("--source", "markov", "--impl", "reference", "--optimizer", "sgd",
+                     "--steps", "2", "--batch-size", "2", "--length", "8", "--out", out) == 0
+    assert "val_loss" in capsys.readouterr().out
+
+
+def test_unknown_source_is_rejected_with_the_known_ones(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--source", "zipf"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'zipf'" in capsys.readouterr().err
+
+
+def test_empty_text_file_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    f = tmp_path / "empty.txt"
+    f.write_text("")
+    out = tmp_path / "run"
+    assert main(["train", "--text", str(f), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "SourceError" in err and "empty.txt" in err and "0 characters" in err
+    assert not out.exists()
+
+
+def test_sample_without_a_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert main(["sample", "--checkpoint", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert "CheckpointError" in err and "no checkpoint found" in err
+
+
+def test_training_another_architecture_into_a_run_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train_cli("--source", "markov", "--steps", "2", "--out", str(out)) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main(["train", "--arch", "encoder", "--source", "masked-markov",
+                 "--out", str(out)]) == 2
+    assert "decoder architecture, not the encoder" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_negative_temperature_is_a_config_error(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert train_cli("--source", "markov", "--steps", "1", "--out", out) == 0
+    assert main(["sample", "--checkpoint", out, "--temperature", "-1"]) == 2
+    assert "--temperature must be a finite number >= 0, got -1.0" in capsys.readouterr().err
