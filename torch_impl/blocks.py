@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn as nn
-from einops import rearrange
 
 from formal_transformers.canonical import layer_norm_shapes, mha_shapes, mlp_shapes
 from torch_impl.attention import causal_mask, sdpa
@@ -70,7 +69,8 @@ class MultiHeadAttention(nn.Module):
 
     def context(self, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of a context Z (B, l_z, d_e): two (B, H, l_z, d_head) tensors."""
-        k, v = rearrange(self.kv(Z), "b t (two h d) -> two b h t d", two=2, h=self.H)
+        B, l_z, _ = Z.shape
+        k, v = self.kv(Z).view(B, l_z, 2, self.H, -1).permute(2, 0, 3, 1, 4)  # (B, H, l_z, d)
         return k, v
 
     def forward(self, X: torch.Tensor, causal: bool = False,
@@ -78,16 +78,18 @@ class MultiHeadAttention(nn.Module):
                 cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         """X: (B, T, d_e). Self-attention over X (plus the cached tokens of ``layer`` when a
         cache is given), or cross-attention to precomputed context keys/values ``kv``."""
+        # view/transpose rather than einops here: this is the decode loop's hot path
+        B, T, _ = X.shape
         if self.cross:
-            q = rearrange(self.q(X), "b t (h d) -> b h t d", h=self.H)
+            q = self.q(X).view(B, T, self.H, -1).transpose(1, 2)  # (B, H, T, d_head)
             assert kv is not None, "cross-attention needs the context's keys and values"
             k, v = kv
             y = sdpa(q, k, v)  # Mask = 1: every query sees the whole context
         else:
-            q, k, v = rearrange(self.qkv(X), "b t (three h d) -> three b h t d", three=3,
-                                h=self.H)  # each (B, H, T, d_head)
+            qkv = self.qkv(X).view(B, T, 3, self.H, -1)  # (B, T, 3, H, d_head)
+            q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, d_head)
             y = self._self_attend(q, k, v, causal, cache, layer)
-        return self.out(rearrange(y, "b h t d -> b t (h d)"))  # (B, T, d_e)
+        return self.out(y.transpose(1, 2).reshape(B, T, -1))  # (B, T, H * d_head)
 
     @staticmethod
     def _self_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool,

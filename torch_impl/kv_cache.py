@@ -27,6 +27,8 @@ class KVCache:
         shape = (L, B, H, capacity, d_head)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self._k = [self.k[l] for l in range(L)]  # per-layer views, made once
+        self._v = [self.v[l] for l in range(L)]
         self.capacity = capacity
         self.length = 0
         self.cross: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -42,9 +44,10 @@ class KVCache:
         if end > self.capacity:
             raise SequenceLengthError(f"KV cache holds {self.capacity} positions; cannot append "
                                       f"{k.shape[2]} token(s) after {start}")
-        self.k[layer, :, :, start:end] = k
-        self.v[layer, :, :, start:end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end], start
+        k_all, v_all = self._k[layer], self._v[layer]  # (B, H, capacity, d_head) views
+        k_all[:, :, start:end] = k
+        v_all[:, :, start:end] = v
+        return k_all[:, :, :end], v_all[:, :, :end], start
 
     def advance(self, T: int) -> None:
         """Mark T more tokens as cached (after every layer has been updated)."""
