@@ -35,8 +35,9 @@ class Tolerance:
     ``scale`` is 1 for forward values, as stated under reference.forward_agreement in
     spec/properties.md, and max(1, max |expected|) when ``scaled`` (gradients span many
     magnitudes; a whole gradient dict is scaled by its largest entry, see
-    ``gradient_tolerance``). Gradients: float64 1e-9, float32 5e-4 relative to that scale --
-    float32 back-propagation through a near-singular layer norm (d_e = 2, close entries) loses
+    ``gradient_tolerance``). Gradients: float64 1e-9, float32 2e-3 relative to that scale --
+    float32 back-propagation through ill-conditioned examples (a layer norm over d_e = 2 close
+    entries, saturated attention, large steps of two layers) loses
     that much, and a wrong gradient is off by far more.
     """
 
@@ -47,7 +48,7 @@ class Tolerance:
 
 _FORWARD = {"float64": Tolerance(1e-10, 1e-10), "float32": Tolerance(1e-5, 1e-5),
             "float16": Tolerance(1e-2, 1e-2)}
-_GRADIENT = {"float64": Tolerance(1e-9, 1e-9, True), "float32": Tolerance(5e-4, 5e-4, True),
+_GRADIENT = {"float64": Tolerance(1e-9, 1e-9, True), "float32": Tolerance(2e-3, 2e-3, True),
              "float16": Tolerance(5e-2, 5e-2, True)}
 
 
