@@ -221,13 +221,13 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
     params = ck.params if ck else initial_parameters(config, run)
     backend = make_backend(run.impl, config, params, run.to_dict(), ck.optimizer if ck else {})
     until = run.steps if until is None else min(until, run.steps)
-    window: list[tuple[float, int]] = []
+    window: list[tuple[float, int, int]] = []
     while state.step < until:
         t0 = time.perf_counter()
         batch = source.batch(state.step, run.batch_size)
         loss = backend.step(batch, learning_rate(run, state.step))
         state.train_seconds += time.perf_counter() - t0
-        window.append((loss * len(batch), target_count(run.arch, batch)))
+        window.append((loss, len(batch), target_count(run.arch, batch)))
         state.step += 1
         final = state.step == until
         if state.step % run.log_every == 0 or final:
@@ -244,10 +244,14 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
     return summary(run, state, source, out)
 
 
-def _record(run: RunConfig, state: RunState, window: list[tuple[float, int]]) -> dict:
-    total, count = sum(w[0] for w in window), sum(w[1] for w in window)
+def _record(run: RunConfig, state: RunState, window: list[tuple[float, int, int]]) -> dict:
+    """Mean training loss per target token since the last record, and the mean batch
+    objective (mean over sequences of the spec's per-sequence sum, as optimised)."""
+    total = sum(objective * B for objective, B, _ in window)
+    count = sum(n for _, _, n in window)
     return {"step": state.step, "lr": learning_rate(run, state.step - 1),
             "train_loss": total / count if count else None,
+            "train_objective": sum(w[0] for w in window) / len(window),
             "train_seconds": round(state.train_seconds, 3)}
 
 
