@@ -1,7 +1,8 @@
 """The mutant catalogue: deliberately broken implementations that the suite must catch.
 
 Each mutant is a small adapter subclass that breaks one thing, with two class attributes:
-``only`` (the algorithms to verify it on, to keep the run short) and ``caught_by`` (the
+``only`` (the ``--only`` selection to verify it on -- algorithm or property ids -- to keep the
+run short) and ``caught_by`` (the
 properties that must fail for it). tests/conformance/test_mutants.py runs ``verify`` on every
 one and checks both; it also checks that every property of the suite catches some mutant.
 Try one by hand::

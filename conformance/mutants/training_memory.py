@@ -38,7 +38,7 @@ class GradientAscent(TorchAdapter):
 class TiedUnembeddingCount(TorchAdapter):
     """The parameter count treats W_u as tied to W_e (GPT-2's habit; the spec keeps both)."""
 
-    only = ("d_transformer", "e_transformer", "ed_transformer")
+    only = ("memory.parameter_count",)
     algorithms = ("count_parameters", "d_transformer", "e_transformer", "ed_transformer")
     caught_by = ("memory.parameter_count",)
 
@@ -49,7 +49,7 @@ class TiedUnembeddingCount(TorchAdapter):
 class NoOutputBiasCount(TorchAdapter):
     """Multi-head attention without the output bias b_o (Alg 5 L4)."""
 
-    only = ("mhattention",)
+    only = ("memory.parameter_count",)
     algorithms = ("count_parameters", "mhattention")
     caught_by = ("memory.parameter_count",)
 
