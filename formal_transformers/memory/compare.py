@@ -45,16 +45,17 @@ class Check:
 
 
 def training_checks(estimate: Estimate, device: str = "cpu", seed: int = 0,
-                    peak: bool = True) -> list[Check]:
-    """Run the training step ``estimate`` describes; check its activations and (unless
-    ``peak`` is False) its peak."""
+                    peak: bool = True, activations: bool = True) -> list[Check]:
+    """Run the training step ``estimate`` describes; check its peak and the activations it
+    keeps (``peak`` / ``activations`` False skip one; the reference always measures both)."""
     s, c = estimate.settings, estimate.config
     if s["path"] == "reference":
         m = runs.measure_reference_training(c, s["seq"], s["src_seq"], seed, peak)
         tol = REFERENCE_TOLERANCE
     else:
         m = runs.measure_torch_training(c, s["batch"], s["seq"], s["dtype"], s["optimizer"],
-                                        s["path"], s["src_seq"], device, seed, peak)
+                                        s["path"], s["src_seq"], device, seed, peak,
+                                        activations)
         tol = TORCH_TOLERANCE
     label = f"training step, {s['path']}"
     checks = [Check(f"{label}: peak", estimate.peak, m.peak, tol, m.method)] if peak else []

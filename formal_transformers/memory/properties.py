@@ -89,12 +89,12 @@ def _split(checks: list[compare.Check], activations: bool) -> list[compare.Check
     return [c for c in checks if c.name.endswith("activations kept") == activations]
 
 
-def activations_law() -> LawResult:
+def activations_law(reference_cases=REFERENCE_CASES, torch_cases=TORCH_CASES) -> LawResult:
     """memory.activations on the reference and torch cases of the two peak laws."""
     checks: list[compare.Check] = []
-    for case in REFERENCE_CASES:
+    for case in reference_cases:
         checks += compare.training_checks(_reference_estimate(*case), peak=False)
-    for case in TORCH_CASES:
+    for case in torch_cases:
         checks += compare.training_checks(_torch_estimate(*case), peak=False)
     return _from_checks("memory.activations", checks)
 
@@ -111,7 +111,7 @@ def torch_peak_law(cases=TORCH_CASES) -> LawResult:
     """memory.torch_peak: a steady-state AdamW step per case, and a decode per preset."""
     checks: list[compare.Check] = []
     for case in cases:
-        checks += _split(compare.training_checks(_torch_estimate(*case)), False)
+        checks += compare.training_checks(_torch_estimate(*case), activations=False)
     for name, dtype in sorted({(n, d) for n, d, _ in cases}):
         c = get_preset(name)
         if c.arch != "encoder":

@@ -112,14 +112,15 @@ def _kernel(path: str):
 def measure_torch_training(config: Config, batch: int, seq: int, dtype: str = "float32",
                            optimizer: str = "adamw", path: str = "sdpa",
                            src_seq: int | None = None, device: str = "cpu", seed: int = 0,
-                           peak: bool = True) -> Measurement:
+                           peak: bool = True, activations: bool = True) -> Measurement:
     """A steady-state training step of torch_impl (torch_impl.training.train_step).
 
     One step runs first, unmeasured, so that AdamW's moments exist as in every later step.
     On CPU the second step runs under a TorchMemoryTracker that starts from the parameters,
     the optimizer state and the batch; on CUDA the allocator's peak is read. ``path``
     'naive' forces PyTorch's math attention kernel; 'sdpa' lets it choose (flash on CPU).
-    With ``peak`` False only the saved tensors of a forward pass are measured (peak 0).
+    With ``peak`` False only the saved tensors of a forward pass are measured (peak 0);
+    with ``activations`` False only the peak (activations None).
     """
     from torch_impl.training import make_adamw
 
@@ -130,8 +131,10 @@ def measure_torch_training(config: Config, batch: int, seq: int, dtype: str = "f
         result, method = 0, "autograd saved tensors"
         if peak:
             result, method = _steady_state_peak(model, opt, loss_fn, batch_tensors, device)
-        _, kept = measure.saved_tensor_bytes(lambda: loss_fn(model, batch_tensors),
-                                             exclude=[*model.parameters(), *batch_tensors])
+        kept = None
+        if activations:
+            _, kept = measure.saved_tensor_bytes(lambda: loss_fn(model, batch_tensors),
+                                                 exclude=[*model.parameters(), *batch_tensors])
     return Measurement(result, kept, method)
 
 

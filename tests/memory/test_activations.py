@@ -80,6 +80,9 @@ def test_unknown_path_is_a_config_error():
         activation_terms(CONFIGS["decoder"], 1, SEQ, 4, "flash")
 
 
-def test_activations_law_passes():
-    result = activations_law()
+def test_activations_law_passes_on_one_reference_and_one_torch_case():
+    """The law's own entry point (its full case list is exercised by the tests above)."""
+    from formal_transformers.memory.properties import REFERENCE_CASES, TORCH_CASES
+
+    result = activations_law(REFERENCE_CASES[:1], TORCH_CASES[:1])
     assert result.passed, "\n".join(result.lines)

@@ -19,9 +19,11 @@ def test_reference_peak_equals_the_prediction_within_2_percent(case):
     assert result.passed, _explain(result)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 @pytest.mark.parametrize("name", ["tiny-decoder", "tiny-encoder", "tiny-encoder-decoder"])
-def test_torch_peak_equals_the_prediction_within_10_percent(name):
-    result = properties.torch_peak_law(tuple(c for c in properties.TORCH_CASES if c[0] == name))
+def test_torch_peak_equals_the_prediction_within_10_percent(name, dtype):
+    result = properties.torch_peak_law(tuple(c for c in properties.TORCH_CASES
+                                             if c[:2] == (name, dtype)))
     assert result.passed, _explain(result)
 
 
