@@ -45,7 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--heads", type=int, help="attention heads H")
     p.add_argument("--layers", type=int, help="layers L (L_enc = L_dec for encoder-decoder)")
     p.add_argument("--d-mlp", type=int, dest="d_mlp", help="MLP width d_mlp")
-    p.add_argument("--length", type=int, help="sequence length of the source")
+    p.add_argument("--length", type=int,
+                   help="sequence length (reverse/copy: the longest string, default 16)")
     p.add_argument("--eval-every", type=int, dest="eval_every", help="steps between evaluations")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
                    help="steps between checkpoints")
@@ -68,9 +69,11 @@ def plan(args: argparse.Namespace):
     if out is not None and is_run_dir(out):
         return plan_resume(out, arch=args.arch, source=args.source, text=args.text,
                            model=_model_overrides(args, args.arch) or None, **settings), out
-    options = {"length": args.length} if args.length else {}
     source = args.source if args.text is None else None
     arch = resolve_arch(source, args.text, args.arch)
+    # --length: the sequence length, or for reversal/copying the longest context z
+    length_key = "max_len" if arch == "encoder-decoder" else "length"
+    options = {length_key: args.length} if args.length else {}
     run_config = plan_run(source, text=args.text, arch=arch,
                           model=_model_overrides(args, arch), source_options=options, **settings)
     if out is None:

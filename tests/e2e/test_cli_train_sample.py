@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from formal_transformers.checkpoint import load_checkpoint
 from formal_transformers.cli import main
 
 TINY = ["--d-e", "16", "--heads", "2", "--layers", "1", "--d-mlp", "32"]
@@ -39,7 +40,8 @@ def test_train_decoder_then_sample_with_the_kv_cache(tmp_path, capsys):
 
 def test_train_resumes_when_out_holds_a_run(tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert train_cli("--source", "copy", "--steps", "2", "--out", out) == 0
+    assert train_cli("--source", "copy", "--length", "6", "--steps", "2", "--out", out) == 0
+    assert load_checkpoint(out).run["source"]["max_len"] == 6
     capsys.readouterr()
     assert main(["train", "--out", out, "--steps", "3", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)

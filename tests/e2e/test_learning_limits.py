@@ -11,6 +11,8 @@ reaches the exactly known limit of its source on held-out data.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -27,13 +29,15 @@ pytestmark = pytest.mark.slow
 def test_decoder_reaches_the_entropy_rate_of_an_order2_markov_chain_within_two_minutes():
     run = plan_run("markov", eval_every=10**9)  # evaluate once, at the end
     assert (run.source["S"], run.source["k"]) == (8, 2)
+    start = time.perf_counter()
     result = train(run)
+    seconds = time.perf_counter() - start  # training, evaluation and set-up together
     H = result["limits"][0]["value"]
     f = result["final"]
     report = (f"val_loss {f['val_loss']:.4f} ± {f['val_loss_stderr']:.4f} on "
               f"{f['val_tokens']} held-out tokens, entropy rate {H:.4f}, exact excess "
-              f"KL {f['kl_excess']:.4f}, {result['train_seconds']:.1f} s of training")
-    assert result["train_seconds"] <= 120, report
+              f"KL {f['kl_excess']:.4f}, {seconds:.1f} s in all")
+    assert seconds <= 120, report
     assert f["val_loss_stderr"] <= 0.004, report  # the estimate resolves 0.02 easily
     assert f["val_loss"] - H <= 0.02, report
     assert f["kl_excess"] <= 0.02, report
