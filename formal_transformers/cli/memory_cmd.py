@@ -106,8 +106,8 @@ def run(args: argparse.Namespace) -> int:
         args.batch, args.dtype, args.optimizer = 1, "float64", "sgd"
     estimates = {p: training_memory(config, args.batch, seq, args.dtype, args.optimizer, p,
                                     args.src_seq, args.device) for p in paths}
-    inference = None
-    if config.arch != "encoder":
+    inference = None  # the KV cache is torch_impl's; the reference recomputes every prefix
+    if config.arch != "encoder" and not args.reference:
         new = args.new_tokens or max(1, seq // 2)
         prompt = (seq - new + 1) if config.arch == "decoder" else (args.src_seq or seq)
         if prompt < 1:
