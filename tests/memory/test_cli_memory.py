@@ -57,3 +57,9 @@ def test_preset_override_changes_the_count(tmp_path):
 def test_bad_input_is_a_clear_error(argv, message, capsys):
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_reference_accounting_has_one_column_and_no_kv_cache(capsys):
+    assert main(["memory", "--preset", "small-decoder", "--seq", "32", "--reference"]) == 0
+    text = capsys.readouterr().out
+    assert "reference" in text and "float64" in text and "KV cache" not in text

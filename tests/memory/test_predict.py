@@ -94,3 +94,12 @@ def test_inference_of_the_encoder_is_refused():
 def test_inference_longer_than_the_context_is_refused():
     with pytest.raises(ConfigError, match="l_max = 1024"):
         inference_memory(GPT2, 1, 1000, 100)
+
+
+def test_presets_are_looked_up_by_name_and_unknown_names_are_listed():
+    from formal_transformers.presets import preset_names
+
+    assert get_preset("bert-base").embedding_layer_norm is True
+    assert "gpt2-small" in preset_names("decoder") and "bert-base" not in preset_names("decoder")
+    with pytest.raises(ConfigError, match="preset must be one of .*'gpt2-small'"):
+        get_preset("gpt5")
