@@ -7,7 +7,8 @@ torch on CPU, the caching allocator's counter on CUDA.
   allocated and that is still alive when it returns -- e.g. the caches of a forward pass.
 - ``TorchMemoryTracker``: a TorchDispatchMode that counts the bytes of every tensor storage
   an operator allocates until the storage is freed, so ``peak`` is the high-water mark of
-  live tensor memory on CPU, where torch has no allocator statistics.
+  live tensor memory on CPU, where torch has no allocator statistics. Scratch space a kernel
+  allocates and frees inside one operator is not a tensor and is not seen.
 - ``saved_tensor_bytes``: the distinct storages autograd saves for the backward pass.
 - ``cuda_peak``: ``torch.cuda.max_memory_allocated`` around a function.
 """
