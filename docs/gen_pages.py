@@ -115,7 +115,7 @@ def report_pages(pages: dict[str, str]) -> None:
     data, problem = reports.load_json(REPORTS / Path(reports.MEMORY_JSON).name)
     write("memory.md", reports.data_page(
         "Memory accounting", intro, data, problem,
-        f"formal-transformers memory --json {reports.MEMORY_JSON}", "memory measurement",
+        "python benchmarks/memory_plot.py", "memory measurement",
         copy_images("memory")))
 
 

@@ -4,6 +4,7 @@
 # and rebuilds on change. Sets up .venv with the dev and docs extras and installs KaTeX with
 # `npm ci` (Node.js and npm are needed: the math is rendered at build time). Extra arguments
 # go to mkdocs, e.g. `bash scripts/docs.sh build --site-dir /tmp/site`.
+# `bash scripts/docs.sh reports` first writes the reports/ the site renders (verify, memory, bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command="${1:-build}"
@@ -15,7 +16,13 @@ if [ ! -f node_modules/katex/dist/katex.min.css ] || [ package-lock.json -nt nod
 fi
 export DISABLE_MKDOCS_2_WARNING=true NO_MKDOCS_2_WARNING=1
 case "$command" in
+  reports)
+    # The data the verification, memory and benchmark pages are generated from.
+    mkdir -p reports
+    .venv/bin/formal-transformers verify --profile quick --json reports/verify.json
+    .venv/bin/python benchmarks/memory_plot.py
+    exec .venv/bin/formal-transformers bench --json reports/bench.json ;;
   build) exec .venv/bin/mkdocs build --strict "$@" ;;
   serve) exec .venv/bin/mkdocs serve --dev-addr 127.0.0.1:8000 "$@" ;;
-  *) echo "usage: bash scripts/docs.sh [build|serve] [mkdocs options]" >&2; exit 2 ;;
+  *) echo "usage: bash scripts/docs.sh [reports|build|serve] [mkdocs options]" >&2; exit 2 ;;
 esac
