@@ -209,12 +209,16 @@ Callback = Callable[[RunState, dict[str, Any]], None]
 
 
 def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = None,
-          on_record: Callback | None = None) -> dict[str, Any]:
+          on_record: Callback | None = None, stop: Callable[[], bool] | None = None
+          ) -> dict[str, Any]:
     """Train (or resume) ``run`` up to step ``until`` (default run.steps); returns a summary.
 
     With ``out``, checkpoints, metrics.json and loss_curve.png are written there; a
     checkpoint already in ``out`` is resumed when its settings match (else CheckpointError,
     and nothing is written). ``on_record`` sees every logged record (the CLI's progress bar).
+    ``stop`` is asked after every step; when it says True the run ends there as if ``until``
+    had been reached (evaluated and checkpointed), e.g. on Ctrl-C. Resuming with a larger
+    ``steps`` stretches the learning-rate schedule to the new length from the current step.
     """
     out = Path(out) if out is not None else None
     state, ck = _resume(run, out)
@@ -231,7 +235,7 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
         state.train_seconds += time.perf_counter() - t0
         window.append((loss, len(batch), target_count(run.arch, batch)))
         state.step += 1
-        final = state.step == until
+        final = state.step == until or (stop is not None and stop())
         if state.step % run.log_every == 0 or final:
             record = _record(run, state, window)
             window = []
@@ -243,6 +247,8 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
                 on_record(state, record)
         if out is not None and (state.step % run.checkpoint_every == 0 or final):
             _save(out, run, state, config, backend, source)
+        if final:
+            break
     return summary(run, state, source, out)
 
 

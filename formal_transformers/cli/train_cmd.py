@@ -7,6 +7,8 @@ metrics.json and loss_curve.png to --out, and resumes when --out already holds a
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 from typing import Any
 
 from formal_transformers import render
@@ -82,6 +84,28 @@ def plan(args: argparse.Namespace):
     return run_config, out
 
 
+@contextlib.contextmanager
+def graceful_interrupt():
+    """While active, the first Ctrl-C asks training to stop after the current step (it then
+    evaluates and checkpoints); a second Ctrl-C interrupts at once."""
+    hit: list[bool] = []
+
+    def handler(signum, frame):
+        if hit:
+            raise KeyboardInterrupt
+        hit.append(True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave Ctrl-C alone
+        yield lambda: False
+        return
+    try:
+        yield lambda: bool(hit)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     run_config, out = plan(args)
     title = f"train {run_config.arch} on {run_config.source['name']}"
@@ -94,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
                 info += f"  val {record['val_loss']:.4f}"
             bar.update(task, completed=state.step, info=info)
 
-        result = train(run_config, out, on_record=show)
+        with graceful_interrupt() as interrupted:
+            result = train(run_config, out, on_record=show, stop=interrupted)
+    if interrupted():
+        render.console(stderr=True).print(
+            f"interrupted at step {result['step']}: checkpoint written to {out}; run the same "
+            "command again to resume", markup=False)
     if args.json:
         render.print_json(result)
         return 0

@@ -130,3 +130,12 @@ def test_state_file_that_is_not_a_checkpoint_is_refused(tmp_path):
     (tmp_path / CHECKPOINT_DIR / STATE_FILE).write_text('{"format": "something-else/9"}')
     with pytest.raises(CheckpointError, match=r"missing \['step', 'run', 'files'\]"):
         load_checkpoint(tmp_path)
+
+
+def test_stop_request_ends_the_run_with_a_checkpoint_it_resumes_from(tmp_path):
+    run = tiny_run()
+    straight = train(run, tmp_path / "a")
+    stopped = train(run, tmp_path / "b", stop=lambda: True)  # e.g. Ctrl-C during step 1
+    assert stopped["step"] == 1 and load_checkpoint(tmp_path / "b").step == 1
+    assert "val_loss" in stopped["final"]  # evaluated where it stopped
+    assert train(run, tmp_path / "b")["final"] == straight["final"]

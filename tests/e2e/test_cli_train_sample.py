@@ -4,6 +4,11 @@ tiny models so each call takes a second or two."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -117,3 +122,25 @@ def test_negative_temperature_is_a_config_error(tmp_path, capsys):
     assert train_cli("--source", "markov", "--steps", "1", "--out", out) == 0
     assert main(["sample", "--checkpoint", out, "--temperature", "-1"]) == 2
     assert "--temperature must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_training_after_the_step_with_a_checkpoint(tmp_path):
+    """The first SIGINT lets `train` finish its step, evaluate and checkpoint, then exit 0."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "formal_transformers", "train", "--source", "markov",
+           *TINY, "--steps", "100000", "--checkpoint-every", "1", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "checkpoint" / "state.json").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    step = load_checkpoint(out).step
+    assert 1 <= step < 100000
+    assert f"interrupted at step {step}" in stderr
