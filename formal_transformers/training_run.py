@@ -71,8 +71,19 @@ class RunConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"RunConfig.{name} must be an integer >= 1, got {v!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError(f"RunConfig.lr must be a finite number > 0, got {self.lr!r}")
+        for name in ("eval_every", "warmup"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"RunConfig.{name} must be an integer >= 0, got {v!r}")
+        for name, ok, expected in (("lr", lambda v: v > 0, "> 0"),
+                                   ("init_std", lambda v: v > 0, "> 0"),
+                                   ("weight_decay", lambda v: v >= 0, ">= 0"),
+                                   ("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1]")):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and not isinstance(v, bool)
+                    and math.isfinite(v) and ok(v)):
+                raise ConfigError(f"RunConfig.{name} must be a finite number {expected}, "
+                                  f"got {v!r}")
         if self.model.get("arch") != self.arch:
             raise ConfigError(f"RunConfig.model is for arch {self.model.get('arch')!r}, "
                               f"not {self.arch!r}")
@@ -136,7 +147,8 @@ def plan_run(source: str | None = None, *, text: str | None = None, arch: str | 
     run_fields = {**preset, **settings}
     sizes = {**MODEL_PRESETS[key or ""], **(model or {})}
     if src.arch != "encoder-decoder":
-        sizes.pop("L_enc", None), sizes.pop("L_dec", None)
+        for name in ("L_enc", "L_dec"):
+            sizes.pop(name, None)
     config = config_from_dict({"arch": src.arch, "N_V": src.N_V, "l_max": src.length, **sizes})
     return RunConfig(arch=src.arch, source=src.to_dict(), model=config.to_dict(), **run_fields)
 

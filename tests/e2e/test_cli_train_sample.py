@@ -144,3 +144,16 @@ def test_ctrl_c_stops_training_after_the_step_with_a_checkpoint(tmp_path):
     step = load_checkpoint(out).step
     assert 1 <= step < 100000
     assert f"interrupted at step {step}" in stderr
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--steps", "0"], "RunConfig.steps must be an integer >= 1, got 0"),
+    (["--lr", "-0.1"], "RunConfig.lr must be a finite number > 0, got -0.1"),
+    (["--heads", "3"], "d_e must be divisible by H"),
+])
+def test_bad_settings_are_config_errors_and_write_nothing(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    assert main(["train", "--source", "markov", *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "ConfigError" in err and message in err
+    assert not out.exists()
