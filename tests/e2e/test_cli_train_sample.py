@@ -157,3 +157,17 @@ def test_bad_settings_are_config_errors_and_write_nothing(tmp_path, capsys, flag
     err = capsys.readouterr().err
     assert "ConfigError" in err and message in err
     assert not out.exists()
+
+
+def test_text_file_trains_a_masked_character_encoder(tmp_path, capsys):
+    f = tmp_path / "poem.txt"
+    f.write_text("the cat sat on the mat. " * 30)
+    out = str(tmp_path / "run")
+    assert train_cli("--arch", "encoder", "--text", str(f), "--length", "12", "--steps", "2",
+                     "--out", out) == 0
+    assert "val_loss" in capsys.readouterr().out
+    result = sample_json(capsys, "--checkpoint", out, "--prompt", "the c_t", "--temperature",
+                         "0")
+    assert result["masked_positions"] == [5]
+    assert result["text"][:5] == "the c" and result["text"][6] == "t"
+    assert result["text"][5] in set("the casonm.")
