@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from formal_transformers.canonical import init_parameters, parameter_shapes
@@ -38,19 +38,64 @@ from reference_numpy.training import (
 )
 
 from .arch_strategies import GRADIENT_SETTINGS, d_cases, e_cases, ed_cases, random_parameters
-from .assertions import assert_allclose, assert_gradients_close, finite_difference_gradients
+from .assertions import assert_allclose, assert_gradients_close
 
 FD_RTOL = 1e-6
 
 
+def central_differences(f, arrays: dict[str, np.ndarray], h: float = 1e-5
+                        ) -> dict[str, np.ndarray]:
+    """Fourth-order central differences of the scalar ``f()`` in every entry of every array,
+    [8 (f(a + h) - f(a - h)) - (f(a + 2h) - f(a - 2h))] / 12h; arrays restored in place.
+
+    The second-order stencil's error h^2 f^(3) / 6 reaches 1e-6 of the gradient where an
+    attention softmax or a layer norm is sharply curved; this one's, h^4 f^(5) / 30, stays
+    far below."""
+    grads = {}
+    for name, a in arrays.items():
+        g = np.zeros_like(a)
+        for i in np.ndindex(a.shape):
+            old = a[i]
+            f_at = {}
+            for k in (-2, -1, 1, 2):
+                a[i] = old + k * h
+                f_at[k] = f()
+            a[i] = old
+            g[i] = (8 * (f_at[1] - f_at[-1]) - (f_at[2] - f_at[-2])) / (12 * h)
+        grads[name] = g
+    return grads
+
+
 def check_against_finite_differences(loss, grads, params, what: str, spec: str) -> None:
-    """Every canonical gradient entry against (f(p + h e_i) - f(p - h e_i)) / 2h."""
+    """Every canonical gradient entry against central differences of the loss.
+
+    Two criteria: every entry within 1e-6 of the largest gradient entry (one scale for all
+    arrays), and per tensor ||g - fd|| <= 1e-6 ||fd|| + 1e-8, the absolute term allowing for
+    the differences' rounding noise (~1e-11 per entry) on gradients that are zero in theory
+    (b_k: the softmax ignores a constant per query) or tiny (a near-zero loss)."""
     assert list(grads) == list(params), "gradient keys must be the canonical names, in order"
     for name, g in grads.items():
         assert g.shape == params[name].shape, f"gradient of {name} has shape {g.shape}"
     work = {k: v.copy() for k, v in params.items()}
-    fd = finite_difference_gradients(lambda: loss(work), work, h=1e-5)
+    fd = central_differences(lambda: loss(work), work)
     assert_gradients_close(grads, fd, what, spec, rtol=FD_RTOL)
+    for name, g in fd.items():
+        err, norm = np.linalg.norm(grads[name] - g), np.linalg.norm(g)
+        assert err <= FD_RTOL * norm + 1e-8, (
+            f"{what}: gradient of {name} has error {err:.2e}, relative {err / norm:.2e} ({spec})")
+
+
+def assume_away_from_relu_kinks(config, forward, *args) -> None:
+    """ReLU is not differentiable at 0: finite differences whose stencil (+-2h, h = 1e-5)
+    straddles a kink measure neither one-sided slope. Discard such draws (the hand-written
+    gradient takes ReLU'(0) = 0 there; the primitives' tests cover relu_grad itself)."""
+    if config.activation != "relu":
+        return
+    cache: dict = {}
+    forward(*args, cache)
+    pre = [c["U"] for k, c in cache.items() if k.endswith(".mlp")]
+    pre += [cache["final_dense"]["A"]] if "final_dense" in cache else []
+    assume(min(np.abs(U).min() for U in pre) > 1e-3)
 
 
 @GRADIENT_SETTINGS
@@ -58,6 +103,7 @@ def check_against_finite_differences(loss, grads, params, what: str, spec: str) 
 def test_d_loss_gradient_matches_finite_differences(case, data):
     """gradient.finite_difference for the loss of Algorithm 13 (through Algorithm 10)."""
     x = case.tokens(data.draw(st.integers(2, case.config.l_max)))
+    assume_away_from_relu_kinks(case.config, d_transformer, x, case.params, case.config)
     loss, grads = d_loss_and_grad(x, case.params, case.config)
     assert loss == pytest.approx(d_loss(x, case.params, case.config), rel=1e-13)
     check_against_finite_differences(lambda p: d_loss(x, p, case.config), grads, case.params,
@@ -73,6 +119,8 @@ def test_e_loss_gradient_matches_finite_differences(case, data):
     masked = case.rng(5).random(l_x) < 0.5
     masked[case.rng(6).integers(l_x)] = True  # at least one target
     mask_token = case.config.N_V - 1
+    assume_away_from_relu_kinks(case.config, e_transformer, np.where(masked, mask_token, x),
+                                case.params, case.config)
     loss, grads = e_loss_and_grad(x, masked, case.params, case.config, mask_token)
     assert loss == pytest.approx(e_loss(x, masked, case.params, case.config, mask_token),
                                  rel=1e-13)
@@ -88,6 +136,7 @@ def test_ed_loss_gradient_matches_finite_differences(case, data):
     including the encoder, reached only through the cross-attention."""
     z = case.tokens(data.draw(st.integers(1, case.config.l_max)), offset=2)
     x = case.tokens(data.draw(st.integers(2, case.config.l_max)))
+    assume_away_from_relu_kinks(case.config, ed_transformer, z, x, case.params, case.config)
     loss, grads = ed_loss_and_grad(z, x, case.params, case.config)
     assert loss == pytest.approx(ed_loss(z, x, case.params, case.config), rel=1e-13)
     check_against_finite_differences(lambda p: ed_loss(z, x, p, case.config), grads,
