@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from formal_transformers.atomic import atomic_write
 from formal_transformers.errors import ConfigError, ParameterFileError
 from formal_transformers.hyperparameters import (
     Config,
@@ -142,17 +142,6 @@ def check_parameters(config: Config, params: Mapping[str, object], source: str =
             raise ParameterFileError(f"{source}: entry '{name}' has shape {got}, expected {shape}")
 
 
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_parameters(directory: str | os.PathLike, config: Config,
                     params: Mapping[str, np.ndarray]) -> Path:
     """Write ``params.safetensors`` and ``config.json`` into ``directory``, each atomically."""
@@ -162,9 +151,9 @@ def save_parameters(directory: str | os.PathLike, config: Config,
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.ascontiguousarray(v) for k, v in params.items()}
-    _atomic_write(out / PARAMS_FILE, lambda tmp: save_file(arrays, tmp))
+    atomic_write(out / PARAMS_FILE, lambda tmp: save_file(arrays, tmp))
     text = json.dumps(config.to_dict(), indent=2, sort_keys=True)
-    _atomic_write(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(out / CONFIG_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
     return out
 
 

@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from formal_transformers.atomic import publish, write_json
 from formal_transformers.canonical import (
     CONFIG_FILE,
     PARAMS_FILE,
-    _atomic_write,
     load_parameters,
     save_parameters,
 )
@@ -71,25 +71,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def publish(path: Path) -> Path:
-    """Give a file or directory made by mkstemp/mkdtemp (mode 0600/0700) the usual modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-    return path
-
-
-def atomic_write(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename over ``path``: readers see the old or the new file."""
-    _atomic_write(path, lambda tmp: (write(tmp), publish(Path(tmp))))
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (a reader sees the old file or the new one, never a part)."""
-    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=True) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def save_checkpoint(run_dir: str | os.PathLike, ckpt: Checkpoint) -> Path:

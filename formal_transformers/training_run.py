@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from formal_transformers import checkpoint as ckpt_io
+from formal_transformers.atomic import atomic_write, write_json
 from formal_transformers.canonical import init_parameters, parameter_shapes
 from formal_transformers.errors import CheckpointError, ConfigError
 from formal_transformers.hyperparameters import Config, config_from_dict
@@ -283,9 +284,9 @@ def _save(out: Path, run: RunConfig, state: RunState, config: Config, backend: A
                   "train_seconds": state.train_seconds, "last_eval": state.last_eval}
     ckpt_io.save_checkpoint(out, ckpt_io.Checkpoint(config, backend.parameters(),
                                                     backend.optimizer_state(), state_json))
-    ckpt_io.write_json(out / ckpt_io.METRICS_FILE, summary(run, state, source, out))
+    write_json(out / ckpt_io.METRICS_FILE, summary(run, state, source, out))
     title = f"{run.arch} on {source.name} ({run.impl}, {run.optimizer})"
-    ckpt_io.atomic_write(out / ckpt_io.PLOT_FILE, lambda tmp: render.loss_curve(
+    atomic_write(out / ckpt_io.PLOT_FILE, lambda tmp: render.loss_curve(
         tmp, state.history, source.limits(), title))
 
 

@@ -8,10 +8,10 @@ run; see torch_impl/bench.py for what each benchmark does. GPU benchmarks run on
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
+import os
 
 from formal_transformers import render
+from formal_transformers.atomic import write_json
 from formal_transformers.errors import ConfigError
 
 
@@ -46,15 +46,18 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     status = render.console(stderr=True)
+    load_before = os.getloadavg()
     results = [] if args.no_cpu else bench.run_all(
         args.only, quick=args.quick, progress=lambda name: status.print(f"running {name} ..."))
+    # other processes on the machine change the figures: say how busy it was
     report = {"environment": bench.environment(), "quick": args.quick,
+              "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
               "results": [r.to_json() for r in results]}
     if results:
         _table(results)
     report["gpu"] = _gpu(args)
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        write_json(args.json, report)
     return 0
 
 

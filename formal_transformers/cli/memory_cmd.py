@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from formal_transformers import render
+from formal_transformers.atomic import write_json
 from formal_transformers.errors import ConfigError
 from formal_transformers.hyperparameters import ACTIVATIONS, CONFIG_CLASSES, Config
 from formal_transformers.memory import compare
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
                        f"{c.tolerance:.0%}", "yes" if c.ok else "NO") for c in checks])
         result["measured"] = [c.to_dict() for c in checks]
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.json, result)
     return 0 if ok else 1
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from formal_transformers import render
+from formal_transformers.atomic import write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         doc = report.to_json(results, adapter.name, args.impl or "torch", args.profile,
                              args.seed, seconds)
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, doc)
         out.print(f"JSON report written to {args.json}")
     counts = runner.summary(results)
     return 1 if counts["failed"] or counts["error"] else 0
