@@ -88,12 +88,14 @@ def loss_function(config: Config, mask_token: int = 0) -> LossFn:
 def train_data_parallel(config: Config, params: Mapping[str, np.ndarray],
                         batches: Iterable[Batch], lr: float = 1e-3, optimizer: str = "adamw",
                         micro_batch_size: int | None = None, out: str | None = None,
-                        mask_token: int = 0) -> dict[str, np.ndarray]:
+                        mask_token: int = 0, on_step: Callable[[int, float], None] | None = None
+                        ) -> dict[str, np.ndarray]:
     """Train from canonical ``params`` on global ``batches`` inside a process group.
 
     Each rank takes its shard of every batch; ``optimizer`` is "adamw" (make_adamw) or
     "sgd" (the spec's plain gradient descent with eta = lr). Rank 0 writes the result to
-    ``out`` (canonical save_parameters) when given. Returns the canonical parameters.
+    ``out`` (canonical save_parameters) when given. ``on_step(step, loss)`` receives the
+    global batch objective (averaged over the ranks) on rank 0. Returns the canonical parameters.
     """
     rank, world = dist.get_rank(), dist.get_world_size()
     device = torch.device("cuda", torch.cuda.current_device()) if (
@@ -103,9 +105,14 @@ def train_data_parallel(config: Config, params: Mapping[str, np.ndarray],
                                   else None)
     opt = make_adamw(ddp, lr=lr) if optimizer == "adamw" else lr
     loss_fn = loss_function(config, mask_token)
-    for batch in batches:
+    for step, batch in enumerate(batches):
         local = shard([t.to(device) for t in batch], rank, world)
-        train_step(ddp, opt, loss_fn, local, micro_batch_size)
+        loss = train_step(ddp, opt, loss_fn, local, micro_batch_size)
+        if on_step is not None:
+            total = torch.tensor([loss], dtype=torch.float64, device=device)
+            dist.all_reduce(total)  # equal shards: the mean of the local means
+            if rank == 0:
+                on_step(step, float(total) / world)
     result = model.to_canonical()
     if out is not None and rank == 0:
         save_parameters(out, config, result)
@@ -158,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     batches = [(torch.randint(0, config.N_V, (a.batch_size, a.length), generator=g),)
                for _ in range(a.steps)]
     train_data_parallel(config, params, batches, a.lr, micro_batch_size=a.micro_batch_size,
-                        out=a.out)
+                        out=a.out, on_step=lambda i, loss: print(f"step {i}: loss {loss:.4f}",
+                                                                 flush=True))
     dist.destroy_process_group()
 
 
