@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch_cases import TOLERANCE, assert_close
 
 import torch_impl as ti
 from formal_transformers.errors import (
@@ -117,3 +118,15 @@ def test_an_upstream_gradient_of_the_wrong_shape_is_refused():
     args = _attention_args()
     with pytest.raises(SpecShapeError, match="upstream gradient must have the output's shape"):
         ti.attention_backward(_randn(2, 3, 4), **args)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_attention_kernels_agree_with_float64_on_cpu():
+    """SDPA's flash / memory-efficient kernels (bf16, causal) against the exact CPU result,
+    within the documented bf16 tolerance 2^-6 (spec/properties.md)."""
+    args = _attention_args(B=2, l_x=16, l_z=16, d=32, d_attn=8, H=4)
+    exact = ti.mh_attention(**args, causal=True)
+    fast = ti.mh_attention(**{k: v.cuda().bfloat16() for k, v in args.items()}, causal=True)
+    assert_close(fast.cpu(), exact, "V_tilde (CUDA bf16)", "reference.forward_agreement",
+                 TOLERANCE[torch.bfloat16])
