@@ -79,8 +79,9 @@ class CanonicalModel(nn.Module):
         model = cls(config).to(dtype=dtype, device=device)  # type: ignore[call-arg]
         with torch.no_grad():
             for name, view in model.canonical_views(lambda p: p.data).items():
-                view.copy_(torch.as_tensor(np.asarray(params[name]) if not isinstance(
-                    params[name], torch.Tensor) else params[name]))
+                value = params[name]
+                view.copy_(value if isinstance(value, torch.Tensor) else
+                           torch.from_numpy(np.asarray(value)))
         return model
 
     def to_canonical(self) -> dict[str, np.ndarray]:
