@@ -81,7 +81,7 @@ class CanonicalModel(nn.Module):
             for name, view in model.canonical_views(lambda p: p.data).items():
                 value = params[name]
                 view.copy_(value if isinstance(value, torch.Tensor) else
-                           torch.from_numpy(np.asarray(value)))
+                           torch.tensor(np.asarray(value)))  # a copy: arrays may be read-only
         return model
 
     def to_canonical(self) -> dict[str, np.ndarray]:
