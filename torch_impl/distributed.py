@@ -131,6 +131,7 @@ def _entry(rank: int, world: int, port: int, backend: str, fn: Callable, args: t
     init_from_env(backend)
     try:
         fn(*args)
+        dist.barrier()  # no rank tears gloo down while another still talks to it
     finally:
         dist.destroy_process_group()
 
