@@ -122,6 +122,17 @@ def init_parameters(config: Config, rng: np.random.Generator, std: float = 0.02,
     return params
 
 
+def random_parameters(config: Config, rng: np.random.Generator, scale: float = 0.7
+                      ) -> dict[str, np.ndarray]:
+    """Every canonical entry drawn N(0, scale^2), layer-norm gammas around 1: parameters with
+    nothing trivial (non-zero biases and offsets), for tests and agreement checks."""
+    params = {}
+    for name, shape in parameter_shapes(config).items():
+        value = rng.normal(0.0, scale, size=shape)
+        params[name] = 1.0 + 0.3 * value if name.endswith(".gamma") else value
+    return params
+
+
 def check_parameters(config: Config, params: Mapping[str, object], source: str = "parameters"
                      ) -> None:
     """Raise ParameterFileError naming the first missing, extra or mis-shaped entry."""

@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from formal_transformers.canonical import parameter_shapes
+from formal_transformers.canonical import random_parameters
 from formal_transformers.hyperparameters import (
     ACTIVATIONS,
     Config,
@@ -48,16 +48,6 @@ class ArchCase:
     def tokens(self, length: int, offset: int = 1) -> np.ndarray:
         """A token sequence of the given length, ids in [N_V]."""
         return self.rng(offset).integers(0, self.config.N_V, size=length)
-
-
-def random_parameters(config: Config, rng: np.random.Generator, scale: float = 0.7
-                      ) -> dict[str, np.ndarray]:
-    """Every canonical entry drawn N(0, scale^2); layer-norm gammas around 1."""
-    params = {}
-    for name, shape in parameter_shapes(config).items():
-        value = rng.normal(0.0, scale, size=shape)
-        params[name] = 1.0 + 0.3 * value if name.endswith(".gamma") else value
-    return params
 
 
 def _common(draw) -> dict:

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from formal_transformers.canonical import parameter_shapes
+from formal_transformers.canonical import random_parameters  # noqa: F401 (re-exported)
 from formal_transformers.hyperparameters import (
     ACTIVATIONS,
     Config,
@@ -73,16 +73,6 @@ def columns(a: np.ndarray) -> list[np.ndarray]:
 
 sizes = st.integers(min_value=1, max_value=4)
 seeds = st.integers(min_value=0, max_value=2**31 - 1)
-
-
-def random_parameters(config: Config, rng: np.random.Generator, scale: float = 0.7
-                      ) -> dict[str, np.ndarray]:
-    """Every canonical entry N(0, scale^2), layer-norm gammas around 1 (nothing trivial)."""
-    params = {}
-    for name, shape in parameter_shapes(config).items():
-        value = rng.normal(0.0, scale, size=shape)
-        params[name] = 1.0 + 0.3 * value if name.endswith(".gamma") else value
-    return params
 
 
 @st.composite
