@@ -19,12 +19,14 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "mhattention": ("b", "t_x", "i"), "layer_norm": ("b", "t", "i"),
         "unembedding": ("b", "t", "v"), "mlp": ("b", "t", "i"),
         "d_transformer": ("b", "t", "v"), "e_transformer": ("b", "t", "v"),
-        "ed_transformer": ("b", "t", "v")}
+        "ed_transformer": ("b", "t", "v"), "rope": ("b", "h", "t", "i"),
+        "rmsnorm": ("b", "t", "i"), "gated_mlp": ("b", "t", "i")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "attention": ("X", "Z"), "mhattention": ("X", "Z"), "layer_norm": ("X",),
            "unembedding": ("X",), "mlp": ("X",), "d_transformer": ("x",),
-           "e_transformer": ("x",), "ed_transformer": ("z", "x")}
+           "e_transformer": ("x",), "ed_transformer": ("z", "x"), "rope": ("X",),
+           "rmsnorm": ("X",), "gated_mlp": ("X",)}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
 
@@ -49,6 +51,12 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.ed_transformer(d["z"], d["x"], d["params"], d["config"])
     if alg in ("d_transformer", "e_transformer"):
         return getattr(bound, alg)(d["x"], d["params"], d["config"])
+    if alg == "rope":
+        return bound.rope(d["X"], d["positions"], d["rope"])
+    if alg == "rmsnorm":
+        return bound.rmsnorm(d["X"], d["params"], d["eps"], d["offset"])
+    if alg == "gated_mlp":
+        return bound.gated_mlp(d["X"], d["params"], d["activation"])
     raise KeyError(f"no forward dispatch for {alg!r}")
 
 
@@ -117,6 +125,8 @@ def output_shape(alg: str, data: Mapping[str, Any]) -> tuple[int, ...]:
         "attention": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
         "mhattention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
         "layer_norm": lambda: d["X"].shape, "mlp": lambda: d["X"].shape,
+        "rope": lambda: d["X"].shape, "rmsnorm": lambda: d["X"].shape,
+        "gated_mlp": lambda: d["X"].shape,
         "unembedding": lambda: d["X"].shape[:2] + p["W_u"].shape[:1],
     }
     if alg in ARCHITECTURES:

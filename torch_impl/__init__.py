@@ -21,6 +21,7 @@ from torch_impl.backward import (
     unembedding_backward,
 )
 from torch_impl.embeddings import positional_embedding, token_embedding
+from torch_impl.gated_mlp import gated_mlp
 from torch_impl.inference import d_inference, ed_inference
 from torch_impl.layer_norm import layer_norm
 from torch_impl.mlp import mlp
@@ -32,6 +33,8 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
+from torch_impl.rmsnorm import rmsnorm
+from torch_impl.rope import rope
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 
@@ -59,6 +62,9 @@ REGISTRY = {
     "layer_norm_backward": layer_norm_backward,
     "mlp_backward": mlp_backward,
     "unembedding_backward": unembedding_backward,
+    "rope": rope,
+    "rmsnorm": rmsnorm,
+    "gated_mlp": gated_mlp,
 }
 
 __all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer"]

@@ -56,7 +56,8 @@ class ReferenceAdapter(Adapter):
                   "token_embedding_backward", "positional_embedding_backward",
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
-                  "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward")
+                  "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
+                  "rope", "rmsnorm", "gated_mlp")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -89,6 +90,20 @@ class ReferenceAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _rows(lambda b: ref.mlp(X[b].T, **params, activation=activation).T, X.shape[0])
+
+    def rope(self, X, positions, config):
+        B, H = X.shape[:2]
+        return _rows(lambda b: np.stack([ref.rope(X[b, h].T, positions, config).T
+                                         for h in range(H)]), B)
+
+    def rmsnorm(self, X, params, eps, offset):
+        B, l, _ = X.shape
+        return _rows(lambda b: np.stack([ref.rmsnorm(X[b, t], params["gamma"], eps, offset)
+                                         for t in range(l)]), B)
+
+    def gated_mlp(self, X, params, activation):
+        return _rows(lambda b: ref.gated_mlp(X[b].T, **params, activation=activation).T,
+                     X.shape[0])
 
     def ed_transformer(self, z, x, params, config):
         return _rows(lambda b: architectures.ed_transformer(z[b], x[b], params, config).T,

@@ -61,7 +61,7 @@ class TorchAdapter(Adapter):
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward")
+                  "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -87,6 +87,15 @@ class TorchAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _np(torch_impl.mlp(_t(X), **_tensors(params), activation=activation))
+
+    def rope(self, X, positions, config):
+        return _np(torch_impl.rope(_t(X), _t(positions), config))
+
+    def rmsnorm(self, X, params, eps, offset):
+        return _np(torch_impl.rmsnorm(_t(X), _t(params["gamma"]), eps, offset))
+
+    def gated_mlp(self, X, params, activation):
+        return _np(torch_impl.gated_mlp(_t(X), **_tensors(params), activation=activation))
 
     def ed_transformer(self, z, x, params, config):
         return _np(torch_impl.ed_transformer(_t(z), _t(x), params, config))

@@ -1,0 +1,90 @@
+"""Rotary position embedding, forward (spec: Algorithm 25, spec/algorithms/25-rope.md).
+
+Signature and layout (stable; the modern decoder builds on it)::
+
+    rope(X, positions, config, cache=None) -> Y
+        X: (d, l) float64, the queries or keys of ONE head, one column per token (the spec's
+           column layout); positions: (l,) int >= 0, the absolute position of every column;
+        config: formal_transformers.rope.Rope (layout, theta, fraction, scaling).
+        Y: (d, l).
+    rope_frequencies(d_r, config) -> omega: (d_r / 2,), Algorithm 25 L2-3.
+
+Literal float64 mirror, loops where the pseudocode loops. The backward pass (Algorithm 29) is
+rope_backward in reference_numpy/rope_backward.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from formal_transformers.errors import ConfigError, SpecDTypeError, SpecShapeError
+from formal_transformers.rope import Rope, RopeScaling
+from formal_transformers.validation import check_array
+
+
+def _scaled(omega: float, s: RopeScaling) -> float:
+    """Algorithm 25 L3 for one frequency (the rule of RopeScaling's docstring)."""
+    if s.kind == "none":
+        return omega
+    if s.kind == "linear":
+        return omega / s.factor
+    wavelength = 2 * math.pi / omega
+    L = s.original_max_position
+    if wavelength < L / s.high_freq_factor:
+        return omega
+    if wavelength > L / s.low_freq_factor:
+        return omega / s.factor
+    smooth = (L / wavelength - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor)
+    return (1 - smooth) * omega / s.factor + smooth * omega
+
+
+def rope_frequencies(d_r: int, config: Rope) -> np.ndarray:
+    """The frequencies omega_i, i in [d_r / 2], of Algorithm 25 lines 2-3."""
+    omega = [config.theta ** (-2 * i / d_r) for i in range(d_r // 2)]  # Alg 25 L2
+    return np.array([_scaled(w, config.scaling) for w in omega])  # Alg 25 L3
+
+
+def pair(i: int, d_r: int, layout: str) -> tuple[int, int]:
+    """The features (a, b) that rotate together at frequency i (Algorithm 25 L5)."""
+    return (i, i + d_r // 2) if layout == "half_split" else (2 * i, 2 * i + 1)
+
+
+def check_positions(positions: object, l: int) -> np.ndarray:
+    """Integer positions >= 0, one per column (SpecShapeError / SpecDTypeError otherwise)."""
+    p = np.asarray(positions)
+    if not np.issubdtype(p.dtype, np.integer):
+        raise SpecDTypeError(f"positions must be integers, got dtype {p.dtype}")
+    if p.shape != (l,):
+        raise SpecShapeError(f"positions must have shape (l,) = ({l},), got {p.shape}")
+    if p.size and p.min() < 0:
+        raise ConfigError(f"positions must be >= 0, got {int(p.min())}")
+    return p.astype(np.int64)
+
+
+def rope(X: np.ndarray, positions: np.ndarray, config: Rope, cache: dict | None = None
+         ) -> np.ndarray:
+    """Rotary position embedding of one head's columns (spec: Algorithm 25).
+
+    X: (d, l); positions: (l,) ints >= 0; config: Rope. Returns Y: (d, l). If ``cache`` is a
+    dict, the backward pass's needs (positions, omega, d_r, layout) are stored in it.
+    """
+    if not isinstance(config, Rope):
+        raise ConfigError(f"config must be a formal_transformers.rope.Rope, got {config!r}")
+    check_array("X", X, ("d", "l"))
+    d, l = X.shape
+    p = check_positions(positions, l)
+    d_r = config.rotated_features(d)  # Alg 25 L1
+    omega = rope_frequencies(d_r, config)
+    Y = np.zeros_like(X, dtype=np.float64)
+    for t in range(l):  # Alg 25 L4
+        for i in range(d_r // 2):
+            a, b = pair(i, d_r, config.layout)  # Alg 25 L5
+            c, s = math.cos(p[t] * omega[i]), math.sin(p[t] * omega[i])
+            Y[a, t] = c * X[a, t] - s * X[b, t]  # Alg 25 L6
+            Y[b, t] = s * X[a, t] + c * X[b, t]  # Alg 25 L7
+        Y[d_r:, t] = X[d_r:, t]  # Alg 25 L8
+    if cache is not None:
+        cache.update(positions=p, omega=omega, d_r=d_r, layout=config.layout, d=d)
+    return Y  # Alg 25 L9
