@@ -50,7 +50,8 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
             "unembedding_backward")
 # Modern primitives (spec: Algorithms 24-31, issue 13): each convention is a hyperparameter the
 # method receives; an implementation of one convention only fixes it in ``constrain``.
-MODERN = ("rope", "rmsnorm", "gated_mlp")
+MODERN = ("rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
+          "gated_mlp_backward")
 ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward")
@@ -221,6 +222,21 @@ class Adapter:
 
         Returns (B, l, d_e).
         """
+        raise NotImplementedError
+
+    def rope_backward(self, X: Array, positions: Array, config: Any, dY: Array
+                      ) -> dict[str, Array]:
+        """Alg 29. dY (B, H, l, d). Returns {"X"}."""
+        raise NotImplementedError
+
+    def rmsnorm_backward(self, X: Array, params: Params, eps: float, offset: bool, dY: Array
+                         ) -> dict[str, Array]:
+        """Alg 30. Returns {"X", "gamma"} (gamma summed over the batch and positions)."""
+        raise NotImplementedError
+
+    def gated_mlp_backward(self, X: Array, params: Params, activation: str, dY: Array
+                           ) -> dict[str, Array]:
+        """Alg 31. Returns {"X"} and one gradient per parameter given (biases optional)."""
         raise NotImplementedError
 
     # -- extras --------------------------------------------------------------------------------

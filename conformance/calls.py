@@ -62,10 +62,11 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
 
 def backward_inputs(alg: str, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The differentiable inputs of backward algorithm ``alg`` (named as in its gradient dict)."""
-    params = dict(data["params"])
+    params = dict(data.get("params", {}))
     if alg in ("attention_backward", "mhattention_backward"):
         return {"X": data["X"], "Z": data["Z"]} | params
-    if alg in ("layer_norm_backward", "mlp_backward", "unembedding_backward"):
+    if alg in ("layer_norm_backward", "mlp_backward", "unembedding_backward", "rope_backward",
+               "rmsnorm_backward", "gated_mlp_backward"):
         return {"X": data["X"]} | params
     return params  # embeddings and architectures: the parameters only
 
@@ -79,7 +80,7 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
     """
     d = data
     expected = {k: v.shape for k, v in backward_inputs(alg, d).items()}
-    dtype = next(iter(d["params"].values())).dtype
+    dtype = next(iter(d["params"].values())).dtype if d.get("params") else d["X"].dtype
     args: tuple[Any, ...]
     kwargs: dict[str, Any] = {}
     if alg == "token_embedding_backward":
@@ -94,6 +95,12 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
         args = (d["X"], d["params"], d["activation"], upstream)
     elif alg == "unembedding_backward":
         args = (d["X"], d["params"], upstream)
+    elif alg == "rope_backward":
+        args = (d["X"], d["positions"], d["rope"], upstream)
+    elif alg == "rmsnorm_backward":
+        args = (d["X"], d["params"], d["eps"], d["offset"], upstream)
+    elif alg == "gated_mlp_backward":
+        args = (d["X"], d["params"], d["activation"], upstream)
     elif alg == "ed_transformer_backward":
         args = (d["z"], d["x"], d["params"], d["config"], upstream)
     elif alg in ("d_transformer_backward", "e_transformer_backward"):

@@ -66,7 +66,8 @@ def rope_cases(draw, constrain: Constrain, dtype: Any, positions: str = "any") -
     mode = draw(st.sampled_from(["consecutive", "random"])) if positions == "any" else positions
     p = draw(st.integers(0, 40)) + np.arange(l) if mode == "consecutive" \
         else rng.integers(0, 64, l)
-    return Case("rope", sizes, seed, {"X": X, "positions": p.astype(np.int64), "rope": config})
+    return Case("rope", sizes, seed, {"X": X, "positions": p.astype(np.int64), "rope": config,
+                                    "params": {}})
 
 
 @st.composite

@@ -6,9 +6,9 @@ Signature and layout (stable; the modern decoder builds on it)::
         e, gamma: (d_e,) float64, ONE column (the architectures apply it column by column);
         eps >= 0 inside the square root; offset: the gain is 1 + gamma (Gemma) instead of gamma.
         e_hat: (d_e,).
+    rmsnorm_backward(de_hat, cache) -> {"e": de, "gamma": dgamma}, Algorithm 30.
 
-Literal float64 mirror of the pseudocode. The backward pass (Algorithm 30) is rmsnorm_backward
-in reference_numpy/rmsnorm_backward.py.
+Literal float64 mirror of the pseudocode; the hand-written backward follows the forward.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import numpy as np
 
 from formal_transformers.errors import ConfigError, NonFiniteError
 from formal_transformers.validation import check_array
+from reference_numpy.backward import need
 from reference_numpy.layer_norm import check_layer_norm_eps
 
 
@@ -50,3 +51,20 @@ def rmsnorm(e: np.ndarray, gamma: np.ndarray, eps: float, offset: bool = False,
     if cache is not None:
         cache.update(e=e, r=r, g=g)
     return e_hat
+
+
+def rmsnorm_backward(d_out: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
+    """Gradient of Algorithm 27 (spec: Algorithm 30, 30-rmsnorm-backward.md).
+
+    d_out: de_hat (d_e,). Returns {"e": de, "gamma": dgamma}, each (d_e,).
+    """
+    need(cache, "rmsnorm", "e", "r", "g")
+    e, r, g = cache["e"], cache["r"], cache["g"]
+    d_e = e.shape[0]
+    check_array("de_hat", d_out, (d_e,))
+
+    x_hat = e / r  # Alg 30 L1
+    dgamma = d_out * x_hat  # Alg 30 L2
+    dx_hat = d_out * g  # Alg 30 L3
+    de = (dx_hat - x_hat * (x_hat @ dx_hat) / d_e) / r  # Alg 30 L4
+    return {"e": de, "gamma": dgamma}  # Alg 30 L5

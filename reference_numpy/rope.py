@@ -8,9 +8,10 @@ Signature and layout (stable; the modern decoder builds on it)::
         config: formal_transformers.rope.Rope (layout, theta, fraction, scaling).
         Y: (d, l).
     rope_frequencies(d_r, config) -> omega: (d_r / 2,), Algorithm 25 L2-3.
+    rope_backward(dY, cache) -> {"X": dX (d, l)}, Algorithm 29 (cache filled by rope).
 
-Literal float64 mirror, loops where the pseudocode loops. The backward pass (Algorithm 29) is
-rope_backward in reference_numpy/rope_backward.py.
+Literal float64 mirror, loops where the pseudocode loops; the hand-written backward follows
+the forward in this module.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 from formal_transformers.errors import ConfigError, SpecDTypeError, SpecShapeError
 from formal_transformers.rope import Rope, RopeScaling
 from formal_transformers.validation import check_array
+from reference_numpy.backward import need
 
 
 def _scaled(omega: float, s: RopeScaling) -> float:
@@ -88,3 +90,22 @@ def rope(X: np.ndarray, positions: np.ndarray, config: Rope, cache: dict | None 
     if cache is not None:
         cache.update(positions=p, omega=omega, d_r=d_r, layout=config.layout, d=d)
     return Y  # Alg 25 L9
+
+
+def rope_backward(d_out: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
+    """Gradient of Algorithm 25 (spec: Algorithm 29, 29-rope-backward.md).
+
+    d_out: dY (d, l). Returns {"X": dX (d, l)}: dY rotated back by the same angles.
+    """
+    need(cache, "rope", "positions", "omega", "d_r", "layout", "d")
+    p, omega, d_r, layout = (cache[k] for k in ("positions", "omega", "d_r", "layout"))
+    check_array("dY", d_out, (cache["d"], p.shape[0]))
+    dX = np.zeros_like(d_out, dtype=np.float64)
+    for t in range(p.shape[0]):  # Alg 29 L1
+        for i in range(d_r // 2):
+            a, b = pair(i, d_r, layout)  # Alg 29 L2
+            c, s = math.cos(p[t] * omega[i]), math.sin(p[t] * omega[i])
+            dX[a, t] = c * d_out[a, t] + s * d_out[b, t]  # Alg 29 L3
+            dX[b, t] = -s * d_out[a, t] + c * d_out[b, t]  # Alg 29 L4
+        dX[d_r:, t] = d_out[d_r:, t]  # Alg 29 L5
+    return {"X": dX}  # Alg 29 L6

@@ -7,6 +7,8 @@ Signature and layout (stable; the modern decoder builds on it)::
         (d_e, d_mlp) in torch.nn.Linear.weight orientation; biases optional (None = 0);
         activation: 'silu' (SwiGLU), 'gelu' (GeGLU, exact) or 'gelu_tanh' (GeGLU, tanh).
         Y: (..., d_e).
+    gated_mlp_backward(dY, X, W_gate, W_up, W_down, activation, b_gate=None, ...) ->
+        {"X", "W_gate", "W_up", "W_down"} and the given biases, by autograd (Algorithm 31).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 
 from formal_transformers.errors import ConfigError
 from torch_impl._checks import check_features, check_parameters
+from torch_impl.backward import vjp
 
 GATED_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
@@ -44,3 +47,14 @@ def gated_mlp(X: torch.Tensor, W_gate: torch.Tensor, W_up: torch.Tensor, W_down:
     phi = GATED_ACTIVATIONS[activation]
     hidden = phi(F.linear(X, W_gate, b_gate)) * F.linear(X, W_up, b_up)  # (..., d_mlp)
     return F.linear(hidden, W_down, b_down)  # (..., d_e)
+
+
+def gated_mlp_backward(dY: torch.Tensor, X: torch.Tensor, W_gate: torch.Tensor,
+                       W_up: torch.Tensor, W_down: torch.Tensor, activation: str,
+                       b_gate: torch.Tensor | None = None, b_up: torch.Tensor | None = None,
+                       b_down: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Gradients of the gated MLP by autograd (spec: Algorithm 31), for every given tensor."""
+    inputs = {"X": X, "W_gate": W_gate, "W_up": W_up, "W_down": W_down, "b_gate": b_gate,
+              "b_up": b_up, "b_down": b_down}
+    return vjp(gated_mlp, dY, {k: v for k, v in inputs.items() if v is not None},
+               activation=activation)

@@ -6,6 +6,8 @@ Signature and layout (stable; the modern decoder builds on it)::
         X: (..., d_e) float tensor, features last (e.g. (B, l, d_e)); gamma: (d_e,);
         eps >= 0 inside the square root; offset: the gain is 1 + gamma (Gemma).
         Y has the shape and dtype of X (computed in X's dtype).
+    rmsnorm_backward(dY, X, gamma, eps, offset=False) -> {"X", "gamma"}, by autograd
+        (Algorithm 30).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch.nn.functional as F
 
 from formal_transformers.errors import ConfigError
 from torch_impl._checks import check_features, check_parameters
+from torch_impl.backward import vjp
 
 
 def rmsnorm(X: torch.Tensor, gamma: torch.Tensor, eps: float, offset: bool = False
@@ -32,3 +35,9 @@ def rmsnorm(X: torch.Tensor, gamma: torch.Tensor, eps: float, offset: bool = Fal
         raise ConfigError(f"offset must be a bool (gain 1 + gamma if True), got {offset!r}")
     gain = gamma + 1.0 if offset else gamma
     return F.rms_norm(X, (d_e,), gain, float(eps))
+
+
+def rmsnorm_backward(dY: torch.Tensor, X: torch.Tensor, gamma: torch.Tensor, eps: float,
+                     offset: bool = False) -> dict[str, torch.Tensor]:
+    """Gradients of RMSNorm by autograd (spec: Algorithm 30): {"X", "gamma"}."""
+    return vjp(rmsnorm, dY, {"X": X, "gamma": gamma}, eps=eps, offset=offset)

@@ -8,6 +8,7 @@ Signature and layout (stable; the modern decoder builds on it)::
         passes positions = tensor([t]));
         config: formal_transformers.rope.Rope. Y has the shape and dtype of X.
     rope_frequencies(d_r, config, device) -> omega: (d_r / 2,) float64 tensor.
+    rope_backward(dY, X, positions, config) -> {"X": dX}, by autograd (Algorithm 29).
 
 Angles are formed in float64 and cos/sin are cast to X's dtype once, so a float32 call does not
 lose accuracy at large positions. The layouts differ only in which features form a pair:
@@ -23,6 +24,7 @@ import torch
 from formal_transformers.errors import ConfigError, SpecDTypeError, SpecShapeError
 from formal_transformers.rope import Rope
 from torch_impl._checks import check_features
+from torch_impl.backward import vjp
 
 
 def rope_frequencies(d_r: int, config: Rope, device: torch.device | str = "cpu"
@@ -88,3 +90,9 @@ def rope(X: torch.Tensor, positions: torch.Tensor, config: Rope) -> torch.Tensor
         a, b = pairs[..., 0], pairs[..., 1]
         rotated = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
     return torch.cat((rotated, rest), dim=-1)
+
+
+def rope_backward(dY: torch.Tensor, X: torch.Tensor, positions: torch.Tensor, config: Rope
+                  ) -> dict[str, torch.Tensor]:
+    """Gradient of RoPE by autograd (spec: Algorithm 29): dY like X -> {"X": dX}."""
+    return vjp(rope, dY, {"X": X}, positions=positions, config=config)

@@ -57,7 +57,8 @@ class ReferenceAdapter(Adapter):
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
-                  "rope", "rmsnorm", "gated_mlp")
+                  "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
+                  "gated_mlp_backward")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -207,6 +208,28 @@ class ReferenceAdapter(Adapter):
             dX[b, t] = g.pop("e")
             per_column.append(g)
         return {"X": dX} | _sum_grads(per_column, ())
+
+    def rope_backward(self, X, positions, config, dY):
+        dX = np.zeros_like(X)
+        for b, h in np.ndindex(*X.shape[:2]):
+            cache: dict = {}
+            ref.rope(X[b, h].T, positions, config, cache=cache)
+            dX[b, h] = ref.rope_backward(dY[b, h].T, cache)["X"].T
+        return {"X": dX}
+
+    def rmsnorm_backward(self, X, params, eps, offset, dY):
+        per_column, dX = [], np.zeros_like(X)
+        for b, t in np.ndindex(*X.shape[:2]):
+            cache: dict = {}
+            ref.rmsnorm(X[b, t], params["gamma"], eps, offset, cache=cache)
+            g = ref.rmsnorm_backward(dY[b, t], cache)
+            dX[b, t] = g.pop("e")
+            per_column.append(g)
+        return {"X": dX} | _sum_grads(per_column, ())
+
+    def gated_mlp_backward(self, X, params, activation, dY):
+        return self._columns_backward(ref.gated_mlp, ref.gated_mlp_backward, X, (X,), dY,
+                                      ("X",), **params, activation=activation)
 
     # -- extras -------------------------------------------------------------------------------
     def count_parameters(self, algorithm, sizes):

@@ -23,7 +23,7 @@ PRIMITIVES = ("token_embedding", "positional_embedding", "basic_attention", "att
               "mhattention", "layer_norm", "unembedding", "mlp", "rope", "rmsnorm", "gated_mlp")
 BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
              "mhattention_backward", "layer_norm_backward", "mlp_backward",
-             "unembedding_backward")
+             "unembedding_backward", "rope_backward", "rmsnorm_backward", "gated_mlp_backward")
 
 
 @check("reference.forward_agreement", PRIMITIVES, cases_for, dtypes="all", line=r"return")
