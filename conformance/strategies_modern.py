@@ -49,16 +49,20 @@ def rope_config(sizes: dict[str, Any], scaling: RopeScaling, theta: float) -> Ro
 
 
 @st.composite
-def rope_cases(draw, constrain: Constrain, dtype: Any, positions: str = "any") -> Case:
+def rope_cases(draw, constrain: Constrain, dtype: Any, positions: str = "any",
+               H: tuple[int, int] = (1, 2), scalings: tuple[str, ...] = SCALINGS,
+               theta: float | None = None) -> Case:
     """X (B, H, l, d), positions (l,) and a Rope config for Algorithm 25.
 
     positions: "consecutive" (offset + 0..l-1, a chunk or cache step at a drawn offset),
-    "random" (any integers in [0, 64)) or "any".
+    "random" (any integers in [0, 64)) or "any"; ``scalings`` the kinds drawn (before
+    constrain); ``theta`` fixes the base (else drawn from THETAS).
     """
-    sizes = _sizes(draw, constrain, "rope", {"B": [1, 2], "H": [1, 2], "l": [1, 5],
+    sizes = _sizes(draw, constrain, "rope", {"B": [1, 2], "H": list(H), "l": [1, 5],
                                               "pairs": [1, 3], "rest": [0, 2], "layout": LAYOUTS,
-                                              "scaling": SCALINGS})
-    config = rope_config(sizes, rope_scaling(draw, sizes["scaling"]), draw(st.sampled_from(THETAS)))
+                                              "scaling": scalings})
+    config = rope_config(sizes, rope_scaling(draw, sizes["scaling"]),
+                         theta or draw(st.sampled_from(THETAS)))
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     d, l = 2 * sizes["pairs"] + sizes["rest"], sizes["l"]
