@@ -75,8 +75,10 @@ def rope_cases(draw, constrain: Constrain, dtype: Any, positions: str = "any",
 
 
 @st.composite
-def rmsnorm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False) -> Case:
-    """X (B, l, d_e), gamma, eps and offset for Algorithm 27 (gain gamma + offset near 1)."""
+def rmsnorm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False,
+                  unit_gain: bool = False) -> Case:
+    """X (B, l, d_e), gamma, eps and offset for Algorithm 27 (gain gamma + offset near 1;
+    exactly 1 with ``unit_gain``: gamma = 1 without offset, gamma = 0 with it)."""
     sizes = _sizes(draw, constrain, "rmsnorm", {"B": [1, 3], "l": [1, 4], "d_e": [1, 6],
                                                  "offset": (False, True)})
     eps = 0.0 if eps_zero else draw(EPS)
@@ -85,6 +87,8 @@ def rmsnorm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False
     X = (draw(SCALES) * rng.standard_normal((sizes["B"], sizes["l"], sizes["d_e"]))
          + rng.standard_normal()).astype(dtype)
     gamma = random_parameters({"gamma": (sizes["d_e"],)}, rng, 1.0, np.float64)["gamma"]
+    if unit_gain:
+        gamma = np.ones_like(gamma)
     gamma = (gamma - 1.0 if sizes["offset"] else gamma).astype(dtype)
     return Case("rmsnorm", sizes, seed, {"X": X, "params": {"gamma": gamma}, "eps": eps,
                                          "offset": bool(sizes["offset"])})
