@@ -50,8 +50,8 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
             "unembedding_backward")
 # Modern primitives (spec: Algorithms 24-31, issue 13): each convention is a hyperparameter the
 # method receives; an implementation of one convention only fixes it in ``constrain``.
-MODERN = ("rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
-          "gated_mlp_backward")
+MODERN = ("sinusoidal_embedding", "rope", "alibi", "rmsnorm", "gated_mlp", "rope_backward",
+          "rmsnorm_backward", "gated_mlp_backward")
 ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward")
@@ -203,6 +203,16 @@ class Adapter:
     # constrain(alg, sizes) sees the conventions among the sizes (rope: "layout", "scaling",
     # "fraction"; rmsnorm: "offset"; gated_mlp: "activation", "bias") and may fix them to the
     # ones the implementation declares.
+    def sinusoidal_embedding(self, positions: Array, d_e: int, base: float, index_offset: int,
+                             dtype: str) -> Array:
+        """Alg 24. positions (l,) int64 >= 0. Returns (l, d_e) in ``dtype``."""
+        raise NotImplementedError
+
+    def alibi(self, positions_x: Array, positions_z: Array, H: int, dtype: str) -> Array:
+        """Alg 26. Query positions (l_x,), key positions (l_z,) int64. Returns the bias
+        (H, l_z, l_x) in ``dtype``, oriented like Mask[t_z, t_x]."""
+        raise NotImplementedError
+
     def rope(self, X: Array, positions: Array, config: Any) -> Array:
         """Alg 25. X (B, H, l, d) queries or keys, positions (l,) int64 >= 0, config a
         formal_transformers.rope.Rope (layout, theta, fraction, scaling). Returns (B, H, l, d).

@@ -136,6 +136,14 @@ class Bound:
     def mlp(self, X, params, activation):
         return self._array("mlp", self._call("mlp", X, params, activation), X.shape, X.dtype)
 
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        out = self._call("sinusoidal_embedding", positions, d_e, base, index_offset, dtype)
+        return self._array("sinusoidal_embedding", out, (positions.shape[0], d_e), dtype)
+
+    def alibi(self, positions_x, positions_z, H, dtype):
+        out = self._call("alibi", positions_x, positions_z, H, dtype)
+        return self._array("alibi", out, (H, positions_z.shape[0], positions_x.shape[0]), dtype)
+
     def rope(self, X, positions, config):
         return self._array("rope", self._call("rope", X, positions, config), X.shape, X.dtype)
 

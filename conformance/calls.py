@@ -20,6 +20,7 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "unembedding": ("b", "t", "v"), "mlp": ("b", "t", "i"),
         "d_transformer": ("b", "t", "v"), "e_transformer": ("b", "t", "v"),
         "ed_transformer": ("b", "t", "v"), "rope": ("b", "h", "t", "i"),
+        "sinusoidal_embedding": ("t", "i"), "alibi": ("h", "t_z", "t_x"),
         "rmsnorm": ("b", "t", "i"), "gated_mlp": ("b", "t", "i")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
@@ -51,6 +52,11 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.ed_transformer(d["z"], d["x"], d["params"], d["config"])
     if alg in ("d_transformer", "e_transformer"):
         return getattr(bound, alg)(d["x"], d["params"], d["config"])
+    if alg == "sinusoidal_embedding":
+        return bound.sinusoidal_embedding(d["positions"], d["d_e"], d["base"],
+                                          d["index_offset"], d["dtype"])
+    if alg == "alibi":
+        return bound.alibi(d["positions_x"], d["positions_z"], d["H"], d["dtype"])
     if alg == "rope":
         return bound.rope(d["X"], d["positions"], d["rope"])
     if alg == "rmsnorm":

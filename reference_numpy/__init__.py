@@ -4,6 +4,7 @@
 the traceability test checks that it covers the catalogue.
 """
 
+from reference_numpy.alibi import alibi
 from reference_numpy.architectures import d_transformer, e_transformer, ed_transformer
 from reference_numpy.attention import attention, basic_attention, mh_attention
 from reference_numpy.backward import (
@@ -22,6 +23,7 @@ from reference_numpy.layer_norm import layer_norm
 from reference_numpy.mlp import mlp
 from reference_numpy.rmsnorm import rmsnorm, rmsnorm_backward
 from reference_numpy.rope import rope, rope_backward
+from reference_numpy.sinusoidal import sinusoidal_embedding
 from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
 
@@ -55,4 +57,6 @@ REGISTRY = {
     "rope_backward": rope_backward,
     "rmsnorm_backward": rmsnorm_backward,
     "gated_mlp_backward": gated_mlp_backward,
+    "sinusoidal_embedding": sinusoidal_embedding,
+    "alibi": alibi,
 }

@@ -10,6 +10,7 @@ inputs: bf16 keeps 8 significant bits, so one rounding is 2^-9 and a few chained
 below 2^-6). Tested in tests/torch_impl/test_agreement*.py.
 """
 
+from torch_impl.alibi import alibi
 from torch_impl.attention import attention, basic_attention, mh_attention
 from torch_impl.backward import (
     attention_backward,
@@ -35,6 +36,7 @@ from torch_impl.models import (
 )
 from torch_impl.rmsnorm import rmsnorm, rmsnorm_backward
 from torch_impl.rope import rope, rope_backward
+from torch_impl.sinusoidal import sinusoidal_embedding
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 
@@ -68,6 +70,8 @@ REGISTRY = {
     "rope_backward": rope_backward,
     "rmsnorm_backward": rmsnorm_backward,
     "gated_mlp_backward": gated_mlp_backward,
+    "sinusoidal_embedding": sinusoidal_embedding,
+    "alibi": alibi,
 }
 
 __all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer"]

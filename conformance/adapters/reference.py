@@ -58,7 +58,7 @@ class ReferenceAdapter(Adapter):
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
-                  "gated_mlp_backward")
+                  "gated_mlp_backward", "sinusoidal_embedding", "alibi")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -91,6 +91,12 @@ class ReferenceAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _rows(lambda b: ref.mlp(X[b].T, **params, activation=activation).T, X.shape[0])
+
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        return ref.sinusoidal_embedding(positions, d_e, base, index_offset).T.astype(dtype)
+
+    def alibi(self, positions_x, positions_z, H, dtype):
+        return ref.alibi(positions_x, positions_z, H).astype(dtype)
 
     def rope(self, X, positions, config):
         B, H = X.shape[:2]

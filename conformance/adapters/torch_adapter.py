@@ -62,7 +62,7 @@ class TorchAdapter(Adapter):
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
                   "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
-                  "rmsnorm_backward", "gated_mlp_backward")
+                  "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -88,6 +88,14 @@ class TorchAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _np(torch_impl.mlp(_t(X), **_tensors(params), activation=activation))
+
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        return _np(torch_impl.sinusoidal_embedding(_t(positions), d_e, base, index_offset,
+                                                   getattr(torch, dtype)))
+
+    def alibi(self, positions_x, positions_z, H, dtype):
+        bias = torch_impl.alibi(_t(positions_x), _t(positions_z), H, getattr(torch, dtype))
+        return _np(bias.transpose(1, 2))  # (H, l_x, l_z) -> the protocol's (H, l_z, l_x)
 
     def rope(self, X, positions, config):
         return _np(torch_impl.rope(_t(X), _t(positions), config))

@@ -17,11 +17,13 @@ from conformance.mutants import (
     decoder,
     modern_position_wise,
     position_wise,
+    positions,
     rope,
     training_memory,
 )
 
-MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise)
+MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
+           positions)
 
 
 def catalogue() -> list[type]:
