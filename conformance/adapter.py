@@ -254,7 +254,8 @@ class Adapter:
         """Number of scalar parameters of the implementation's ``algorithm`` module.
 
         ``sizes`` is the architecture config for ed/e/d_transformer, else a dict of sizes
-        (mhattention: H, d_attn, d_mid, d_x, d_z, d_out; layer_norm: d_e; mlp: d_e, d_mlp).
+        (mhattention: H, d_attn, d_mid, d_x, d_z, d_out; layer_norm: d_e; mlp: d_e, d_mlp;
+        rmsnorm: d_e; gated_mlp: d_e, d_mlp, bias).
         """
         raise NotImplementedError
 

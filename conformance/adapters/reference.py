@@ -243,10 +243,12 @@ class ReferenceAdapter(Adapter):
         if algorithm in ARCH_FORWARD:
             return parameter_count(sizes)
         from conformance.strategies import attention_shapes, mlp_shapes
+        from conformance.strategies_modern import gated_mlp_shapes
 
         shapes = {"mhattention": lambda s: attention_shapes(s, multi_head=True),
                   "layer_norm": lambda s: {"gamma": (s["d_e"],), "beta": (s["d_e"],)},
-                  "mlp": mlp_shapes}[algorithm](sizes)
+                  "mlp": mlp_shapes, "rmsnorm": lambda s: {"gamma": (s["d_e"],)},
+                  "gated_mlp": gated_mlp_shapes}[algorithm](sizes)
         return sum(int(np.prod(s)) for s in shapes.values())
 
     def _vjp(self, arch: str, tokens: tuple[Array, ...], params, config, dP):

@@ -17,7 +17,9 @@ import torch_impl
 from conformance.adapter import Adapter
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
+from torch_impl.gated_mlp import GatedMLP
 from torch_impl.models import MODEL_CLASSES
+from torch_impl.rmsnorm import RMSNorm
 
 Array = np.ndarray
 LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
@@ -198,6 +200,10 @@ class TorchAdapter(Adapter):
             module = MultiHeadAttention(sizes["d_x"], sizes["H"])
         elif algorithm == "layer_norm":
             module = LayerNorm(sizes["d_e"])
+        elif algorithm == "rmsnorm":
+            module = RMSNorm(sizes["d_e"])
+        elif algorithm == "gated_mlp":
+            module = GatedMLP(sizes["d_e"], sizes["d_mlp"], bias=sizes["bias"])
         else:
             module = MLP(sizes["d_e"], sizes["d_mlp"], "relu")
         return sum(p.numel() for p in module.parameters())
