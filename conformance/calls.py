@@ -19,12 +19,15 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "mhattention": ("b", "t_x", "i"), "layer_norm": ("b", "t", "i"),
         "unembedding": ("b", "t", "v"), "mlp": ("b", "t", "i"),
         "d_transformer": ("b", "t", "v"), "e_transformer": ("b", "t", "v"),
-        "ed_transformer": ("b", "t", "v")}
+        "ed_transformer": ("b", "t", "v"), "gq_attention": ("b", "t_x", "i"),
+        "sliding_window_mask": ("t_z", "t_x"), "block_sparse_mask": ("t_z", "t_x"),
+        "qk_norm": ("b", "t", "i"), "softcap": ("b", "t_x", "i")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "attention": ("X", "Z"), "mhattention": ("X", "Z"), "layer_norm": ("X",),
            "unembedding": ("X",), "mlp": ("X",), "d_transformer": ("x",),
-           "e_transformer": ("x",), "ed_transformer": ("z", "x")}
+           "e_transformer": ("x",), "ed_transformer": ("z", "x"), "gq_attention": ("X", "Z"),
+           "qk_norm": ("X",), "softcap": ("X", "Z")}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
 
@@ -49,6 +52,16 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.ed_transformer(d["z"], d["x"], d["params"], d["config"])
     if alg in ("d_transformer", "e_transformer"):
         return getattr(bound, alg)(d["x"], d["params"], d["config"])
+    if alg == "gq_attention":
+        return bound.gq_attention(d["X"], d["Z"], d["params"], d.get("mask"))
+    if alg == "sliding_window_mask":
+        return bound.sliding_window_mask(d["l"], d["w"])
+    if alg == "block_sparse_mask":
+        return bound.block_sparse_mask(d["l"], d["b"], d["c"])
+    if alg == "qk_norm":
+        return bound.qk_norm(d["X"], d["params"], d["H"], d["axis"], d["eps"])
+    if alg == "softcap":
+        return bound.softcap(d["X"], d["Z"], d["params"], d["c"], d.get("mask"))
     raise KeyError(f"no forward dispatch for {alg!r}")
 
 
@@ -118,6 +131,9 @@ def output_shape(alg: str, data: Mapping[str, Any]) -> tuple[int, ...]:
         "mhattention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
         "layer_norm": lambda: d["X"].shape, "mlp": lambda: d["X"].shape,
         "unembedding": lambda: d["X"].shape[:2] + p["W_u"].shape[:1],
+        "gq_attention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
+        "qk_norm": lambda: d["X"].shape,
+        "softcap": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
     }
     if alg in ARCHITECTURES:
         return d["x"].shape + (d["config"].N_V,)

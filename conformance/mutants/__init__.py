@@ -12,9 +12,15 @@ Try one by hand::
 
 from __future__ import annotations
 
-from conformance.mutants import attention, decoder, position_wise, training_memory
+from conformance.mutants import (
+    attention,
+    attention_variants,
+    decoder,
+    position_wise,
+    training_memory,
+)
 
-MODULES = (attention, position_wise, decoder, training_memory)
+MODULES = (attention, position_wise, decoder, training_memory, attention_variants)
 
 
 def catalogue() -> list[type]:
