@@ -45,7 +45,7 @@ FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attent
            "e_transformer", "d_transformer")
 # The modern attention primitives (spec: Algorithms 40-49).
 ATTENTION_VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm",
-                      "softcap")
+                      "softcap", "gq_attention_backward", "qk_norm_backward", "softcap_backward")
 TRAINING = ("ed_training", "e_training", "d_training")
 INFERENCE = ("d_inference", "ed_inference")
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
@@ -154,6 +154,21 @@ class Adapter:
                 ) -> Array:
         """Alg 46. Like attention, with the scaled scores capped to c tanh(S / c) before the
         mask. Returns (B, l_x, d_out)."""
+        raise NotImplementedError
+
+    def gq_attention_backward(self, X: Array, Z: Array, params: Params, dY: Array,
+                              mask: Array | None = None) -> dict[str, Array]:
+        """Alg 41. Returns {"X", "Z", "W_q", ..., "W_o", "b_o"}; kv gradients (G, ...)."""
+        raise NotImplementedError
+
+    def qk_norm_backward(self, X: Array, params: Params, H: int, axis: str, eps: float,
+                         dY: Array) -> dict[str, Array]:
+        """Alg 45. dY (B, l, H*d_attn). Returns {"X", "gamma"}."""
+        raise NotImplementedError
+
+    def softcap_backward(self, X: Array, Z: Array, params: Params, c: float, dY: Array,
+                         mask: Array | None = None) -> dict[str, Array]:
+        """Alg 47. Returns {"X", "Z", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v"}."""
         raise NotImplementedError
 
     # -- training (Algorithms 11-13): one epoch over the batch -------------------------------

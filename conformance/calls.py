@@ -68,8 +68,11 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
 def backward_inputs(alg: str, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The differentiable inputs of backward algorithm ``alg`` (named as in its gradient dict)."""
     params = dict(data["params"])
-    if alg in ("attention_backward", "mhattention_backward"):
+    if alg in ("attention_backward", "mhattention_backward", "gq_attention_backward",
+               "softcap_backward"):
         return {"X": data["X"], "Z": data["Z"]} | params
+    if alg == "qk_norm_backward":
+        return {"X": data["X"]} | params
     if alg in ("layer_norm_backward", "mlp_backward", "unembedding_backward"):
         return {"X": data["X"]} | params
     return params  # embeddings and architectures: the parameters only
@@ -91,8 +94,12 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
         args = (d["x"], d["params"], upstream)
     elif alg == "positional_embedding_backward":
         args = (d["l"], d["params"], upstream)
-    elif alg in ("attention_backward", "mhattention_backward"):
+    elif alg in ("attention_backward", "mhattention_backward", "gq_attention_backward"):
         args, kwargs = (d["X"], d["Z"], d["params"], upstream), {"mask": d.get("mask")}
+    elif alg == "softcap_backward":
+        args, kwargs = (d["X"], d["Z"], d["params"], d["c"], upstream), {"mask": d.get("mask")}
+    elif alg == "qk_norm_backward":
+        args = (d["X"], d["params"], d["H"], d["axis"], d["eps"], upstream)
     elif alg == "layer_norm_backward":
         args = (d["X"], d["params"], d["eps"], upstream)
     elif alg == "mlp_backward":

@@ -22,6 +22,7 @@ import numpy as np
 from formal_transformers.attention_options import check_groups
 from formal_transformers.validation import check_array, check_shape
 from reference_numpy.attention import attention
+from reference_numpy.backward import _need, attention_backward
 
 
 def kv_head(h: int, H: int, G: int) -> int:
@@ -72,3 +73,36 @@ def gq_attention(X: np.ndarray, Z: np.ndarray, W_q: np.ndarray, b_q: np.ndarray,
     if cache is not None:
         cache.update(heads=head_caches, groups=groups, G=G, Y=Y, W_o=W_o)
     return V_tilde
+
+
+_KV = ("W_k", "b_k", "W_v", "b_v")
+
+
+def gq_attention_backward(d_out: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
+    """Gradient of Algorithm 40 (spec: Algorithm 41, 41-gq-attention-backward.md).
+
+    d_out: dV_tilde (d_out, l_x); ``cache`` as filled by ``gq_attention``. Returns the
+    gradients of X, Z, W_q (H, d_attn, d_x), b_q (H, d_attn), W_k (G, ...), b_k, W_v, b_v,
+    W_o and b_o; a kv head's gradient is summed over the query heads of its group.
+    """
+    _need(cache, "gq_attention", "heads", "groups", "G", "Y", "W_o")
+    Y, W_o, heads, groups, G = (cache[k] for k in ("Y", "W_o", "heads", "groups", "G"))
+    H = len(heads)
+    d_mid = Y.shape[0] // H
+    check_array("dV_tilde", d_out, (W_o.shape[0], Y.shape[1]))
+
+    dW_o, db_o = d_out @ Y.T, d_out.sum(axis=1)  # Alg 41 L1
+    dY = W_o.T @ d_out  # Alg 41 L2, (H*d_mid, l_x)
+    dX, dZ = np.zeros_like(heads[0]["X"]), np.zeros_like(heads[0]["Z"])  # Alg 41 L3
+    dkv = {name: [0.0] * G for name in _KV}
+    dW_q, db_q = [], []
+    for h in range(H):  # Alg 41 L4
+        g = groups[h]  # Alg 41 L5
+        grads_h = attention_backward(dY[h * d_mid:(h + 1) * d_mid, :], heads[h])  # Alg 41 L6
+        dX, dZ = dX + grads_h["X"], dZ + grads_h["Z"]  # Alg 41 L7
+        dW_q.append(grads_h["W_q"])
+        db_q.append(grads_h["b_q"])
+        for name in _KV:
+            dkv[name][g] = dkv[name][g] + grads_h[name]  # Alg 41 L8
+    return {"X": dX, "Z": dZ, "W_q": np.stack(dW_q), "b_q": np.stack(db_q),  # Alg 41 L9
+            **{name: np.stack(dkv[name]) for name in _KV}, "W_o": dW_o, "b_o": db_o}

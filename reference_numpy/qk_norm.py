@@ -20,6 +20,7 @@ import numpy as np
 from formal_transformers.attention_options import check_heads, check_qk_norm_options
 from formal_transformers.errors import NonFiniteError
 from formal_transformers.validation import check_array
+from reference_numpy.backward import _need
 
 
 def _normalised(q: np.ndarray, gamma: np.ndarray, eps: float) -> tuple[np.ndarray, float]:
@@ -57,3 +58,26 @@ def qk_norm(Q: np.ndarray, gamma: np.ndarray, H: int, axis: str, eps: float,
     if cache is not None:
         cache.update(Q=Q, gamma=gamma, H=H, axis=axis, roots=roots)
     return Q_hat  # Alg 44 L9
+
+
+def qk_norm_backward(d_out: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
+    """Gradient of Algorithm 44 (spec: Algorithm 45, 45-qk-norm-backward.md).
+
+    d_out: dQ_hat (H*d_attn, l); ``cache`` as filled by ``qk_norm``. Returns
+    {"Q": dQ (H*d_attn, l), "gamma": dgamma (gamma's shape)}.
+    """
+    _need(cache, "qk_norm", "Q", "gamma", "H", "axis", "roots")
+    Q, gamma, H, axis, roots = (cache[k] for k in ("Q", "gamma", "H", "axis", "roots"))
+    check_array("dQ_hat", d_out, Q.shape)
+    d_attn, l = Q.shape[0] // H, Q.shape[1]
+    blocks = [slice(h * d_attn, (h + 1) * d_attn) for h in range(H)] \
+        if axis == "per_head" else [slice(0, H * d_attn)]
+
+    dgamma, dQ = np.zeros_like(gamma), np.zeros_like(Q)  # Alg 45 L1
+    for t in range(l):  # Alg 45 L2
+        for i, beta in enumerate(blocks):
+            q, r = Q[beta, t], roots[i, t]  # Alg 45 L3
+            n, u = q.shape[0], gamma * d_out[beta, t]
+            dgamma = dgamma + d_out[beta, t] * q / r  # Alg 45 L4
+            dQ[beta, t] = (u - q * (q @ u) / (n * r ** 2)) / r  # Alg 45 L5
+    return {"Q": dQ, "gamma": dgamma}  # Alg 45 L6

@@ -18,6 +18,7 @@ import numpy as np
 from formal_transformers.attention_options import check_cap
 from formal_transformers.validation import check_array
 from reference_numpy.attention import _check_qkv, _prepare_mask, softmax_columns
+from reference_numpy.backward import _need
 
 
 def soft_cap(S: np.ndarray, c: float) -> np.ndarray:
@@ -55,3 +56,24 @@ def softcap_attention(X: np.ndarray, Z: np.ndarray, W_q: np.ndarray, b_q: np.nda
     if cache is not None:
         cache.update(X=X, Z=Z, Q=Q, K=K, V=V, T=T, A=A, c=c, W_q=W_q, W_k=W_k, W_v=W_v)
     return V_tilde
+
+
+def softcap_backward(d_out: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
+    """Gradient of Algorithm 46 (spec: Algorithm 47, 47-softcap-backward.md).
+
+    d_out: dV_tilde (d_out, l_x). Returns the gradients of X, Z, W_q, b_q, W_k, b_k, W_v, b_v.
+    """
+    _need(cache, "softcap_attention", "X", "Z", "Q", "K", "V", "T", "A", "W_q", "W_k", "W_v")
+    X, Z, Q, K, V, T, A = (cache[k] for k in ("X", "Z", "Q", "K", "V", "T", "A"))
+    W_q, W_k, W_v = cache["W_q"], cache["W_k"], cache["W_v"]
+    check_array("dV_tilde", d_out, (V.shape[0], X.shape[1]))
+
+    dV, dA = d_out @ A.T, V.T @ d_out  # Alg 47 L1
+    dS = A * (dA - np.sum(A * dA, axis=0, keepdims=True))  # Alg 47 L2
+    dS = dS * (1.0 - T * T) / np.sqrt(Q.shape[0])  # Alg 47 L3
+    dQ, dK = K @ dS, Q @ dS.T  # Alg 47 L4
+    dW_q, db_q, dW_k, db_k = dQ @ X.T, dQ.sum(axis=1), dK @ Z.T, dK.sum(axis=1)  # Alg 47 L5
+    dW_v, db_v = dV @ Z.T, dV.sum(axis=1)
+    dX, dZ = W_q.T @ dQ, W_k.T @ dK + W_v.T @ dV  # Alg 47 L6
+    return {"X": dX, "Z": dZ, "W_q": dW_q, "b_q": db_q, "W_k": dW_k,  # Alg 47 L7
+            "b_k": db_k, "W_v": dW_v, "b_v": db_v}

@@ -63,3 +63,18 @@ def gq_attention(X: torch.Tensor, Z: torch.Tensor, W_q: torch.Tensor, b_q: torch
     Y = sdpa(q, k, v, mask, causal, enable_gqa=True)  # (B, H, l_x, d_mid), Alg 40 L1-3
     Y = rearrange(Y, "b h l d -> b l (h d)")  # (B, l_x, H*d_mid), Alg 40 L4
     return F.linear(Y, W_o, b_o)  # (B, l_x, d_out), Alg 40 L5
+
+
+def gq_attention_backward(dV_tilde: torch.Tensor, X: torch.Tensor, Z: torch.Tensor,
+                          W_q: torch.Tensor, b_q: torch.Tensor, W_k: torch.Tensor,
+                          b_k: torch.Tensor, W_v: torch.Tensor, b_v: torch.Tensor,
+                          W_o: torch.Tensor, b_o: torch.Tensor,
+                          mask: torch.Tensor | None = None, causal: bool = False
+                          ) -> dict[str, torch.Tensor]:
+    """Gradients of grouped-query attention by autograd (spec: Algorithm 41): dV_tilde
+    (B, l_x, d_out) -> {"X", "Z", "W_q", ..., "W_o", "b_o"}, kv gradients of shape (G, ...)."""
+    from torch_impl.backward import vjp
+
+    inputs = {"X": X, "Z": Z, "W_q": W_q, "b_q": b_q, "W_k": W_k, "b_k": b_k, "W_v": W_v,
+              "b_v": b_v, "W_o": W_o, "b_o": b_o}
+    return vjp(gq_attention, dV_tilde, inputs, mask=mask, causal=causal)

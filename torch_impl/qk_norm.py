@@ -28,3 +28,12 @@ def qk_norm(q: torch.Tensor, gamma: torch.Tensor, axis: str, eps: float) -> torc
     check_tensor("gamma", gamma, (H * d_attn,), q.dtype)
     r = torch.sqrt(q.pow(2).mean(dim=(1, 3), keepdim=True) + eps)  # (B, 1, l, 1)
     return gamma.reshape(H, 1, d_attn) * q / r  # Alg 44 L8
+
+
+def qk_norm_backward(dq_hat: torch.Tensor, q: torch.Tensor, gamma: torch.Tensor, axis: str,
+                     eps: float) -> dict[str, torch.Tensor]:
+    """Gradients of QK-norm by autograd (spec: Algorithm 45): dq_hat (B, H, l, d_attn) ->
+    {"q": (B, H, l, d_attn), "gamma": gamma's shape}."""
+    from torch_impl.backward import vjp
+
+    return vjp(qk_norm, dq_hat, {"q": q, "gamma": gamma}, axis=axis, eps=eps)

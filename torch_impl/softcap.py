@@ -54,3 +54,17 @@ def softcap_attention(X: torch.Tensor, Z: torch.Tensor, W_q: torch.Tensor, b_q: 
     k = F.linear(Z, W_k, b_k)[:, None]  # (B, 1, l_z, d_attn)
     v = F.linear(Z, W_v, b_v)[:, None]  # (B, 1, l_z, d_out)
     return capped_sdpa(q, k, v, c, mask, causal)[:, 0]  # (B, l_x, d_out)
+
+
+def softcap_backward(dV_tilde: torch.Tensor, X: torch.Tensor, Z: torch.Tensor,
+                     W_q: torch.Tensor, b_q: torch.Tensor, W_k: torch.Tensor, b_k: torch.Tensor,
+                     W_v: torch.Tensor, b_v: torch.Tensor, c: float,
+                     mask: torch.Tensor | None = None, causal: bool = False
+                     ) -> dict[str, torch.Tensor]:
+    """Gradients of soft-capped attention by autograd (spec: Algorithm 47): dV_tilde
+    (B, l_x, d_out) -> {"X", "Z", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v"}."""
+    from torch_impl.backward import vjp
+
+    inputs = {"X": X, "Z": Z, "W_q": W_q, "b_q": b_q, "W_k": W_k, "b_k": b_k, "W_v": W_v,
+              "b_v": b_v}
+    return vjp(softcap_attention, dV_tilde, inputs, c=c, mask=mask, causal=causal)

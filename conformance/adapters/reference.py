@@ -110,6 +110,22 @@ class ReferenceAdapter(Adapter):
         return _rows(lambda b: ref.softcap_attention(X[b].T, Z[b].T, **params, c=c,
                                                      Mask=mask).T, X.shape[0])
 
+    def gq_attention_backward(self, X, Z, params, dY, mask=None):
+        return self._columns_backward(ref.gq_attention, ref.gq_attention_backward, X, (X, Z),
+                                      dY, ("X", "Z"), **params, Mask=mask)
+
+    def softcap_backward(self, X, Z, params, c, dY, mask=None):
+        return self._columns_backward(ref.softcap_attention, ref.softcap_backward, X, (X, Z),
+                                      dY, ("X", "Z"), **params, c=c, Mask=mask)
+
+    def qk_norm_backward(self, X, params, H, axis, eps, dY):
+        grads = []
+        for b in range(X.shape[0]):
+            cache: dict = {}
+            ref.qk_norm(X[b].T, params["gamma"], H, axis, eps, cache=cache)
+            grads.append(ref.qk_norm_backward(dY[b].T, cache))
+        return _sum_grads(grads, ("Q",), rename={"Q": "X"})
+
     def ed_transformer(self, z, x, params, config):
         return _rows(lambda b: architectures.ed_transformer(z[b], x[b], params, config).T,
                      x.shape[0])

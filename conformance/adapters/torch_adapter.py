@@ -108,6 +108,19 @@ class TorchAdapter(Adapter):
         return _np(torch_impl.softcap_attention(_t(X), _t(Z), **_tensors(params), c=c,
                                                 mask=_t(mask)))
 
+    def gq_attention_backward(self, X, Z, params, dY, mask=None):
+        return _grads(torch_impl.gq_attention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
+                                                       mask=_t(mask)))
+
+    def softcap_backward(self, X, Z, params, c, dY, mask=None):
+        return _grads(torch_impl.softcap_backward(_t(dY), _t(X), _t(Z), **_tensors(params), c=c,
+                                                  mask=_t(mask)))
+
+    def qk_norm_backward(self, X, params, H, axis, eps, dY):
+        heads = lambda a: rearrange(_t(a), "b l (h d) -> b h l d", h=H)  # noqa: E731
+        g = torch_impl.qk_norm_backward(heads(dY), heads(X), _t(params["gamma"]), axis, eps)
+        return {"X": _np(rearrange(g["q"], "b h l d -> b l (h d)")), "gamma": _np(g["gamma"])}
+
     def ed_transformer(self, z, x, params, config):
         return _np(torch_impl.ed_transformer(_t(z), _t(x), params, config))
 

@@ -24,7 +24,8 @@ PRIMITIVES = ("token_embedding", "positional_embedding", "basic_attention", "att
               "sliding_window_mask", "block_sparse_mask", "qk_norm", "softcap")
 BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
              "mhattention_backward", "layer_norm_backward", "mlp_backward",
-             "unembedding_backward")
+             "unembedding_backward", "gq_attention_backward", "qk_norm_backward",
+             "softcap_backward")
 
 
 @check("reference.forward_agreement", PRIMITIVES, cases_for, dtypes="all", line=r"return")
