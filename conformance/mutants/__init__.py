@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from conformance.mutants import (
     attention,
+    attention_variants,
     decoder,
     modern_position_wise,
     position_wise,
@@ -21,7 +22,8 @@ from conformance.mutants import (
     training_memory,
 )
 
-MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise)
+MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
+           attention_variants)
 
 
 def catalogue() -> list[type]:
