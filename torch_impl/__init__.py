@@ -23,8 +23,10 @@ from torch_impl.backward import (
 )
 from torch_impl.embeddings import positional_embedding, token_embedding
 from torch_impl.gated_mlp import gated_mlp, gated_mlp_backward
+from torch_impl.gq_attention import gq_attention, gq_attention_backward
 from torch_impl.inference import d_inference, ed_inference
 from torch_impl.layer_norm import layer_norm
+from torch_impl.masks import block_sparse_mask, sliding_window_mask
 from torch_impl.mlp import mlp
 from torch_impl.models import (
     DTransformer,
@@ -34,9 +36,11 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
+from torch_impl.qk_norm import qk_norm, qk_norm_backward
 from torch_impl.rmsnorm import rmsnorm, rmsnorm_backward
 from torch_impl.rope import rope, rope_backward
 from torch_impl.sinusoidal import sinusoidal_embedding
+from torch_impl.softcap import softcap_attention, softcap_backward
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 
@@ -72,6 +76,14 @@ REGISTRY = {
     "gated_mlp_backward": gated_mlp_backward,
     "sinusoidal_embedding": sinusoidal_embedding,
     "alibi": alibi,
+    "gq_attention": gq_attention,
+    "sliding_window_mask": sliding_window_mask,
+    "block_sparse_mask": block_sparse_mask,
+    "qk_norm": qk_norm,
+    "softcap": softcap_attention,
+    "gq_attention_backward": gq_attention_backward,
+    "qk_norm_backward": qk_norm_backward,
+    "softcap_backward": softcap_backward,
 }
 
 __all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer"]

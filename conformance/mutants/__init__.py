@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from conformance.mutants import (
     attention,
+    attention_variants,
     decoder,
     modern_position_wise,
     position_wise,
@@ -23,7 +24,7 @@ from conformance.mutants import (
 )
 
 MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
-           positions)
+           positions, attention_variants)
 
 
 def catalogue() -> list[type]:
