@@ -23,7 +23,8 @@ THETAS = (10000.0, 100.0, 500000.0)
 
 
 def _sizes(draw, constrain: Constrain, alg: str, ranges: dict[str, Any]) -> dict[str, Any]:
-    """Draw each entry (an (lo, hi) int range or a tuple of choices), then constrain."""
+    """Draw each entry -- a list [lo, hi] is an integer range, a tuple a set of choices --
+    then pass the sizes through the adapter's constrain."""
     sizes = {}
     for name, r in ranges.items():
         sizes[name] = draw(st.integers(*r) if isinstance(r, list) else st.sampled_from(r))
