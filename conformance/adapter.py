@@ -245,16 +245,18 @@ class Adapter:
 
     # -- modern primitives (spec: Algorithms 24-31) -------------------------------------------
     # constrain(alg, sizes) sees the conventions among the sizes (rope: "layout", "scaling",
-    # "fraction"; rmsnorm: "offset"; gated_mlp: "activation", "bias") and may fix them to the
-    # ones the implementation declares.
+    # "rest"; rmsnorm: "offset"; gated_mlp: "activation", "bias"; alibi: "form";
+    # sinusoidal_embedding: "index_offset") and may fix them to the ones it declares.
     def sinusoidal_embedding(self, positions: Array, d_e: int, base: float, index_offset: int,
                              dtype: str) -> Array:
         """Alg 24. positions (l,) int64 >= 0. Returns (l, d_e) in ``dtype``."""
         raise NotImplementedError
 
-    def alibi(self, positions_x: Array, positions_z: Array, H: int, dtype: str) -> Array:
-        """Alg 26. Query positions (l_x,), key positions (l_z,) int64. Returns the bias
-        (H, l_z, l_x) in ``dtype``, oriented like Mask[t_z, t_x]."""
+    def alibi(self, positions_x: Array, positions_z: Array, H: int, form: str, dtype: str
+              ) -> Array:
+        """Alg 26. Query positions (l_x,), key positions (l_z,) int64; form "signed",
+        "symmetric" or "key_position". Returns the bias (H, l_z, l_x) in ``dtype``, oriented
+        like Mask[t_z, t_x]."""
         raise NotImplementedError
 
     def rope(self, X: Array, positions: Array, config: Any) -> Array:

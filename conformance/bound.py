@@ -140,8 +140,8 @@ class Bound:
         out = self._call("sinusoidal_embedding", positions, d_e, base, index_offset, dtype)
         return self._array("sinusoidal_embedding", out, (positions.shape[0], d_e), dtype)
 
-    def alibi(self, positions_x, positions_z, H, dtype):
-        out = self._call("alibi", positions_x, positions_z, H, dtype)
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        out = self._call("alibi", positions_x, positions_z, H, form, dtype)
         return self._array("alibi", out, (H, positions_z.shape[0], positions_x.shape[0]), dtype)
 
     def rope(self, X, positions, config):

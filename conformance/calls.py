@@ -60,7 +60,7 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.sinusoidal_embedding(d["positions"], d["d_e"], d["base"],
                                           d["index_offset"], d["dtype"])
     if alg == "alibi":
-        return bound.alibi(d["positions_x"], d["positions_z"], d["H"], d["dtype"])
+        return bound.alibi(d["positions_x"], d["positions_z"], d["H"], d["form"], d["dtype"])
     if alg == "rope":
         return bound.rope(d["X"], d["positions"], d["rope"])
     if alg == "rmsnorm":

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from conformance.strategies import EPS, SCALES, SEEDS, Case, Constrain, random_parameters
 from formal_transformers.rope import LAYOUTS, SCALINGS, Rope, RopeScaling
 from reference_numpy.activations import GATED_ACTIVATIONS
+from reference_numpy.alibi import FORMS as ALIBI_FORMS
 
 THETAS = (10000.0, 100.0, 500000.0)
 
@@ -139,16 +140,18 @@ def sinusoidal_cases(draw, constrain: Constrain, dtype: Any, min_len: int = 1) -
 
 @st.composite
 def alibi_cases(draw, constrain: Constrain, dtype: Any) -> Case:
-    """Query positions (l_x,) at a drawn offset, key positions (l_z,) and H in 1..12 (powers
-    of two and not) for Algorithm 26."""
-    sizes = _sizes(draw, constrain, "alibi", {"H": [1, 12], "l_x": [1, 5], "l_z": [1, 5]})
+    """Query positions (l_x,) at a drawn offset, key positions (l_z,) on both sides of them,
+    H in 1..12 (powers of two and not) and a form for Algorithm 26."""
+    sizes = _sizes(draw, constrain, "alibi", {"H": [1, 12], "l_x": [1, 5], "l_z": [1, 5],
+                                               "form": ALIBI_FORMS})
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     offset = draw(st.integers(0, 30))
     return Case("alibi", sizes, seed,
                 {"positions_x": (offset + np.arange(sizes["l_x"])).astype(np.int64),
-                 "positions_z": rng.integers(0, offset + sizes["l_x"], sizes["l_z"]).astype(
-                     np.int64), "H": sizes["H"], "dtype": np.dtype(dtype).name, "params": {}})
+                 "positions_z": rng.integers(0, offset + sizes["l_x"] + 3, sizes["l_z"]).astype(
+                     np.int64), "H": sizes["H"], "form": sizes["form"],
+                 "dtype": np.dtype(dtype).name, "params": {}})
 
 
 BUILDERS |= {"sinusoidal_embedding": sinusoidal_cases, "alibi": alibi_cases}

@@ -2,8 +2,10 @@
 
 Signature and layout::
 
-    alibi(positions_x, positions_z, H) -> Bias
-        positions_x: (l_x,) ints >= 0 (queries), positions_z: (l_z,) ints >= 0 (keys), H >= 1.
+    alibi(positions_x, positions_z, H, form="signed") -> Bias
+        positions_x: (l_x,) ints >= 0 (queries), positions_z: (l_z,) ints >= 0 (keys), H >= 1;
+        form: "signed" (-m (p_x - p_z)), "symmetric" (-m |p_x - p_z|) or "key_position"
+        (m p_z, the ALiBi code and BLOOM).
         Bias: (H, l_z, l_x) float64 in the spec's Mask[t_z, t_x] orientation: head h adds
         Bias[h] to its scores S (Algorithm 4 line 3) before the mask.
     alibi_slopes(H) -> m: (H,), Algorithm 26 L1-3 (the reference code's rule for any H).
@@ -20,6 +22,8 @@ import numpy as np
 from formal_transformers.errors import ConfigError
 from reference_numpy.rope import check_positions
 
+FORMS = ("signed", "symmetric", "key_position")
+
 
 def alibi_slopes(H: int) -> np.ndarray:
     """The head slopes m_h of Algorithm 26 lines 1-3."""
@@ -33,8 +37,11 @@ def alibi_slopes(H: int) -> np.ndarray:
     return m
 
 
-def alibi(positions_x: np.ndarray, positions_z: np.ndarray, H: int) -> np.ndarray:
+def alibi(positions_x: np.ndarray, positions_z: np.ndarray, H: int, form: str = "signed"
+          ) -> np.ndarray:
     """The ALiBi bias of every head (spec: Algorithm 26). Returns Bias: (H, l_z, l_x)."""
+    if form not in FORMS:
+        raise ConfigError(f"form must be one of {FORMS}, got {form!r}")
     p_x = check_positions(positions_x, name="positions_x")
     p_z = check_positions(positions_z, name="positions_z")
     m = alibi_slopes(H)
@@ -42,5 +49,8 @@ def alibi(positions_x: np.ndarray, positions_z: np.ndarray, H: int) -> np.ndarra
     for h in range(H):
         for t_z in range(p_z.shape[0]):
             for t_x in range(p_x.shape[0]):
-                Bias[h, t_z, t_x] = -m[h] * (p_x[t_x] - p_z[t_z])  # Alg 26 L4
+                distance = p_x[t_x] - p_z[t_z]
+                Bias[h, t_z, t_x] = {"signed": -m[h] * distance,  # Alg 26 L4
+                                     "symmetric": -m[h] * abs(distance),
+                                     "key_position": m[h] * p_z[t_z]}[form]
     return Bias  # Alg 26 L5

@@ -95,8 +95,8 @@ class ReferenceAdapter(Adapter):
     def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
         return ref.sinusoidal_embedding(positions, d_e, base, index_offset).T.astype(dtype)
 
-    def alibi(self, positions_x, positions_z, H, dtype):
-        return ref.alibi(positions_x, positions_z, H).astype(dtype)
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        return ref.alibi(positions_x, positions_z, H, form).astype(dtype)
 
     def rope(self, X, positions, config):
         B, H = X.shape[:2]

@@ -97,8 +97,9 @@ class TorchAdapter(Adapter):
         return _np(torch_impl.sinusoidal_embedding(_t(positions), d_e, base, index_offset,
                                                    getattr(torch, dtype)))
 
-    def alibi(self, positions_x, positions_z, H, dtype):
-        bias = torch_impl.alibi(_t(positions_x), _t(positions_z), H, getattr(torch, dtype))
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        bias = torch_impl.alibi(_t(positions_x), _t(positions_z), H, getattr(torch, dtype),
+                                form)
         return _np(bias.transpose(1, 2))  # (H, l_x, l_z) -> the protocol's (H, l_z, l_x)
 
     def rope(self, X, positions, config):

@@ -57,22 +57,24 @@ class SinusoidalBaseIgnored(SinusoidalMutant):
 
 
 class AlibiMutant(TorchAdapter):
-    """Replaces ``alibi`` by ``slopes(H)`` and ``bias(m, D)`` in float64 NumPy, with
-    D[t_z, t_x] = p_x[t_x] - p_z[t_z]."""
+    """Replaces ``alibi`` by ``slopes(H)`` and ``bias(m, D, p_z, form)`` in float64 NumPy,
+    with D[t_z, t_x] = p_x[t_x] - p_z[t_z]."""
 
     only = ("alibi",)
 
-    def alibi(self, positions_x, positions_z, H, dtype):
+    def alibi(self, positions_x, positions_z, H, form, dtype):
         D = (positions_x[None, :] - positions_z[:, None]).astype(np.float64)
-        return self.bias(self.slopes(H), D).astype(dtype)
+        return self.bias(self.slopes(H), D, positions_z, form).astype(dtype)
 
     def slopes(self, H):
         n = 2 ** math.floor(math.log2(H))
         return np.array([2.0 ** (-8 * (h + 1) / n) if h < n
                          else 2.0 ** (-4 * (2 * (h - n) + 1) / n) for h in range(H)])
 
-    def bias(self, m, D):
-        return -m[:, None, None] * D[None]
+    def bias(self, m, D, p_z, form):
+        G = {"signed": -D, "symmetric": -np.abs(D),
+             "key_position": np.broadcast_to(p_z[:, None], D.shape).astype(np.float64)}[form]
+        return m[:, None, None] * G[None]
 
 
 class AlibiTextFormulaForEveryH(AlibiMutant):
@@ -100,15 +102,15 @@ class AlibiRewardsDistance(AlibiMutant):
 
     caught_by = ("alibi.linear_in_distance", "reference.forward_agreement")
 
-    def bias(self, m, D):
-        return m[:, None, None] * D[None]
+    def bias(self, m, D, p_z, form):
+        return -super().bias(m, D, p_z, form)
 
 
-class AlibiDistanceOffByOne(AlibiMutant):
-    """The distance counts from 1 (-m (p_x - p_z + 1)): the bias is no longer zero on the
-    diagonal, so it is not linear in the distance."""
+class AlibiAlwaysSymmetric(AlibiMutant):
+    """-m |p_x - p_z| whatever form is declared: an encoder's symmetric ALiBi reused where the
+    signed (or key-position) form is declared, so keys after the query are penalised."""
 
-    caught_by = ("alibi.linear_in_distance",)
+    caught_by = ("alibi.linear_in_distance", "reference.forward_agreement")
 
-    def bias(self, m, D):
-        return -m[:, None, None] * (D[None] + 1)
+    def bias(self, m, D, p_z, form):
+        return super().bias(m, D, p_z, "symmetric")

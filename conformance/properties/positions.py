@@ -1,7 +1,7 @@
 """sinusoidal.* and alibi.*: the laws of the fixed position encodings (spec/properties.md;
 spec: Algorithms 24 and 26). Moving k positions is one block rotation of the sinusoidal
-embedding wherever it starts; the ALiBi bias is a negative multiple of the query-key distance
-per head, with the slopes of the reference code's rule."""
+embedding wherever it starts; the ALiBi bias is the head's slope times its form's function of
+the positions (a penalty on distance), with the slopes of the reference code's rule."""
 
 from __future__ import annotations
 
@@ -52,47 +52,59 @@ def slopes_by_the_reference_code(H: int) -> list[float]:
     return slopes_by_the_reference_code(n) + slopes_by_the_reference_code(2 * n)[0::2][:H - n]
 
 
-def _distance(data) -> np.ndarray:
-    """D[t_z, t_x] = p_x[t_x] - p_z[t_z] (float64)."""
-    return (data["positions_x"][None, :] - data["positions_z"][:, None]).astype(np.float64)
+def basis(data) -> np.ndarray:
+    """G[t_z, t_x] with Bias[h] = m_h G for the declared form: -(p_x - p_z) (signed),
+    -|p_x - p_z| (symmetric) or p_z (key_position), float64."""
+    D = (data["positions_x"][None, :] - data["positions_z"][:, None]).astype(np.float64)
+    return {"signed": -D, "symmetric": -np.abs(D),
+            "key_position": np.broadcast_to(data["positions_z"][:, None], D.shape).astype(
+                np.float64)}[data["form"]]
 
 
-def _slopes_read_off(Bias: np.ndarray, D: np.ndarray) -> np.ndarray:
-    """-Bias[h] / D at the entry of largest |D|, for every head (D must not be all 0)."""
-    idx = np.unravel_index(int(np.argmax(np.abs(D))), D.shape)
-    return -Bias[(slice(None),) + idx].astype(np.float64) / D[idx]
+def _slopes_read_off(Bias: np.ndarray, G: np.ndarray) -> np.ndarray:
+    """Bias[h] / G at the entry of largest |G|, for every head (G must not be all 0)."""
+    idx = np.unravel_index(int(np.argmax(np.abs(G))), G.shape)
+    return Bias[(slice(None),) + idx].astype(np.float64) / G[idx]
+
+
+def _with_some_distance(data):
+    """The case, or -- when its basis is all 0 -- its queries (distance forms) or keys
+    (key_position) moved one position on."""
+    if np.all(basis(data) == 0):
+        key = "positions_z" if data["form"] == "key_position" else "positions_x"
+        return data | {key: data[key] + 1}
+    return data
 
 
 @check("alibi.linear_in_distance", ("alibi",), lambda a, c, d: alibi_cases(c, d),
        line=r"Bias\}\[h")
 def linear_in_distance(ctx, case):
-    """Bias[h] = -m_h D with m_h > 0: linear in the distance D = p_x - p_z, zero at distance
-    zero, penalising distance; and unchanged when all positions shift together."""
-    Bias = calls.forward(ctx.adapter, "alibi", case.data).astype(np.float64)
-    D, tol = _distance(case.data), tolerance(ctx.dtype)
-    if np.all(D == 0):
-        assert_close(ctx, "bias at distance 0", Bias, np.zeros_like(Bias), tol, calls.AXES["alibi"])
-        return
-    m = _slopes_read_off(Bias, D)
+    """Bias[h] = m_h G with m_h > 0, G the declared form's function of the positions; and
+    shifting every position by s changes each query's column by one constant (0 for the
+    distance forms), which the softmax ignores."""
+    data, tol = _with_some_distance(case.data), tolerance(ctx.dtype)
+    Bias = calls.forward(ctx.adapter, "alibi", data).astype(np.float64)
+    G = basis(data)
+    m = _slopes_read_off(Bias, G)
     if np.any(m <= 0):
-        fail(f"slopes read off the bias are {m.tolist()}: the bias must decrease with the "
-             "distance (negative multiple of p_x - p_z)")
-    assert_close(ctx, "bias vs -m_h (p_x - p_z), m_h read off at the largest distance", Bias,
-                 -m[:, None, None] * D[None], tol, calls.AXES["alibi"])
+        fail(f"slopes read off the {data['form']} bias are {m.tolist()}: the bias must "
+             "penalise distance (m_h > 0)")
+    assert_close(ctx, f"bias vs m_h G ({data['form']} form, m_h read off at the largest |G|)",
+                 Bias, m[:, None, None] * G[None], tol, calls.AXES["alibi"])
     s = int(case.rng().integers(1, 20))
-    shifted = case.data | {"positions_x": case["positions_x"] + s,
-                           "positions_z": case["positions_z"] + s}
-    assert_close(ctx, f"bias with every position shifted by {s} vs unshifted",
-                 calls.forward(ctx.adapter, "alibi", shifted), Bias, tol, calls.AXES["alibi"])
+    shifted = data | {"positions_x": data["positions_x"] + s,
+                      "positions_z": data["positions_z"] + s}
+    change = calls.forward(ctx.adapter, "alibi", shifted).astype(np.float64) - Bias
+    assert_close(ctx, f"change of the bias when every position shifts by {s}, minus its value "
+                 "at the first key (must be constant in each column)",
+                 change - change[:, :1, :], np.zeros_like(change), tol, calls.AXES["alibi"])
 
 
 @check("alibi.slopes", ("alibi",), lambda a, c, d: alibi_cases(c, d), line=r"m_h \\gets")
 def slopes(ctx, case):
     """The slopes are the reference code's: geometric from 2^(-8/H) for H a power of two, the
-    interleaving rule otherwise (read off the bias at the largest distance)."""
-    data = case.data
-    if np.all(_distance(data) == 0):  # one query and one key at the same position
-        data = data | {"positions_x": data["positions_x"] + 1}
-    m = _slopes_read_off(calls.forward(ctx.adapter, "alibi", data), _distance(data))
+    interleaving rule otherwise (read off the bias at the largest |G|)."""
+    data = _with_some_distance(case.data)
+    m = _slopes_read_off(calls.forward(ctx.adapter, "alibi", data), basis(data))
     assert_close(ctx, f"slopes of H = {case['H']} heads vs the reference code's rule", m,
                  np.array(slopes_by_the_reference_code(case["H"])), tolerance(ctx.dtype), ("h",))

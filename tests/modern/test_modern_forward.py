@@ -146,6 +146,14 @@ def test_torch_alibi_is_query_major_and_equals_the_reference_transposed():
     np.testing.assert_allclose(bias.numpy().transpose(0, 2, 1), ref.alibi(p_x, p_z, 3),
                                rtol=1e-15)
     assert ref.alibi(p_x, p_z, 3)[0, 5, 2] == 0.0  # key and query both at position 5
+    for form in ("symmetric", "key_position"):
+        bias = torch_impl.alibi(torch.from_numpy(p_x), torch.from_numpy(p_z), 3, torch.float64,
+                                form)
+        np.testing.assert_allclose(bias.numpy().transpose(0, 2, 1),
+                                   ref.alibi(p_x, p_z, 3, form), rtol=1e-15)
+    m = ref_alibi_slopes(3)
+    np.testing.assert_allclose(ref.alibi(p_x, p_z, 3, "key_position")[:, 4, 0], m * 4)
+    np.testing.assert_allclose(ref.alibi(p_x, p_z, 3, "symmetric")[:, 5, 0], -m * 2)
 
 
 def test_sinusoidal_is_vaswani_and_phuong_hutter_by_its_hyperparameters():
