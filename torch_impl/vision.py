@@ -111,3 +111,15 @@ def vit_classifier(I: torch.Tensor, params: Mapping[str, object], config: ViTCon
     """p (B, n_classes) of the ViT classifier from canonical parameters (Algorithm 77)."""
     model = ViTClassifier.from_canonical(config, params)
     return torch.softmax(model(I), dim=-1)
+
+
+def vit_classifier_backward(dp: torch.Tensor, I: torch.Tensor, params: Mapping[str, object],
+                            config: ViTConfig) -> dict[str, torch.Tensor]:
+    """Algorithm 78 by autograd: the gradients of sum(p * dp), dp (B, n_classes), for every
+    canonical parameter (summed over the batch) and for the images ("I", (B, C, h, w))."""
+    model = ViTClassifier.from_canonical(config, params)
+    I = I.detach().clone().requires_grad_(True)
+    p = torch.softmax(model(I), dim=-1)
+    (p * dp).sum().backward()
+    grads = {k: torch.from_numpy(v) for k, v in model.canonical_grads().items()}
+    return grads | {"I": I.grad}
