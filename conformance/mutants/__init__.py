@@ -20,10 +20,11 @@ from conformance.mutants import (
     position_wise,
     rope,
     training_memory,
+    vision,
 )
 
 MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
-           attention_variants)
+           attention_variants, vision)
 
 
 def catalogue() -> list[type]:
