@@ -45,6 +45,8 @@ class ViTClassifier(CanonicalModel):
     p is the softmax of the logits (``probabilities``).
     """
 
+    config_class = ViTConfig
+
     def __init__(self, config: ViTConfig):
         nn.Module.__init__(self)  # not CanonicalModel's: no token embedding or unembedding
         c = config
