@@ -55,7 +55,10 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
 # method receives; an implementation of one convention only fixes it in ``constrain``.
 MODERN = ("sinusoidal_embedding", "rope", "alibi", "rmsnorm", "gated_mlp", "rope_backward",
           "rmsnorm_backward", "gated_mlp_backward")
-ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VARIANTS
+# Vision (spec: Algorithms 75-78, issue 17): images (B, C, h, w), channel axis first.
+VISION = ("patch_extraction", "patch_embedding", "vit_classifier", "vit_classifier_backward")
+ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VARIANTS
+              + VISION)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
@@ -296,6 +299,28 @@ class Adapter:
         raise NotImplementedError
 
     # -- extras --------------------------------------------------------------------------------
+    # -- vision (spec: Algorithms 75-78) ------------------------------------------------------
+    def patch_extraction(self, I: Array, patch_size: int) -> Array:
+        """Alg 75. I (B, C, h, w) -> (B, N, C P^2): row n of image b is the spec's column n of
+        X_p (patches row-major over the grid; channel, row, column inside a patch)."""
+        raise NotImplementedError
+
+    def patch_embedding(self, I: Array, params: Params, patch_size: int) -> Array:
+        """Alg 76. I (B, C, h, w); params W_pe (d_e, C P^2), b_pe, e_cls (d_e,), and W_p
+        (d_e, N + 1) unless positions are none. Returns X (B, N + 1, d_e), class token first."""
+        raise NotImplementedError
+
+    def vit_classifier(self, I: Array, params: Params, config: Any) -> Array:
+        """Alg 77. I (B, C, h, w); canonical ViT parameters; config a ViTConfig. Returns
+        p (B, n_classes), one distribution over the classes per image."""
+        raise NotImplementedError
+
+    def vit_classifier_backward(self, I: Array, params: Params, config: Any, dp: Array
+                                ) -> dict[str, Array]:
+        """Alg 78. Gradients of sum(p * dp), dp (B, n_classes): one entry per canonical
+        parameter (summed over the batch) and "I" (B, C, h, w)."""
+        raise NotImplementedError
+
     def count_parameters(self, algorithm: str, sizes: Any) -> int:
         """Number of scalar parameters of the implementation's ``algorithm`` module.
 

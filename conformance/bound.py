@@ -179,6 +179,22 @@ class Bound:
         out = self._call("softcap", X, Z, params, c, mask=mask)
         return self._array("softcap", out, X.shape[:2] + params["W_v"].shape[:1], X.dtype)
 
+    def patch_extraction(self, I, patch_size):
+        B, C, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        return self._array("patch_extraction", self._call("patch_extraction", I, patch_size),
+                           (B, N, C * patch_size ** 2), I.dtype)
+
+    def patch_embedding(self, I, params, patch_size):
+        B, _, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        out = self._call("patch_embedding", I, params, patch_size)
+        return self._array("patch_embedding", out, (B, N + 1, params["W_pe"].shape[0]), I.dtype)
+
+    def vit_classifier(self, I, params, config):
+        out = self._call("vit_classifier", I, params, config)
+        return self._array("vit_classifier", out, (I.shape[0], config.n_classes), I.dtype)
+
     def _probs(self, method, x, params, config, *args):
         out = self._call(method, *args, params, config)
         return self._array(method, out, x.shape + (config.N_V,), params["W_u"].dtype)

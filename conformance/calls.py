@@ -24,14 +24,17 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "rmsnorm": ("b", "t", "i"), "gated_mlp": ("b", "t", "i"),
         "gq_attention": ("b", "t_x", "i"),
         "sliding_window_mask": ("t_z", "t_x"), "block_sparse_mask": ("t_z", "t_x"),
-        "qk_norm": ("b", "t", "i"), "softcap": ("b", "t_x", "i")}
+        "qk_norm": ("b", "t", "i"), "softcap": ("b", "t_x", "i"),
+        "patch_extraction": ("b", "n", "i"), "patch_embedding": ("b", "t", "i"),
+        "vit_classifier": ("b", "k")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "attention": ("X", "Z"), "mhattention": ("X", "Z"), "layer_norm": ("X",),
            "unembedding": ("X",), "mlp": ("X",), "d_transformer": ("x",),
            "e_transformer": ("x",), "ed_transformer": ("z", "x"), "rope": ("X",),
            "rmsnorm": ("X",), "gated_mlp": ("X",), "gq_attention": ("X", "Z"),
-           "qk_norm": ("X",), "softcap": ("X", "Z")}
+           "qk_norm": ("X",), "softcap": ("X", "Z"), "patch_extraction": ("I",),
+           "patch_embedding": ("I",), "vit_classifier": ("I",)}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
 
@@ -77,6 +80,12 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.qk_norm(d["X"], d["params"], d["H"], d["axis"], d["eps"])
     if alg == "softcap":
         return bound.softcap(d["X"], d["Z"], d["params"], d["c"], d.get("mask"))
+    if alg == "patch_extraction":
+        return bound.patch_extraction(d["I"], d["patch_size"])
+    if alg == "patch_embedding":
+        return bound.patch_embedding(d["I"], d["params"], d["patch_size"])
+    if alg == "vit_classifier":
+        return bound.vit_classifier(d["I"], d["params"], d["config"])
     raise KeyError(f"no forward dispatch for {alg!r}")
 
 
@@ -88,6 +97,8 @@ def backward_inputs(alg: str, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
         return {"X": data["X"], "Z": data["Z"]} | params
     if alg == "qk_norm_backward":
         return {"X": data["X"]} | params
+    if alg == "vit_classifier_backward":
+        return {"I": data["I"]} | params
     if alg in ("layer_norm_backward", "mlp_backward", "unembedding_backward", "rope_backward",
                "rmsnorm_backward", "gated_mlp_backward"):
         return {"X": data["X"]} | params
@@ -130,6 +141,8 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
         args = (d["X"], d["params"], d["activation"], upstream)
     elif alg == "ed_transformer_backward":
         args = (d["z"], d["x"], d["params"], d["config"], upstream)
+    elif alg == "vit_classifier_backward":
+        args = (d["I"], d["params"], d["config"], upstream)
     elif alg in ("d_transformer_backward", "e_transformer_backward"):
         args = (d["x"], d["params"], d["config"], upstream)
     else:
@@ -165,6 +178,7 @@ def output_shape(alg: str, data: Mapping[str, Any]) -> tuple[int, ...]:
         "gq_attention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
         "qk_norm": lambda: d["X"].shape,
         "softcap": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
+        "vit_classifier": lambda: (d["I"].shape[0], d["config"].n_classes),
     }
     if alg in ARCHITECTURES:
         return d["x"].shape + (d["config"].N_V,)
@@ -191,7 +205,7 @@ def fresh_like(value: np.ndarray, rng: np.random.Generator, high: int | None = N
 def vocabulary(data: Mapping[str, Any]) -> int | None:
     """N_V of a case with token inputs (from its config or W_e), else None."""
     if "config" in data:
-        return data["config"].N_V
+        return getattr(data["config"], "N_V", None)
     if "W_e" in data.get("params", {}):
         return data["params"]["W_e"].shape[1]
     return None

@@ -30,6 +30,12 @@ from reference_numpy.sinusoidal import sinusoidal_embedding
 from reference_numpy.softcap import softcap_attention, softcap_backward
 from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
+from reference_numpy.vision import (
+    patch_embedding,
+    patch_extraction,
+    vit_classifier,
+    vit_classifier_backward,
+)
 
 REGISTRY = {
     "token_embedding": token_embedding,
@@ -71,4 +77,8 @@ REGISTRY = {
     "gq_attention_backward": gq_attention_backward,
     "qk_norm_backward": qk_norm_backward,
     "softcap_backward": softcap_backward,
+    "patch_extraction": patch_extraction,
+    "patch_embedding": patch_embedding,
+    "vit_classifier": vit_classifier,
+    "vit_classifier_backward": vit_classifier_backward,
 }

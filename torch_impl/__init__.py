@@ -43,6 +43,13 @@ from torch_impl.sinusoidal import sinusoidal_embedding
 from torch_impl.softcap import softcap_attention, softcap_backward
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
+from torch_impl.vision import (
+    ViTClassifier,
+    patch_embedding,
+    patch_extraction,
+    vit_classifier,
+    vit_classifier_backward,
+)
 
 REGISTRY = {
     "token_embedding": token_embedding,
@@ -84,6 +91,10 @@ REGISTRY = {
     "gq_attention_backward": gq_attention_backward,
     "qk_norm_backward": qk_norm_backward,
     "softcap_backward": softcap_backward,
+    "patch_extraction": patch_extraction,
+    "patch_embedding": patch_embedding,
+    "vit_classifier": vit_classifier,
+    "vit_classifier_backward": vit_classifier_backward,
 }
 
-__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer"]
+__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer", "ViTClassifier"]

@@ -14,6 +14,7 @@ import numpy as np
 
 import reference_numpy as ref
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
+from conformance.adapters.vision import VISION, ReferenceVision
 from formal_transformers.canonical import parameter_count
 from reference_numpy import architectures, architectures_backward, inference, training
 
@@ -44,7 +45,7 @@ def _sum_grads(per_row: list[dict[str, Array]], stacked: tuple[str, ...],
     return out
 
 
-class ReferenceAdapter(Adapter):
+class ReferenceAdapter(ReferenceVision, Adapter):
     """reference_numpy, float64, one sequence at a time."""
 
     name = "reference_numpy"
@@ -58,7 +59,8 @@ class ReferenceAdapter(Adapter):
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
-                  "gated_mlp_backward", "sinusoidal_embedding", "alibi", *ATTENTION_VARIANTS)
+                  "gated_mlp_backward", "sinusoidal_embedding", "alibi", *ATTENTION_VARIANTS,
+                  *VISION)
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -275,7 +277,7 @@ class ReferenceAdapter(Adapter):
     # -- extras -------------------------------------------------------------------------------
     def count_parameters(self, algorithm, sizes):
         """The reference takes exactly the canonical parameters (or the primitive's own)."""
-        if algorithm in ARCH_FORWARD:
+        if algorithm in ARCH_FORWARD or algorithm == "vit_classifier":
             return parameter_count(sizes)
         from conformance.strategies import attention_shapes, mlp_shapes
         from conformance.strategies_modern import gated_mlp_shapes

@@ -16,6 +16,7 @@ from einops import rearrange
 
 import torch_impl
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
+from conformance.adapters.vision import VISION, TorchVision
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.gated_mlp import GatedMLP
@@ -43,7 +44,7 @@ def _grads(grads: Mapping[str, torch.Tensor]) -> dict[str, Array]:
     return {k: _np(v) for k, v in grads.items()}
 
 
-class TorchAdapter(Adapter):
+class TorchAdapter(TorchVision, Adapter):
     """torch_impl on the CPU, float32 and float64.
 
     ``threads`` (default 1) is passed to ``torch.set_num_threads`` on construction: the suite's
@@ -66,7 +67,7 @@ class TorchAdapter(Adapter):
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
                   "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
                   "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
-                  *ATTENTION_VARIANTS)
+                  *ATTENTION_VARIANTS, *VISION)
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -230,6 +231,10 @@ class TorchAdapter(Adapter):
         """Parameters of the nn.Modules torch_impl builds for ``algorithm``."""
         if algorithm in ("d_transformer", "e_transformer", "ed_transformer"):
             module = MODEL_CLASSES[type(sizes)](sizes)
+        elif algorithm == "vit_classifier":
+            from torch_impl.vision import ViTClassifier
+
+            module = ViTClassifier(sizes)
         elif algorithm == "mhattention":
             module = MultiHeadAttention(sizes["d_x"], sizes["H"])
         elif algorithm == "layer_norm":

@@ -21,10 +21,11 @@ from conformance.mutants import (
     positions,
     rope,
     training_memory,
+    vision,
 )
 
 MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
-           positions, attention_variants)
+           positions, attention_variants, vision)
 
 
 def catalogue() -> list[type]:
