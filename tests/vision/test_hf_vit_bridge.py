@@ -75,3 +75,11 @@ def test_variants_the_spec_does_not_have_are_refused(overrides, message):
 
     with pytest.raises(ConfigError, match=message):
         config_from_vit(config)
+
+
+def test_the_canonical_count_is_the_number_of_transformers_parameters():
+    from formal_transformers.canonical import parameter_count
+
+    hf = _hf()
+    config, _ = vit_to_canonical(hf.state_dict(), hf.config)
+    assert parameter_count(config) == sum(p.numel() for p in hf.parameters())
