@@ -19,8 +19,13 @@ from formal_transformers.errors import CheckpointError, ConfigError
 from formal_transformers.sources import source_from_dict
 
 
-def classify(checkpoint: str | os.PathLike, n: int = 8, seed: int = 0) -> dict[str, Any]:
-    """Predicted and Bayes classes of n generated images (see the module docstring)."""
+def classify(checkpoint: str | os.PathLike, n: int = 8, seed: int = 0,
+             plot: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Predicted and Bayes classes of n generated images (see the module docstring).
+
+    ``plot``: also write a PNG of the first image with its patch grid, the class token's
+    attention over the patches in the last layer (mean over heads), and both decisions.
+    """
     import torch
 
     from torch_impl.models import model_from_canonical
@@ -40,6 +45,16 @@ def classify(checkpoint: str | os.PathLike, n: int = 8, seed: int = 0) -> dict[s
     with torch.no_grad():
         p = torch.softmax(model(torch.as_tensor(batch.x)), dim=-1).double().numpy()
     bayes = np.exp(source.log_posterior(batch.x))
+    if plot is not None:
+        from formal_transformers.atomic import atomic_write
+        from formal_transformers.render import vit_attention_figure
+        from torch_impl.vision import class_token_attention
+
+        weights = class_token_attention(model, torch.as_tensor(batch.x[:1])).double().numpy()
+        attention = weights[0, -1].mean(axis=0)[1:].reshape(source.grid, source.grid)
+        atomic_write(plot, lambda tmp: vit_attention_figure(
+            tmp, batch.x[0], source.patch_size, attention, int(batch.targets[0]),
+            int(p[0].argmax()), int(bayes[0].argmax()), divmod(int(where[0]), source.grid)))
     g = source.grid
     rows = [{"image": b, "true": int(batch.targets[b]),
              "template_at": [int(where[b]) // g, int(where[b]) % g],
@@ -49,4 +64,5 @@ def classify(checkpoint: str | os.PathLike, n: int = 8, seed: int = 0) -> dict[s
     return {"arch": "vit", "source": source.name, "step": ck.step, "seed": seed,
             "agree_with_bayes": sum(r["predicted"] == r["bayes"] for r in rows),
             "correct": sum(r["predicted"] == r["true"] for r in rows),
-            "bayes_correct": sum(r["bayes"] == r["true"] for r in rows), "n": n, "rows": rows}
+            "bayes_correct": sum(r["bayes"] == r["true"] for r in rows), "n": n, "rows": rows,
+            "plot": None if plot is None else str(plot)}

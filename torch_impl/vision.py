@@ -89,6 +89,24 @@ class ViTClassifier(CanonicalModel):
         return self.head(self.ln_f(X[:, 0]))  # Alg 77 L7-8, before the softmax
 
 
+@torch.no_grad()
+def class_token_attention(model: ViTClassifier, I: torch.Tensor) -> torch.Tensor:
+    """The attention weights of the class token (query column 0) over all N + 1 tokens in
+    every layer and head: (B, L, H, N + 1), each row summing to one (Alg 77 L4, Alg 4 L6).
+
+    Recomputed from the layers' own modules (the forward pass does not keep them)."""
+    X = model.embed_images(I)
+    out = []
+    for layer in model.layers:
+        mha = layer.mha
+        B, T, _ = X.shape
+        q, k, _v = mha.qkv(layer.ln1(X)).view(B, T, 3, mha.H, -1).permute(2, 0, 3, 1, 4)
+        scores = q[:, :, :1] @ k.transpose(-1, -2) / q.shape[-1] ** 0.5  # (B, H, 1, T)
+        out.append(torch.softmax(scores, dim=-1)[:, :, 0])
+        X = layer(X)
+    return torch.stack(out, dim=1)
+
+
 def patch_embedding(I: torch.Tensor, params: Mapping[str, torch.Tensor], patch_size: int
                     ) -> torch.Tensor:
     """Algorithm 76 from parameters W_pe, b_pe, e_cls and optional W_p: (B, N + 1, d_e)."""

@@ -21,12 +21,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run directory (or its checkpoint/ directory)")
     p.add_argument("--n", type=int, default=8, help="images to classify (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated images")
+    p.add_argument("--plot", metavar="PNG", help="also draw the first image, its patch grid "
+                   "and the class token's attention over the patches")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = classify(args.checkpoint, n=args.n, seed=args.seed)
+    result = classify(args.checkpoint, n=args.n, seed=args.seed, plot=args.plot)
     if args.json:
         render.print_json(result)
         return 0

@@ -24,8 +24,11 @@ def test_vit_trains_to_within_one_point_of_the_bayes_accuracy(tmp_path, capsys):
 
     assert main(["train", "--out", str(out), "--steps", "1010", "--json"]) == 0  # resumes
     assert json.loads(capsys.readouterr().out)["step"] == 1010
-    assert main(["classify", "--checkpoint", str(out), "--n", "16", "--json"]) == 0
+    plot = tmp_path / "attention.png"
+    assert main(["classify", "--checkpoint", str(out), "--n", "16", "--json", "--plot",
+                 str(plot)]) == 0
     result = json.loads(capsys.readouterr().out)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result["n"] == 16 and len(result["rows"]) == 16
     assert result["agree_with_bayes"] >= 12  # the trained model mostly decides as Bayes does
     assert main(["sample", "--checkpoint", str(out)]) == 2  # a classifier: use classify

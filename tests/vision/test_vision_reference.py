@@ -103,3 +103,30 @@ def test_bad_input_is_refused_with_a_typed_error_naming_the_expectation():
     model = ViTClassifier.from_canonical(CONFIG, params)
     with pytest.raises(SpecShapeError):
         model(torch.zeros(1, 2, 9, 6, dtype=torch.float64))  # height and width swapped
+
+
+def test_the_class_token_attention_rows_are_distributions_matching_the_reference():
+    """torch_impl.vision.class_token_attention (the picture of `classify --plot`) gives the
+    attention weights Alg 4 L6 computes for query column 0, in every layer and head."""
+    from reference_numpy.attention import softmax_columns
+    from reference_numpy.layer_norm import layer_norm
+    from torch_impl.vision import class_token_attention
+
+    rng = np.random.default_rng(4)
+    params = random_parameters(CONFIG, rng, 0.7)
+    I = rng.standard_normal((CONFIG.C, CONFIG.height, CONFIG.width))
+    model = ViTClassifier.from_canonical(CONFIG, params)
+    weights = class_token_attention(model, torch.from_numpy(I)[None])[0].numpy()  # (L, H, T)
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, atol=1e-12)
+    cache: dict = {}
+    vision.vit_classifier(I, params, CONFIG, cache)
+    X = vision.patch_embedding(I, params["W_pe"], params["b_pe"], params["e_cls"],
+                               params["W_p"], CONFIG.patch_size)
+    p = "layers.0"
+    Xt = np.stack([layer_norm(X[:, t], params[f"{p}.ln1.gamma"], params[f"{p}.ln1.beta"],
+                              CONFIG.layer_norm_eps) for t in range(X.shape[1])], axis=1)
+    for h in range(CONFIG.H):
+        q = params[f"{p}.mha.W_q"][h] @ Xt + params[f"{p}.mha.b_q"][h][:, None]
+        k = params[f"{p}.mha.W_k"][h] @ Xt + params[f"{p}.mha.b_k"][h][:, None]
+        A = softmax_columns(k.T @ q / np.sqrt(q.shape[0]))  # (T keys, T queries)
+        np.testing.assert_allclose(weights[0, h], A[:, 0], atol=1e-12)
