@@ -419,13 +419,12 @@ def plan_resume(out: str | Path, *, arch: str | None = None, source: str | None 
                                   f"keeps its data (give {flag} {stored['source'].get(key)} "
                                   "or leave it out, or choose a new --out). Nothing was "
                                   "overwritten")
+    try:
+        RunConfig.from_dict(stored)
+    except ConfigError as exc:
+        raise CheckpointError(f"--out {out}: the run settings in its state.json are not "
+                              f"valid ({exc}); was it edited by hand?") from None
     data = {**stored, **settings}
     if model:
         data["model"] = {**stored["model"], **model}
-    try:
-        return RunConfig.from_dict(data)
-    except ConfigError as exc:
-        if settings or model:
-            raise
-        raise CheckpointError(f"--out {out}: the run settings in its state.json are not "
-                              f"valid ({exc})") from None
+    return RunConfig.from_dict(data)
