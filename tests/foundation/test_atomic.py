@@ -118,3 +118,30 @@ def test_json_never_holds_bare_nan_it_holds_null_and_says_why(tmp_path):
     assert "null" in doc["non_finite"]["why"]
     atomic.write_json(tmp_path / "a.json", data)
     json.loads((tmp_path / "a.json").read_text(), parse_constant=pytest.fail)
+
+
+def _script(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_scripts_check_their_outputs_before_measuring(tmp_path, monkeypatch):
+    """benchmarks/*.py write atomically through atomic.py, and refuse a bad destination
+    before minutes of measuring."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    started = time.perf_counter()
+    with pytest.raises(OutputPathError, match="--out-dir"):
+        _script("memory_plot").main(["--out-dir", str(blocker)])
+    monkeypatch.setattr(sys, "argv", ["repeat_cpu.py", "--out", str(tmp_path)])
+    with pytest.raises(OutputPathError, match="--out"):
+        _script("repeat_cpu").main()
+    assert time.perf_counter() - started < 30  # nothing was measured
+    for name in ("memory_plot", "repeat_cpu"):
+        text = (Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py").read_text()
+        assert "write_text(" not in text and "write_json(" in text
