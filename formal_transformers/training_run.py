@@ -259,8 +259,8 @@ class Interrupt:
 
 
 def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = None,
-          on_record: Callback | None = None, stop: Callable[[], bool] | None = None
-          ) -> dict[str, Any]:
+          on_record: Callback | None = None, stop: Callable[[], bool] | None = None,
+          distributed: str | None = None) -> dict[str, Any]:
     """Train (or resume) ``run`` up to step ``until`` (default run.steps); returns a summary.
 
     With ``out``, checkpoints, metrics.json and loss_curve.png are written there; a
@@ -274,6 +274,13 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
 
     A non-finite training loss (or non-finite parameters about to be checkpointed) stops the
     run with TrainingDivergedError; the last checkpoint written (all finite) is kept.
+
+    ``distributed`` ('ddp' or 'fsdp'): every rank of the current process group calls this with
+    the same arguments; each step is one global batch split over the ranks, rank 0 alone
+    writes to ``out`` and calls ``on_record``, and rank 0's ``stop`` decides for all
+    (formal_transformers.distributed_run starts the ranks). The loss is the global one, so all
+    ranks stop together on divergence; a KeyboardInterrupt is not checkpointed (the other
+    ranks would have to take part).
     """
     out = Path(out) if out is not None else None
     if out is not None:
@@ -286,7 +293,9 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
     source = source_from_dict(run.source)
     config = config_from_dict(run.model)
     params = ck.params if ck else initial_parameters(config, run)
-    backend = make_backend(run.impl, config, params, run.to_dict(), ck.optimizer if ck else {})
+    backend = make_backend(run.impl, config, params, run.to_dict(), ck.optimizer if ck else {},
+                           distributed)
+    writer = distributed is None or backend.rank == 0
     until = run.steps if until is None else min(until, run.steps)
     saved = state.step if ck else None
     window: list[tuple[float, int, int]] = []
@@ -300,7 +309,8 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
 
     def save() -> None:
         nonlocal saved
-        _save(out, run, state, config, backend, source, saved)
+        _save(out, run, state, config, backend, source, write=writer, saved=saved,
+              agree=None if distributed is None else backend.agree)
         saved = state.step
         if hasattr(stop, "saved_step"):
             stop.saved_step = saved  # type: ignore[union-attr]
@@ -312,12 +322,15 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
             mark(True)
             loss = backend.step(batch, learning_rate(run, state.step))
             mark(False)
-            if not math.isfinite(loss):
+            if not math.isfinite(loss):  # the global loss: every rank stops here together
                 raise TrainingDivergedError(_diverged(run, state.step, loss, out, saved))
             state.train_seconds += time.perf_counter() - t0
             window.append((loss, len(batch), target_count(run.arch, batch)))
             state.step += 1
-            final = state.step == until or (stop is not None and stop())
+            asked = stop is not None and stop()
+            if distributed is not None:
+                asked = backend.agree(asked)
+            final = state.step == until or asked
             if state.step % run.log_every == 0 or final:
                 record = _record(run, state, window)
                 window = []
@@ -326,7 +339,7 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
                     state.last_eval = source.evaluate(backend.log_probs)
                     record |= state.last_eval
                 state.history.append(record)
-                if on_record is not None:
+                if on_record is not None and writer:
                     on_record(state, record)
             if out is not None and (state.step % run.checkpoint_every == 0 or final):
                 save()
@@ -335,7 +348,8 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
     except KeyboardInterrupt:
         mark(False)
         # interrupted outside a step: the parameters are those of the last completed step
-        if out is not None and saved != state.step and not getattr(stop, "stepping", False):
+        if (out is not None and distributed is None and saved != state.step
+                and not getattr(stop, "stepping", False)):
             save()
         raise
     return summary(run, state, source, out)
@@ -362,22 +376,30 @@ def _record(run: RunConfig, state: RunState, window: list[tuple[float, int, int]
 
 
 def _save(out: Path, run: RunConfig, state: RunState, config: Config, backend: Any,
-          source: Source, saved: int | None = None) -> None:
+          source: Source, write: bool = True, saved: int | None = None,
+          agree: Callable[[bool], bool] | None = None) -> None:
+    """Checkpoint, metrics and plot; ``write=False`` (a distributed run's other ranks) only
+    takes part in gathering the parameters and optimizer state. Non-finite parameters are a
+    TrainingDivergedError and nothing is written (``agree``: a distributed run's broadcast of
+    rank 0's verdict, so that every rank raises together); ``saved`` is the step of the last
+    checkpoint, named in the error."""
     from formal_transformers import render
 
-    params = backend.parameters()
-    bad = sorted(k for k, v in params.items() if not np.isfinite(v).all())
-    if bad:
+    params, optimizer_state = backend.parameters(), backend.optimizer_state()
+    bad = sorted(k for k, v in params.items() if not np.isfinite(v).all()) if write else []
+    if (agree(bool(bad)) if agree is not None else bool(bad)):
         raise TrainingDivergedError(
             f"training diverged: after step {state.step} the parameters {bad[:3]} hold NaN or "
             f"Inf (peak --lr {run.lr:g}); stopped, "
             + ("no checkpoint was written" if saved is None
                else f"the last finite checkpoint (step {saved}) is kept in {out}")
             + ". Lower --lr or lengthen --warmup")
+    if not write:
+        return
     state_json = {"step": state.step, "run": run.to_dict(), "history": state.history,
                   "train_seconds": state.train_seconds, "last_eval": state.last_eval}
-    ckpt_io.save_checkpoint(out, ckpt_io.Checkpoint(config, params,
-                                                    backend.optimizer_state(), state_json))
+    ckpt_io.save_checkpoint(out, ckpt_io.Checkpoint(config, params, optimizer_state,
+                                                    state_json))
     write_json(out / ckpt_io.METRICS_FILE, summary(run, state, source, out))
     title = f"{run.arch} on {source.name} ({run.impl}, {run.optimizer})"
     atomic_write(out / ckpt_io.PLOT_FILE, lambda tmp: render.loss_curve(

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+from einops import rearrange
 
 import torch_impl
-from conformance.adapter import Adapter
+from conformance.adapter import ATTENTION_VARIANTS, Adapter
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.models import MODEL_CLASSES
@@ -61,7 +62,8 @@ class TorchAdapter(Adapter):
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward")
+                  "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
+                  "rmsnorm_backward", "gated_mlp_backward", *ATTENTION_VARIANTS)
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -87,6 +89,46 @@ class TorchAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _np(torch_impl.mlp(_t(X), **_tensors(params), activation=activation))
+
+    def rope(self, X, positions, config):
+        return _np(torch_impl.rope(_t(X), _t(positions), config))
+
+    def rmsnorm(self, X, params, eps, offset):
+        return _np(torch_impl.rmsnorm(_t(X), _t(params["gamma"]), eps, offset))
+
+    def gated_mlp(self, X, params, activation):
+        return _np(torch_impl.gated_mlp(_t(X), **_tensors(params), activation=activation))
+    # -- modern attention primitives (Algorithms 40-49) --------------------------------------
+    def gq_attention(self, X, Z, params, mask=None):
+        return _np(torch_impl.gq_attention(_t(X), _t(Z), **_tensors(params), mask=_t(mask)))
+
+    def sliding_window_mask(self, l, w):
+        return _np(torch_impl.sliding_window_mask(l, w))
+
+    def block_sparse_mask(self, l, b, c):
+        return _np(torch_impl.block_sparse_mask(l, b, c))
+
+    def qk_norm(self, X, params, H, axis, eps):
+        q = rearrange(_t(X), "b l (h d) -> b h l d", h=H)  # (B, H, l, d_attn)
+        out = torch_impl.qk_norm(q, _t(params["gamma"]), axis, eps)
+        return _np(rearrange(out, "b h l d -> b l (h d)"))
+
+    def softcap(self, X, Z, params, c, mask=None):
+        return _np(torch_impl.softcap_attention(_t(X), _t(Z), **_tensors(params), c=c,
+                                                mask=_t(mask)))
+
+    def gq_attention_backward(self, X, Z, params, dY, mask=None):
+        return _grads(torch_impl.gq_attention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
+                                                       mask=_t(mask)))
+
+    def softcap_backward(self, X, Z, params, c, dY, mask=None):
+        return _grads(torch_impl.softcap_backward(_t(dY), _t(X), _t(Z), **_tensors(params), c=c,
+                                                  mask=_t(mask)))
+
+    def qk_norm_backward(self, X, params, H, axis, eps, dY):
+        heads = lambda a: rearrange(_t(a), "b l (h d) -> b h l d", h=H)  # noqa: E731
+        g = torch_impl.qk_norm_backward(heads(dY), heads(X), _t(params["gamma"]), axis, eps)
+        return {"X": _np(rearrange(g["q"], "b h l d -> b l (h d)")), "gamma": _np(g["gamma"])}
 
     def ed_transformer(self, z, x, params, config):
         return _np(torch_impl.ed_transformer(_t(z), _t(x), params, config))
@@ -159,6 +201,17 @@ class TorchAdapter(Adapter):
     def unembedding_backward(self, X, params, y):
         ones = torch.ones(y.shape, dtype=_t(X).dtype)
         return _grads(torch_impl.unembedding_backward(ones, _t(X), _t(params["W_u"]), _t(y)))
+
+    def rope_backward(self, X, positions, config, dY):
+        return _grads(torch_impl.rope_backward(_t(dY), _t(X), _t(positions), config))
+
+    def rmsnorm_backward(self, X, params, eps, offset, dY):
+        return _grads(torch_impl.rmsnorm_backward(_t(dY), _t(X), _t(params["gamma"]), eps,
+                                                  offset))
+
+    def gated_mlp_backward(self, X, params, activation, dY):
+        return _grads(torch_impl.gated_mlp_backward(_t(dY), _t(X), **_tensors(params),
+                                                    activation=activation))
 
     # -- extras -------------------------------------------------------------------------------
     def count_parameters(self, algorithm, sizes):

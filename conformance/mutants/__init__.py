@@ -12,9 +12,18 @@ Try one by hand::
 
 from __future__ import annotations
 
-from conformance.mutants import attention, decoder, position_wise, training_memory
+from conformance.mutants import (
+    attention,
+    attention_variants,
+    decoder,
+    modern_position_wise,
+    position_wise,
+    rope,
+    training_memory,
+)
 
-MODULES = (attention, position_wise, decoder, training_memory)
+MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
+           attention_variants)
 
 
 def catalogue() -> list[type]:

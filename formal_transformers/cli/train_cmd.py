@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 from typing import Any
 
@@ -15,6 +16,7 @@ from formal_transformers import render
 from formal_transformers.atomic import check_json_destination, check_output_dir, write_json
 from formal_transformers.checkpoint import is_run_dir
 from formal_transformers.cli.flags import check_finite_positive, check_minimum
+from formal_transformers.errors import ConfigError
 from formal_transformers.sources import SOURCE_ARCH, resolve_arch
 from formal_transformers.training_run import Interrupt, plan_resume, plan_run, train
 
@@ -57,6 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, dest="eval_every", help="steps between evaluations")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
                    help="steps between checkpoints")
+    p.add_argument("--distributed", choices=("ddp", "fsdp"),
+                   help="data-parallel training on --nproc local processes (torch_impl): DDP "
+                        "replicas or FSDP2 shards; each step is still one global batch")
+    p.add_argument("--nproc", type=int, default=None,
+                   help="processes for --distributed (default 2); --batch-size must divide")
     p.add_argument("--out", help="run directory (default: runs/<source>-<arch>)")
     p.add_argument("--json", nargs="?", const="-", metavar="PATH",
                    help="write the summary as JSON to PATH (no PATH or '-': standard output, "
@@ -130,8 +137,23 @@ def graceful_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
+def _trainer(args: argparse.Namespace, run_config):
+    """training_run.train, or (--distributed) its form on --nproc ranks, checked before any
+    process starts or any file is written."""
+    if args.distributed is None:
+        if args.nproc is not None:
+            raise ConfigError("--nproc needs --distributed ddp or --distributed fsdp")
+        return train
+    from formal_transformers.distributed_run import check_distributed, train_distributed
+
+    nproc = 2 if args.nproc is None else args.nproc
+    check_distributed(run_config, args.distributed, nproc)
+    return functools.partial(train_distributed, strategy=args.distributed, nproc=nproc)
+
+
 def run(args: argparse.Namespace) -> int:
     run_config, out = plan(args)
+    trainer = _trainer(args, run_config)
     title = f"train {run_config.arch} on {run_config.source['name']}"
     status = render.console(stderr=True)
     with render.progress() as bar:
@@ -146,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
         with graceful_interrupt() as interrupted:
             try:
-                result = train(run_config, out, on_record=show, stop=interrupted)
+                result = trainer(run_config, out, on_record=show, stop=interrupted)
             except KeyboardInterrupt:
                 result = None
     if result is None:
