@@ -34,7 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from conformance import report, runner
     from conformance.adapter import load_adapter
+    from formal_transformers.atomic import check_json_destination
+    from formal_transformers.user_cache import use_hypothesis_cache
 
+    check_json_destination(args.json)  # before the run: a bad PATH must not cost the report
+    use_hypothesis_cache()  # Hypothesis's storage in the user cache, not ./.hypothesis
     adapter = load_adapter(args.impl)
     out = render.console()
     out.print(f"Verifying [bold]{adapter.name}[/bold] (profile {args.profile}, seed {args.seed})")
