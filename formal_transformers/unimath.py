@@ -38,6 +38,7 @@ SYMBOLS = {
     "log": "log", "exp": "exp", "tanh": "tanh", "max": "max", "min": "min", "arg": "arg",
     "sin": "sin", "cos": "cos", "quad": "  ", "qquad": "    ", "lbrace": "{", "rbrace": "}",
     "langle": "⟨", "rangle": "⟩", "lfloor": "⌊", "rfloor": "⌋", "lceil": "⌈", "rceil": "⌉",
+    "bmod": "mod", "mod": "mod", "Vert": "‖", "lVert": "‖", "rVert": "‖",
 }
 SPACING = {",": " ", ";": " ", ":": " ", " ": " ", "!": "", "quad": "  "}
 ESCAPED = {"_": "_", "{": "{", "}": "}", "%": "%", "&": "&", "#": "#", "$": "$", "|": "‖"}
