@@ -21,13 +21,14 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "d_transformer": ("b", "t", "v"), "e_transformer": ("b", "t", "v"),
         "ed_transformer": ("b", "t", "v"), "gq_attention": ("b", "t_x", "i"),
         "sliding_window_mask": ("t_z", "t_x"), "block_sparse_mask": ("t_z", "t_x"),
-        "qk_norm": ("b", "t", "i"), "softcap": ("b", "t_x", "i")}
+        "qk_norm": ("b", "t", "i"), "softcap": ("b", "t_x", "i"),
+        "online_softmax_attention": ("b", "t_x", "i")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "attention": ("X", "Z"), "mhattention": ("X", "Z"), "layer_norm": ("X",),
            "unembedding": ("X",), "mlp": ("X",), "d_transformer": ("x",),
            "e_transformer": ("x",), "ed_transformer": ("z", "x"), "gq_attention": ("X", "Z"),
-           "qk_norm": ("X",), "softcap": ("X", "Z")}
+           "qk_norm": ("X",), "softcap": ("X", "Z"), "online_softmax_attention": ("X", "Z")}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
 
@@ -62,6 +63,9 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.qk_norm(d["X"], d["params"], d["H"], d["axis"], d["eps"])
     if alg == "softcap":
         return bound.softcap(d["X"], d["Z"], d["params"], d["c"], d.get("mask"))
+    if alg == "online_softmax_attention":
+        return bound.online_softmax_attention(d["X"], d["Z"], d["params"], d["block"],
+                                              d.get("mask"))
     raise KeyError(f"no forward dispatch for {alg!r}")
 
 
@@ -69,7 +73,7 @@ def backward_inputs(alg: str, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The differentiable inputs of backward algorithm ``alg`` (named as in its gradient dict)."""
     params = dict(data["params"])
     if alg in ("attention_backward", "mhattention_backward", "gq_attention_backward",
-               "softcap_backward"):
+               "softcap_backward", "online_softmax_attention_backward"):
         return {"X": data["X"], "Z": data["Z"]} | params
     if alg == "qk_norm_backward":
         return {"X": data["X"]} | params
@@ -98,6 +102,9 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
         args, kwargs = (d["X"], d["Z"], d["params"], upstream), {"mask": d.get("mask")}
     elif alg == "softcap_backward":
         args, kwargs = (d["X"], d["Z"], d["params"], d["c"], upstream), {"mask": d.get("mask")}
+    elif alg == "online_softmax_attention_backward":
+        args = (d["X"], d["Z"], d["params"], d["block"], upstream)
+        kwargs = {"mask": d.get("mask")}
     elif alg == "qk_norm_backward":
         args = (d["X"], d["params"], d["H"], d["axis"], d["eps"], upstream)
     elif alg == "layer_norm_backward":
@@ -141,6 +148,7 @@ def output_shape(alg: str, data: Mapping[str, Any]) -> tuple[int, ...]:
         "gq_attention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
         "qk_norm": lambda: d["X"].shape,
         "softcap": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
+        "online_softmax_attention": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
     }
     if alg in ARCHITECTURES:
         return d["x"].shape + (d["config"].N_V,)

@@ -19,6 +19,7 @@ from conformance.strategies import (
     Case,
     Constrain,
     _draw_sizes,
+    attention_cases,
     attention_shapes,
     random_parameters,
     valid_mask,
@@ -123,14 +124,29 @@ def softcap_cases(draw, constrain: Constrain, dtype: Any, mask: str = "any",
                                          "mask": Mask})
 
 
+@st.composite
+def online_softmax_cases(draw, constrain: Constrain, dtype: Any, mask: str = "any",
+                         blocks: int = 1) -> Case:
+    """An attention case (Algorithm 4's strategy, l_z up to 7 so that blocks split it) plus
+    ``blocks`` key block sizes B_c in 1 .. l_z + 1 (``block``, ``block_2``, ...)."""
+    case = draw(attention_cases(lambda a, s: constrain("online_softmax_attention", s), dtype,
+                                False, mask=mask, fixed={"l_z": draw(st.integers(1, 7))}))
+    l_z = case["Z"].shape[1]
+    case.kind = "online_softmax_attention"
+    for i in range(blocks):
+        case.data["block" if i == 0 else f"block_{i + 1}"] = draw(st.integers(1, l_z + 1))
+    return case
+
+
 def variant_cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
     """The default cases of a modern attention primitive (a backward gets its forward's)."""
     base = alg.removesuffix("_backward")
     if base in ("sliding_window_mask", "block_sparse_mask"):
         return mask_cases(constrain, dtype, base, **options)
     builders = {"gq_attention": gq_attention_cases, "qk_norm": qk_norm_cases,
-                "softcap": softcap_cases}
+                "softcap": softcap_cases, "online_softmax_attention": online_softmax_cases}
     return builders[base](constrain, dtype, **options)
 
 
-VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm", "softcap")
+VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm", "softcap",
+            "online_softmax_attention")

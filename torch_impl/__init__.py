@@ -34,6 +34,10 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
+from torch_impl.online_softmax import (
+    online_softmax_attention,
+    online_softmax_attention_backward,
+)
 from torch_impl.qk_norm import qk_norm, qk_norm_backward
 from torch_impl.softcap import softcap_attention, softcap_backward
 from torch_impl.training import d_training, e_training, ed_training
@@ -71,6 +75,8 @@ REGISTRY = {
     "gq_attention_backward": gq_attention_backward,
     "qk_norm_backward": qk_norm_backward,
     "softcap_backward": softcap_backward,
+    "online_softmax_attention": online_softmax_attention,
+    "online_softmax_attention_backward": online_softmax_attention_backward,
 }
 
 __all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer"]

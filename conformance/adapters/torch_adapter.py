@@ -108,6 +108,14 @@ class TorchAdapter(Adapter):
         return _np(torch_impl.softcap_attention(_t(X), _t(Z), **_tensors(params), c=c,
                                                 mask=_t(mask)))
 
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        return _np(torch_impl.online_softmax_attention(_t(X), _t(Z), **_tensors(params),
+                                                       block=block, mask=_t(mask)))
+
+    def online_softmax_attention_backward(self, X, Z, params, block, dY, mask=None):
+        return _grads(torch_impl.online_softmax_attention_backward(
+            _t(dY), _t(X), _t(Z), **_tensors(params), block=block, mask=_t(mask)))
+
     def gq_attention_backward(self, X, Z, params, dY, mask=None):
         return _grads(torch_impl.gq_attention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
                                                        mask=_t(mask)))

@@ -1,7 +1,7 @@
-"""gqa.*, window.*, block_sparse.*, qk_norm.*, softcap.*: the laws of the modern attention
-primitives (spec/properties.md; spec: Algorithms 40-46). Each law tells a disputed convention's
-options apart: repeat-interleave vs tile, the window's edges, the QK-norm axis, cap before
-the mask."""
+"""gqa.*, window.*, block_sparse.*, qk_norm.*, softcap.*, online_softmax.*: the laws of the
+modern attention primitives (spec/properties.md; spec: Algorithms 40-48). Each law tells a
+disputed convention's options apart: repeat-interleave vs tile, the window's edges, the QK-norm
+axis, cap before the mask, the rescaling of the online softmax."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from conformance.strategies import causal
 from conformance.variant_strategies import (
     gq_attention_cases,
     mask_cases,
+    online_softmax_cases,
     qk_norm_cases,
     softcap_cases,
+    variant_cases_for,
 )
 
 KV = ("W_k", "b_k", "W_v", "b_v")
@@ -264,9 +266,8 @@ def infinite_cap(ctx, case):
                  tolerance(ctx.dtype), calls.AXES["softcap"])
 
 
-@check("mask.no_influence", ("gq_attention", "softcap"),
-       lambda a, c, d: (gq_attention_cases(c, d, mask="random") if a == "gq_attention"
-                        else softcap_cases(c, d, mask="random")),
+@check("mask.no_influence", ("gq_attention", "softcap", "online_softmax_attention"),
+       lambda a, c, d: variant_cases_for(a, c, d, mask="random"),
        line=r"\\neg \\mathrm\{Mask\}|Mask")
 def masked_context_has_no_influence(ctx, case):
     """Changing context column t_z leaves every output column t_x with Mask[t_z, t_x] = 0."""
@@ -285,3 +286,27 @@ def masked_context_has_no_influence(ctx, case):
 
 
 
+
+
+# -- the online softmax (Algorithm 48) ---------------------------------------------------------
+@check("online_softmax.equals_attention", ("online_softmax_attention",),
+       lambda a, c, d: online_softmax_cases(c, d), requires=("attention",), line=r"alpha")
+def equals_attention(ctx, case):
+    """For every block size and every mask, the online softmax computes Algorithm 4."""
+    X, Z, p, mask, block = case["X"], case["Z"], case["params"], case["mask"], case["block"]
+    assert_close(ctx, f"OnlineSoftmaxAttention (B_c = {block}) vs Attention",
+                 ctx.adapter.online_softmax_attention(X, Z, p, block, mask),
+                 ctx.adapter.attention(X, Z, p, mask), tolerance(ctx.dtype),
+                 calls.AXES["online_softmax_attention"])
+
+
+@check("online_softmax.partition_invariance", ("online_softmax_attention",),
+       lambda a, c, d: online_softmax_cases(c, d, blocks=2), line=r"J \\gets")
+def partition_invariance(ctx, case):
+    """Two block sizes give the same output."""
+    X, Z, p, mask = case["X"], case["Z"], case["params"], case["mask"]
+    b1, b2 = case["block"], case["block_2"]
+    f = ctx.adapter.online_softmax_attention
+    assert_close(ctx, f"OnlineSoftmaxAttention with B_c = {b1} vs B_c = {b2}",
+                 f(X, Z, p, b1, mask), f(X, Z, p, b2, mask), tolerance(ctx.dtype),
+                 calls.AXES["online_softmax_attention"])

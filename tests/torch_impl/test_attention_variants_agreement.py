@@ -73,3 +73,21 @@ def test_softcap_attention_agrees_with_the_reference(c, causal):
     want = np.stack([ref.softcap_attention(X[b].T, X[b].T, **p, c=c, Mask=Mask).T
                      for b in range(2)])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("block", [1, 3, 7])
+@pytest.mark.parametrize("causal", [False, True])
+def test_online_softmax_agrees_with_the_reference_and_with_sdpa(block, causal):
+    rng = np.random.default_rng(block)
+    shapes = {"W_q": (2, 3), "b_q": (2,), "W_k": (2, 3), "b_k": (2,), "W_v": (3, 3),
+              "b_v": (3,)}
+    p = {k: 2 * rng.standard_normal(s) for k, s in shapes.items()}
+    X = rng.standard_normal((2, 7, 3))
+    tp = {k: _t(v) for k, v in p.items()}
+    got = ti.online_softmax_attention(_t(X), _t(X), **tp, block=block, causal=causal).numpy()
+    Mask = np.tril(np.ones((7, 7), bool)).T if causal else None
+    want = np.stack([ref.online_softmax_attention(X[b].T, X[b].T, **p, Mask=Mask,
+                                                  block=block).T for b in range(2)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got, ti.attention(_t(X), _t(X), **tp, causal=causal).numpy(),
+                               rtol=0, atol=1e-10)
