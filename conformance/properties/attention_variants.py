@@ -285,9 +285,6 @@ def masked_context_has_no_influence(ctx, case):
                  ("b", "t_x", "i"))
 
 
-
-
-
 # -- the online softmax (Algorithm 48) ---------------------------------------------------------
 @check("online_softmax.equals_attention", ("online_softmax_attention",),
        lambda a, c, d: online_softmax_cases(c, d), requires=("attention",), line=r"alpha")

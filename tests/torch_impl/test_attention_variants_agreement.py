@@ -91,3 +91,29 @@ def test_online_softmax_agrees_with_the_reference_and_with_sdpa(block, causal):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
     np.testing.assert_allclose(got, ti.attention(_t(X), _t(X), **tp, causal=causal).numpy(),
                                rtol=0, atol=1e-10)
+
+
+def test_bad_hyperparameters_get_typed_errors_naming_them():
+    from formal_transformers.errors import ConfigError, SpecShapeError
+
+    rng = np.random.default_rng(0)
+    p = {k: _t(v) for k, v in _gq(rng, 3, 2).items()}
+    X = _t(rng.standard_normal((1, 2, 3)))
+    with pytest.raises(SpecShapeError, match="H = 3, G = 2"):
+        ti.gq_attention(X, _t(rng.standard_normal((1, 2, 4))), **p)
+    with pytest.raises(ConfigError, match="w must be an integer >= 1"):
+        ti.sliding_window_mask(4, 0)
+    with pytest.raises(ConfigError, match="c .* must be <= b = 2"):
+        ti.block_sparse_mask(4, 2, 3)
+    with pytest.raises(ConfigError, match="axis must be one of"):
+        ti.qk_norm(torch.ones(1, 2, 3, 4, dtype=torch.float64), torch.ones(4, dtype=torch.float64),
+                   "per_token", 1e-6)
+    with pytest.raises(SpecShapeError, match="gamma"):
+        ti.qk_norm(torch.ones(1, 2, 3, 4, dtype=torch.float64), torch.ones(4, dtype=torch.float64),
+                   "projection", 1e-6)
+    with pytest.raises(ConfigError, match="soft cap c"):
+        ti.softcap_attention(X, X, *(torch.ones(s, dtype=torch.float64) for s in
+                                     [(2, 3), (2,), (2, 3), (2,), (3, 3), (3,)]), c=-1.0)
+    with pytest.raises(ConfigError, match="block"):
+        ti.online_softmax_attention(X, X, *(torch.ones(s, dtype=torch.float64) for s in
+                                            [(2, 3), (2,), (2, 3), (2,), (3, 3), (3,)]), block=0)
