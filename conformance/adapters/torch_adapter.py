@@ -125,8 +125,8 @@ class TorchAdapter(Adapter):
                                                   mask=_t(mask)))
 
     def qk_norm_backward(self, X, params, H, axis, eps, dY):
-        heads = lambda a: rearrange(_t(a), "b l (h d) -> b h l d", h=H)  # noqa: E731
-        g = torch_impl.qk_norm_backward(heads(dY), heads(X), _t(params["gamma"]), axis, eps)
+        dq, q = (rearrange(_t(a), "b l (h d) -> b h l d", h=H) for a in (dY, X))
+        g = torch_impl.qk_norm_backward(dq, q, _t(params["gamma"]), axis, eps)
         return {"X": _np(rearrange(g["q"], "b h l d -> b l (h d)")), "gamma": _np(g["gamma"])}
 
     def ed_transformer(self, z, x, params, config):

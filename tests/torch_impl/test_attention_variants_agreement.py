@@ -23,18 +23,19 @@ def _gq(rng, H, G, d_x=3, d_z=4, d_attn=2, d_mid=3, d_out=3):
 
 
 @pytest.mark.parametrize(("H", "G"), [(1, 1), (4, 1), (4, 2), (6, 3), (6, 2), (2, 2)])
-@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("masked", ["none", "shared", "per_sequence"])
 def test_gq_attention_agrees_with_the_reference(H, G, masked):
     rng = np.random.default_rng(H + 7 * G)
     p = _gq(rng, H, G)
     X, Z = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 4, 4))
-    Mask = None
-    if masked:
-        Mask = rng.random((4, 5)) < 0.6
-        Mask[2] = True
+    Mask = None if masked == "none" else rng.random((2, 4, 5)) < 0.6
+    if Mask is not None:
+        Mask[:, 2] = True
+        Mask = Mask[0] if masked == "shared" else Mask
     got = ti.gq_attention(_t(X), _t(Z), **{k: _t(v) for k, v in p.items()},
                           mask=None if Mask is None else _t(Mask)).numpy()
-    want = np.stack([ref.gq_attention(X[b].T, Z[b].T, **p, Mask=Mask).T for b in range(2)])
+    rows = [None if Mask is None else Mask if Mask.ndim == 2 else Mask[b] for b in range(2)]
+    want = np.stack([ref.gq_attention(X[b].T, Z[b].T, **p, Mask=rows[b]).T for b in range(2)])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
 
 
