@@ -84,8 +84,8 @@ def _positions(l):
 
 
 class WindowFarEdgeInclusive(TorchAdapter):
-    """The window keeps w + 1 keys (t_x - w <= t_z): the eager/flash off-by-one of passing
-    ``sliding_window`` where ``sliding_window - 1`` is meant."""
+    """The window keeps w + 1 keys (t_x - w <= t_z): the band ``triu(causal, diagonal=-w)``
+    that Hugging Face's Mistral mask had before transformers #26792."""
 
     only = ("sliding_window_mask",)
     caught_by = ("window.edges", "window.no_influence", "reference.forward_agreement")
