@@ -45,8 +45,8 @@ class GQAMutant(TorchAdapter):
 
 
 class TiledKVHeads(GQAMutant):
-    """kv heads tiled (k.repeat: 0, 1, .., G-1, 0, 1, ..) instead of repeat-interleaved, as
-    ONNX's attention operator did before onnx/onnx#7274."""
+    """kv heads tiled (k.repeat: 0, 1, .., G-1, 0, 1, ..) instead of repeat-interleaved, as the
+    function body of ONNX's Attention operator did (onnx/onnx#7274 replaces its Tile)."""
 
     caught_by = ("gqa.duplicated_kv_is_mha", "gqa.group_permutation",
                  "reference.forward_agreement")
