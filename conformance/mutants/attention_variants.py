@@ -145,7 +145,9 @@ class LocalBlockNotCausal(TorchAdapter):
 # -- QK-norm ---------------------------------------------------------------------------------
 class QKNormOtherAxis(TorchAdapter):
     """The statistics are taken over the other axis than declared (per head vs the whole
-    projection), with the gain stretched to fit (gpt-neox #1367, OLMo #806)."""
+    projection), with the gain stretched to fit: the confusion behind gpt-neox #1367 (QK norm
+    over the head dimension only) and lablup/mlxcel #317 (OLMoE's norm moved back before the
+    head split)."""
 
     only = ("qk_norm",)
     caught_by = ("qk_norm.scores_bounded", "qk_norm.scale_invariance",
