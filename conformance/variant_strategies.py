@@ -103,6 +103,22 @@ def qk_norm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False
                                          "axis": axis, "eps": eps})
 
 
+def qk_norm_pinned(alg: str, dtype: Any, eps: float = 0.0) -> list[Case]:
+    """Cases every QK-norm law tries first: three heads of magnitudes 100, 1 and 0.01 under
+    each axis (one head carries nearly all of a token's norm: where the axes differ most)."""
+    rng = np.random.default_rng(13)
+    H, d_attn = 3, 2
+    X = (np.repeat([100.0, 1.0, 0.01], d_attn) * rng.standard_normal((1, 3, H * d_attn)))
+    cases = []
+    for axis in ("per_head", "projection"):
+        n = d_attn if axis == "per_head" else H * d_attn
+        gamma = (1.0 + 0.5 * rng.standard_normal(n)).astype(dtype)
+        cases.append(Case("qk_norm", {"B": 1, "l": 3, "H": H, "d_attn": d_attn}, 13,
+                          {"X": X.astype(dtype), "params": {"gamma": gamma}, "H": H,
+                           "axis": axis, "eps": eps}))
+    return cases
+
+
 @st.composite
 def softcap_cases(draw, constrain: Constrain, dtype: Any, mask: str = "any",
                   caps: tuple[float, ...] = (0.5, 2.0, 10.0, 50.0),
@@ -136,6 +152,20 @@ def online_softmax_cases(draw, constrain: Constrain, dtype: Any, mask: str = "an
     for i in range(blocks):
         case.data["block" if i == 0 else f"block_{i + 1}"] = draw(st.integers(1, l_z + 1))
     return case
+
+
+def online_softmax_pinned(alg: str, dtype: Any) -> list[Case]:
+    """A case every online-softmax law tries first: B_c = 2 and the first two keys masked for
+    every query, so each query's running max is still -inf after the first block."""
+    rng = np.random.default_rng(17)
+    sizes = {"B": 1, "l_x": 3, "l_z": 6, "d_x": 2, "d_z": 2, "d_attn": 2, "d_out": 2}
+    Mask = np.ones((6, 3), dtype=bool)
+    Mask[:2] = False
+    data = {"X": rng.standard_normal((1, 3, 2)).astype(dtype),
+            "Z": rng.standard_normal((1, 6, 2)).astype(dtype),
+            "params": random_parameters(attention_shapes(sizes, False), rng, 1.0, dtype),
+            "mask": Mask, "block": 2, "block_2": 4, "scale": 1.0}
+    return [Case("online_softmax_attention", sizes, 17, data)]
 
 
 def variant_cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):

@@ -15,7 +15,9 @@ from conformance.variant_strategies import (
     gq_attention_cases,
     mask_cases,
     online_softmax_cases,
+    online_softmax_pinned,
     qk_norm_cases,
+    qk_norm_pinned,
     softcap_cases,
     variant_cases_for,
 )
@@ -174,7 +176,7 @@ def block_sparse_no_influence(ctx, case):
 
 # -- QK-norm (Algorithm 44) ------------------------------------------------------------------
 @check("qk_norm.scores_bounded", ("qk_norm",), lambda a, c, d: qk_norm_cases(c, d),
-       line=r"gamma")
+       line=r"gamma", pinned=qk_norm_pinned)
 def scores_bounded(ctx, case):
     """per_head: |q_h . k_h| <= d_attn max|gamma_q| max|gamma_k| in every head; projection:
     the sum over the heads of |q_h . k_h| <= H d_attn max|gamma_q| max|gamma_k|."""
@@ -201,7 +203,7 @@ def scores_bounded(ctx, case):
 
 
 @check("qk_norm.scale_invariance", ("qk_norm",),
-       lambda a, c, d: qk_norm_cases(c, d, eps_zero=True), line=r"sqrt")
+       lambda a, c, d: qk_norm_cases(c, d, eps_zero=True), line=r"sqrt", pinned=qk_norm_pinned)
 def scale_invariance(ctx, case):
     """With eps = 0, scaling one head's block (per_head) or a whole column (projection) of a
     token by a > 0 changes nothing."""
@@ -287,7 +289,8 @@ def masked_context_has_no_influence(ctx, case):
 
 # -- the online softmax (Algorithm 48) ---------------------------------------------------------
 @check("online_softmax.equals_attention", ("online_softmax_attention",),
-       lambda a, c, d: online_softmax_cases(c, d), requires=("attention",), line=r"alpha")
+       lambda a, c, d: online_softmax_cases(c, d), requires=("attention",), line=r"alpha",
+       pinned=online_softmax_pinned)
 def equals_attention(ctx, case):
     """For every block size and every mask, the online softmax computes Algorithm 4."""
     X, Z, p, mask, block = case["X"], case["Z"], case["params"], case["mask"], case["block"]
