@@ -52,7 +52,14 @@ INFERENCE = ("d_inference", "ed_inference")
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
             "mhattention_backward", "layer_norm_backward", "mlp_backward",
             "unembedding_backward")
-ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD + ATTENTION_VARIANTS
+# Modern primitives (spec: Algorithms 24-31, issue 13): each convention is a hyperparameter the
+# method receives; an implementation of one convention only fixes it in ``constrain``.
+MODERN = ("sinusoidal_embedding", "rope", "alibi", "rmsnorm", "gated_mlp", "rope_backward",
+          "rmsnorm_backward", "gated_mlp_backward")
+# Vision (spec: Algorithms 75-78, issue 17): images (B, C, h, w), channel axis first.
+VISION = ("patch_extraction", "patch_embedding", "vit_classifier", "vit_classifier_backward")
+ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VARIANTS
+              + VISION)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
@@ -251,12 +258,87 @@ class Adapter:
         """Alg 23: gradient of sum_{b,t} -log P[b, t, y[b, t]]. Returns {"X", "W_u"}."""
         raise NotImplementedError
 
+    # -- modern primitives (spec: Algorithms 24-31) -------------------------------------------
+    # constrain(alg, sizes) sees the conventions among the sizes (rope: "layout", "scaling",
+    # "rest"; rmsnorm: "offset"; gated_mlp: "activation", "bias"; alibi: "form";
+    # sinusoidal_embedding: "index_offset") and may fix them to the ones it declares.
+    def sinusoidal_embedding(self, positions: Array, d_e: int, base: float, index_offset: int,
+                             dtype: str) -> Array:
+        """Alg 24. positions (l,) int64 >= 0. Returns (l, d_e) in ``dtype``."""
+        raise NotImplementedError
+
+    def alibi(self, positions_x: Array, positions_z: Array, H: int, form: str, dtype: str
+              ) -> Array:
+        """Alg 26. Query positions (l_x,), key positions (l_z,) int64; form "signed",
+        "symmetric" or "key_position". Returns the bias (H, l_z, l_x) in ``dtype``, oriented
+        like Mask[t_z, t_x]."""
+        raise NotImplementedError
+
+    def rope(self, X: Array, positions: Array, config: Any) -> Array:
+        """Alg 25. X (B, H, l, d) queries or keys, positions (l,) int64 >= 0, config a
+        formal_transformers.rope.Rope (layout, theta, fraction, scaling). Returns (B, H, l, d).
+        """
+        raise NotImplementedError
+
+    def rmsnorm(self, X: Array, params: Params, eps: float, offset: bool) -> Array:
+        """Alg 27 at every position. X (B, l, d_e); gamma (d_e,); gain gamma + offset.
+
+        Returns (B, l, d_e).
+        """
+        raise NotImplementedError
+
+    def gated_mlp(self, X: Array, params: Params, activation: str) -> Array:
+        """Alg 28. X (B, l, d_e); W_gate, W_up (d_mlp, d_e), W_down (d_e, d_mlp), optional
+        b_gate, b_up (d_mlp,), b_down (d_e,); activation "silu", "gelu" or "gelu_tanh".
+
+        Returns (B, l, d_e).
+        """
+        raise NotImplementedError
+
+    def rope_backward(self, X: Array, positions: Array, config: Any, dY: Array
+                      ) -> dict[str, Array]:
+        """Alg 29. dY (B, H, l, d). Returns {"X"}."""
+        raise NotImplementedError
+
+    def rmsnorm_backward(self, X: Array, params: Params, eps: float, offset: bool, dY: Array
+                         ) -> dict[str, Array]:
+        """Alg 30. Returns {"X", "gamma"} (gamma summed over the batch and positions)."""
+        raise NotImplementedError
+
+    def gated_mlp_backward(self, X: Array, params: Params, activation: str, dY: Array
+                           ) -> dict[str, Array]:
+        """Alg 31. Returns {"X"} and one gradient per parameter given (biases optional)."""
+        raise NotImplementedError
+
     # -- extras --------------------------------------------------------------------------------
+    # -- vision (spec: Algorithms 75-78) ------------------------------------------------------
+    def patch_extraction(self, I: Array, patch_size: int) -> Array:
+        """Alg 75. I (B, C, h, w) -> (B, N, C P^2): row n of image b is the spec's column n of
+        X_p (patches row-major over the grid; channel, row, column inside a patch)."""
+        raise NotImplementedError
+
+    def patch_embedding(self, I: Array, params: Params, patch_size: int) -> Array:
+        """Alg 76. I (B, C, h, w); params W_pe (d_e, C P^2), b_pe, e_cls (d_e,), and W_p
+        (d_e, N + 1) unless positions are none. Returns X (B, N + 1, d_e), class token first."""
+        raise NotImplementedError
+
+    def vit_classifier(self, I: Array, params: Params, config: Any) -> Array:
+        """Alg 77. I (B, C, h, w); canonical ViT parameters; config a ViTConfig. Returns
+        p (B, n_classes), one distribution over the classes per image."""
+        raise NotImplementedError
+
+    def vit_classifier_backward(self, I: Array, params: Params, config: Any, dp: Array
+                                ) -> dict[str, Array]:
+        """Alg 78. Gradients of sum(p * dp), dp (B, n_classes): one entry per canonical
+        parameter (summed over the batch) and "I" (B, C, h, w)."""
+        raise NotImplementedError
+
     def count_parameters(self, algorithm: str, sizes: Any) -> int:
         """Number of scalar parameters of the implementation's ``algorithm`` module.
 
         ``sizes`` is the architecture config for ed/e/d_transformer, else a dict of sizes
-        (mhattention: H, d_attn, d_mid, d_x, d_z, d_out; layer_norm: d_e; mlp: d_e, d_mlp).
+        (mhattention: H, d_attn, d_mid, d_x, d_z, d_out; layer_norm: d_e; mlp: d_e, d_mlp;
+        rmsnorm: d_e; gated_mlp: d_e, d_mlp, bias).
         """
         raise NotImplementedError
 

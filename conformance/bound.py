@@ -136,6 +136,24 @@ class Bound:
     def mlp(self, X, params, activation):
         return self._array("mlp", self._call("mlp", X, params, activation), X.shape, X.dtype)
 
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        out = self._call("sinusoidal_embedding", positions, d_e, base, index_offset, dtype)
+        return self._array("sinusoidal_embedding", out, (positions.shape[0], d_e), dtype)
+
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        out = self._call("alibi", positions_x, positions_z, H, form, dtype)
+        return self._array("alibi", out, (H, positions_z.shape[0], positions_x.shape[0]), dtype)
+
+    def rope(self, X, positions, config):
+        return self._array("rope", self._call("rope", X, positions, config), X.shape, X.dtype)
+
+    def rmsnorm(self, X, params, eps, offset):
+        return self._array("rmsnorm", self._call("rmsnorm", X, params, eps, offset), X.shape,
+                           X.dtype)
+
+    def gated_mlp(self, X, params, activation):
+        return self._array("gated_mlp", self._call("gated_mlp", X, params, activation),
+                           X.shape, X.dtype)
     def gq_attention(self, X, Z, params, mask=None):
         out = self._call("gq_attention", X, Z, params, mask=mask)
         return self._array("gq_attention", out, X.shape[:2] + params["W_o"].shape[:1], X.dtype)
@@ -165,6 +183,22 @@ class Bound:
         out = self._call("online_softmax_attention", X, Z, params, block, mask=mask)
         return self._array("online_softmax_attention", out,
                            X.shape[:2] + params["W_v"].shape[:1], X.dtype)
+
+    def patch_extraction(self, I, patch_size):
+        B, C, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        return self._array("patch_extraction", self._call("patch_extraction", I, patch_size),
+                           (B, N, C * patch_size ** 2), I.dtype)
+
+    def patch_embedding(self, I, params, patch_size):
+        B, _, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        out = self._call("patch_embedding", I, params, patch_size)
+        return self._array("patch_embedding", out, (B, N + 1, params["W_pe"].shape[0]), I.dtype)
+
+    def vit_classifier(self, I, params, config):
+        out = self._call("vit_classifier", I, params, config)
+        return self._array("vit_classifier", out, (I.shape[0], config.n_classes), I.dtype)
 
     def _probs(self, method, x, params, config, *args):
         out = self._call(method, *args, params, config)

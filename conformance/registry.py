@@ -22,7 +22,8 @@ from conformance.bound import Bound
 _CHECKS: list[Check] = []
 PROPERTY_MODULES = ("reference", "permutation", "causal", "memory", "mask", "batch", "softmax",
                     "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient",
-                    "attention_variants")
+                    "rope", "rmsnorm", "gated_mlp", "positions", "attention_variants",
+                    "vision")
 
 
 @dataclass(frozen=True)

@@ -272,6 +272,11 @@ def model_from_canonical(config: Config, params: Mapping[str, object],
                          dtype: torch.dtype | None = None,
                          device: torch.device | str | None = None) -> CanonicalModel:
     """The model class of ``config``'s architecture, loaded with ``params``."""
+    if type(config) not in MODEL_CLASSES:
+        from torch_impl.vision import ViTClassifier  # vision builds on this module
+
+        if isinstance(config, ViTClassifier.config_class):
+            return ViTClassifier.from_canonical(config, params, dtype, device)
     return MODEL_CLASSES[type(config)].from_canonical(config, params, dtype, device)
 
 

@@ -16,9 +16,12 @@ from einops import rearrange
 
 import torch_impl
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
+from conformance.adapters.vision import VISION, TorchVision
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
+from torch_impl.gated_mlp import GatedMLP
 from torch_impl.models import MODEL_CLASSES
+from torch_impl.rmsnorm import RMSNorm
 
 Array = np.ndarray
 LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
@@ -41,7 +44,7 @@ def _grads(grads: Mapping[str, torch.Tensor]) -> dict[str, Array]:
     return {k: _np(v) for k, v in grads.items()}
 
 
-class TorchAdapter(Adapter):
+class TorchAdapter(TorchVision, Adapter):
     """torch_impl on the CPU, float32 and float64.
 
     ``threads`` (default 1) is passed to ``torch.set_num_threads`` on construction: the suite's
@@ -62,7 +65,9 @@ class TorchAdapter(Adapter):
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward", *ATTENTION_VARIANTS)
+                  "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
+                  "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
+                  *ATTENTION_VARIANTS, *VISION)
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -89,6 +94,23 @@ class TorchAdapter(Adapter):
     def mlp(self, X, params, activation):
         return _np(torch_impl.mlp(_t(X), **_tensors(params), activation=activation))
 
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        return _np(torch_impl.sinusoidal_embedding(_t(positions), d_e, base, index_offset,
+                                                   getattr(torch, dtype)))
+
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        bias = torch_impl.alibi(_t(positions_x), _t(positions_z), H, getattr(torch, dtype),
+                                form)
+        return _np(bias.transpose(1, 2))  # (H, l_x, l_z) -> the protocol's (H, l_z, l_x)
+
+    def rope(self, X, positions, config):
+        return _np(torch_impl.rope(_t(X), _t(positions), config))
+
+    def rmsnorm(self, X, params, eps, offset):
+        return _np(torch_impl.rmsnorm(_t(X), _t(params["gamma"]), eps, offset))
+
+    def gated_mlp(self, X, params, activation):
+        return _np(torch_impl.gated_mlp(_t(X), **_tensors(params), activation=activation))
     # -- modern attention primitives (Algorithms 40-49) --------------------------------------
     def gq_attention(self, X, Z, params, mask=None):
         return _np(torch_impl.gq_attention(_t(X), _t(Z), **_tensors(params), mask=_t(mask)))
@@ -201,15 +223,34 @@ class TorchAdapter(Adapter):
         ones = torch.ones(y.shape, dtype=_t(X).dtype)
         return _grads(torch_impl.unembedding_backward(ones, _t(X), _t(params["W_u"]), _t(y)))
 
+    def rope_backward(self, X, positions, config, dY):
+        return _grads(torch_impl.rope_backward(_t(dY), _t(X), _t(positions), config))
+
+    def rmsnorm_backward(self, X, params, eps, offset, dY):
+        return _grads(torch_impl.rmsnorm_backward(_t(dY), _t(X), _t(params["gamma"]), eps,
+                                                  offset))
+
+    def gated_mlp_backward(self, X, params, activation, dY):
+        return _grads(torch_impl.gated_mlp_backward(_t(dY), _t(X), **_tensors(params),
+                                                    activation=activation))
+
     # -- extras -------------------------------------------------------------------------------
     def count_parameters(self, algorithm, sizes):
         """Parameters of the nn.Modules torch_impl builds for ``algorithm``."""
         if algorithm in ("d_transformer", "e_transformer", "ed_transformer"):
             module = MODEL_CLASSES[type(sizes)](sizes)
+        elif algorithm == "vit_classifier":
+            from torch_impl.vision import ViTClassifier
+
+            module = ViTClassifier(sizes)
         elif algorithm == "mhattention":
             module = MultiHeadAttention(sizes["d_x"], sizes["H"])
         elif algorithm == "layer_norm":
             module = LayerNorm(sizes["d_e"])
+        elif algorithm == "rmsnorm":
+            module = RMSNorm(sizes["d_e"])
+        elif algorithm == "gated_mlp":
+            module = GatedMLP(sizes["d_e"], sizes["d_mlp"], bias=sizes["bias"])
         else:
             module = MLP(sizes["d_e"], sizes["d_mlp"], "relu")
         return sum(p.numel() for p in module.parameters())

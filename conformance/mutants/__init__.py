@@ -16,11 +16,16 @@ from conformance.mutants import (
     attention,
     attention_variants,
     decoder,
+    modern_position_wise,
     position_wise,
+    positions,
+    rope,
     training_memory,
+    vision,
 )
 
-MODULES = (attention, position_wise, decoder, training_memory, attention_variants)
+MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
+           positions, attention_variants, vision)
 
 
 def catalogue() -> list[type]:
