@@ -45,7 +45,8 @@ FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attent
            "e_transformer", "d_transformer")
 # The modern attention primitives (spec: Algorithms 40-49).
 ATTENTION_VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm",
-                      "softcap", "gq_attention_backward", "qk_norm_backward", "softcap_backward")
+                      "softcap", "gq_attention_backward", "qk_norm_backward", "softcap_backward",
+                      "online_softmax_attention", "online_softmax_attention_backward")
 TRAINING = ("ed_training", "e_training", "d_training")
 INFERENCE = ("d_inference", "ed_inference")
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
@@ -161,6 +162,17 @@ class Adapter:
                 ) -> Array:
         """Alg 46. Like attention, with the scaled scores capped to c tanh(S / c) before the
         mask. Returns (B, l_x, d_out)."""
+        raise NotImplementedError
+
+    def online_softmax_attention(self, X: Array, Z: Array, params: Params, block: int,
+                                 mask: Array | None = None) -> Array:
+        """Alg 48. Like attention, computed over key blocks of ``block`` keys (B_c)."""
+        raise NotImplementedError
+
+    def online_softmax_attention_backward(self, X: Array, Z: Array, params: Params,
+                                          block: int, dY: Array, mask: Array | None = None
+                                          ) -> dict[str, Array]:
+        """Alg 49. Returns {"X", "Z", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v"}."""
         raise NotImplementedError
 
     def gq_attention_backward(self, X: Array, Z: Array, params: Params, dY: Array,

@@ -179,6 +179,11 @@ class Bound:
         out = self._call("softcap", X, Z, params, c, mask=mask)
         return self._array("softcap", out, X.shape[:2] + params["W_v"].shape[:1], X.dtype)
 
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        out = self._call("online_softmax_attention", X, Z, params, block, mask=mask)
+        return self._array("online_softmax_attention", out,
+                           X.shape[:2] + params["W_v"].shape[:1], X.dtype)
+
     def patch_extraction(self, I, patch_size):
         B, C, h, w = I.shape
         N = (h // patch_size) * (w // patch_size)

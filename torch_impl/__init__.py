@@ -36,6 +36,10 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
+from torch_impl.online_softmax import (
+    online_softmax_attention,
+    online_softmax_attention_backward,
+)
 from torch_impl.qk_norm import qk_norm, qk_norm_backward
 from torch_impl.rmsnorm import rmsnorm, rmsnorm_backward
 from torch_impl.rope import rope, rope_backward
@@ -91,6 +95,8 @@ REGISTRY = {
     "gq_attention_backward": gq_attention_backward,
     "qk_norm_backward": qk_norm_backward,
     "softcap_backward": softcap_backward,
+    "online_softmax_attention": online_softmax_attention,
+    "online_softmax_attention_backward": online_softmax_attention_backward,
     "patch_extraction": patch_extraction,
     "patch_embedding": patch_embedding,
     "vit_classifier": vit_classifier,

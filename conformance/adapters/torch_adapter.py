@@ -130,6 +130,14 @@ class TorchAdapter(TorchVision, Adapter):
         return _np(torch_impl.softcap_attention(_t(X), _t(Z), **_tensors(params), c=c,
                                                 mask=_t(mask)))
 
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        return _np(torch_impl.online_softmax_attention(_t(X), _t(Z), **_tensors(params),
+                                                       block=block, mask=_t(mask)))
+
+    def online_softmax_attention_backward(self, X, Z, params, block, dY, mask=None):
+        return _grads(torch_impl.online_softmax_attention_backward(
+            _t(dY), _t(X), _t(Z), **_tensors(params), block=block, mask=_t(mask)))
+
     def gq_attention_backward(self, X, Z, params, dY, mask=None):
         return _grads(torch_impl.gq_attention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
                                                        mask=_t(mask)))
@@ -139,8 +147,8 @@ class TorchAdapter(TorchVision, Adapter):
                                                   mask=_t(mask)))
 
     def qk_norm_backward(self, X, params, H, axis, eps, dY):
-        heads = lambda a: rearrange(_t(a), "b l (h d) -> b h l d", h=H)  # noqa: E731
-        g = torch_impl.qk_norm_backward(heads(dY), heads(X), _t(params["gamma"]), axis, eps)
+        dq, q = (rearrange(_t(a), "b l (h d) -> b h l d", h=H) for a in (dY, X))
+        g = torch_impl.qk_norm_backward(dq, q, _t(params["gamma"]), axis, eps)
         return {"X": _np(rearrange(g["q"], "b h l d -> b l (h d)")), "gamma": _np(g["gamma"])}
 
     def ed_transformer(self, z, x, params, config):
