@@ -275,8 +275,10 @@ def load_adapter(spec: str | None) -> object:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AdapterError(f"--impl {spec}: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # a syntax error or a failing import inside the module, too
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise AdapterError(f"--impl {spec}: cannot import module {module_name!r} ({detail})"
+                           ) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -286,7 +288,8 @@ def load_adapter(spec: str | None) -> object:
         try:
             obj = obj()
         except Exception as exc:
-            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: {exc} "
+            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())} "
                                "(an adapter class must be constructible with no arguments)"
                                ) from None
     return _checked(obj)

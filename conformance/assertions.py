@@ -16,7 +16,11 @@ import numpy as np
 
 
 class Observer(Protocol):
-    def observe(self, error: float) -> None: ...
+    """Records each error a check measures (``conformance.registry.Context``): the error, its
+    multiple of the tolerance (``ratio``, > 1 is a failure) and what it measures."""
+
+    def observe(self, error: float, ratio: float | None = None,
+                measure: str | None = None) -> None: ...
 
 
 class PropertyViolation(AssertionError):
@@ -83,11 +87,11 @@ def assert_close(ctx: Observer, what: str, observed: Any, expected: Any, tol: To
                                 expected=str(exp.shape), observed=str(obs.shape))
     if obs.size == 0:
         return
+    assert_finite(ctx, what, obs, exp, axes)
     err = np.abs(obs - exp)
-    err = np.where(np.isnan(obs) != np.isnan(exp), np.inf, np.nan_to_num(err, nan=0.0))
-    scale = max(1.0, float(np.nanmax(np.abs(exp)))) if tol.scaled else 1.0
+    scale = max(1.0, float(np.max(np.abs(exp)))) if tol.scaled else 1.0
     bound = tol.atol * scale + tol.rtol * np.abs(exp)
-    ctx.observe(float(err.max()))
+    ctx.observe(float(err.max()), float(np.max(err / bound)), "abs error")
     bad = err > bound
     if not bad.any():
         return
@@ -111,9 +115,13 @@ def assert_exact(ctx: Observer, what: str, observed: Any, expected: Any,
     if obs.shape != exp.shape:
         raise PropertyViolation(f"{what}: shape {obs.shape}, expected {exp.shape}",
                                 expected=str(exp.shape), observed=str(obs.shape))
+    floating = np.issubdtype(obs.dtype, np.floating) or np.issubdtype(exp.dtype, np.floating)
+    if floating and obs.size:
+        assert_finite(ctx, what, obs, exp, axes)
     diff = obs != exp
-    if np.issubdtype(obs.dtype, np.floating):
-        ctx.observe(float(np.max(np.abs(obs - exp), initial=0.0)))
+    if floating:
+        err = float(np.max(np.abs(obs.astype(np.float64) - exp), initial=0.0))
+        ctx.observe(err, np.inf if err else 0.0, "abs error (exact)")
     if not diff.any():
         return
     idx = tuple(int(i) for i in np.argwhere(diff)[0])
@@ -121,6 +129,45 @@ def assert_exact(ctx: Observer, what: str, observed: Any, expected: Any,
         f"{what} differs at ({_index(idx, axes)}): observed {obs[idx]!r}, expected "
         f"{exp[idx]!r}; {int(diff.sum())} of {diff.size} entries differ (exact equality "
         "required)", expected=summarise(exp), observed=summarise(obs))
+
+
+def nonfinite_message(what: str, obs: np.ndarray, exp: np.ndarray,
+                      axes: tuple[str, ...] | None = None) -> str | None:
+    """Why ``obs`` vs ``exp`` is no evidence of agreement (a NaN or an Inf on either side), or
+    None when both are finite. NaN against NaN, or Inf against Inf, is never agreement: the
+    laws of spec/properties.md are statements about finite values."""
+    obs_bad, exp_bad = ~np.isfinite(obs), ~np.isfinite(exp)
+    if obs.shape != exp.shape:
+        exp_bad = np.broadcast_to(exp_bad, obs.shape)
+    if not (obs_bad.any() or exp_bad.any()):
+        return None
+    both = obs_bad & exp_bad
+    where = both if both.any() else (obs_bad if obs_bad.any() else exp_bad)
+    idx = tuple(int(i) for i in np.argwhere(where)[0])
+    o, e = obs[idx], np.broadcast_to(exp, obs.shape)[idx]
+    counts = (f"{int(obs_bad.sum())} non-finite observed and {int(exp_bad.sum())} non-finite "
+              f"expected of {obs.size} entries")
+    if both.any():
+        return (f"{what}: observed {o} and expected {e} at ({_index(idx, axes)}): both sides "
+                f"are non-finite, which is no evidence of agreement (NaN vs NaN / Inf vs Inf "
+                f"counts as a failure); {counts}")
+    if obs_bad.any():
+        return (f"{what}: observed {o} at ({_index(idx, axes)}) where the expected value is "
+                f"finite ({e:.10g}); a non-finite value is a failure; {counts}")
+    return (f"{what}: the expected value is non-finite ({e}) at ({_index(idx, axes)}) where "
+            f"the observed one is {o:.10g}; an expected value computed by the adapter itself "
+            f"(a second call) or by the reference must be finite; {counts}")
+
+
+def assert_finite(ctx: Observer, what: str, observed: Any, expected: Any,
+                  axes: tuple[str, ...] | None = None) -> None:
+    """Fail (error recorded as inf) unless every entry of both sides is finite."""
+    obs = np.asarray(observed, dtype=np.float64)
+    exp = np.asarray(expected, dtype=np.float64)
+    message = nonfinite_message(what, obs, exp, axes)
+    if message is not None:
+        ctx.observe(np.inf, np.inf, "non-finite")
+        raise PropertyViolation(message, expected=summarise(exp), observed=summarise(obs))
 
 
 def fail(what: str, expected: str = "", observed: str = "") -> None:
@@ -134,6 +181,10 @@ def summarise(a: Any, limit: int = 24) -> str:
     if a.size <= limit:
         return np.array2string(a, precision=6, separator=", ", max_line_width=100)
     flat = a.astype(np.float64).ravel() if a.dtype != bool else a.ravel().astype(np.float64)
-    return (f"array of shape {a.shape}: min {flat.min():.6g}, max {flat.max():.6g}, "
-            f"mean {flat.mean():.6g}; first values "
+    finite = flat[np.isfinite(flat)]
+    bad = flat.size - finite.size
+    stats = (f"min {finite.min():.6g}, max {finite.max():.6g}, mean {finite.mean():.6g}"
+             if finite.size else "no finite entry")
+    return (f"array of shape {a.shape}: {stats}"
+            + (f" ({bad} non-finite entries)" if bad else "") + "; first values "
             + np.array2string(flat[:8], precision=6, separator=", "))

@@ -47,15 +47,27 @@ def compare(ctx, what: str, f: Callable[[dict], float], data, inputs, V, terms) 
                 - f(_perturbed(data, inputs, V, -step))) / (2 * step)
 
     analytic = sum(terms.values())
+    if not np.isfinite(analytic):
+        bad = sorted(k for k, t in terms.items() if not np.isfinite(t))
+        ctx.observe(np.inf, np.inf, "non-finite")
+        fail(f"{what}: the gradients are not finite (<grad, V> = {analytic}; non-finite in "
+             f"{', '.join(bad)}): a NaN or Inf gradient is a failure, never agreement",
+             expected="a finite directional derivative", observed=f"{analytic}")
     tries = []
     for step in (h, h / 8, h / 64):
         numeric = (4 * central(step / 2) - central(step)) / 3
+        if not np.isfinite(numeric):
+            ctx.observe(np.inf, np.inf, "non-finite")
+            fail(f"{what}: the central difference of the forward along V is {numeric} "
+                 f"(h={step:g}): the adapter's forward gives non-finite values near the "
+                 "example, which is no evidence for its gradients",
+                 expected="a finite central difference", observed=f"{numeric}")
         scale = max(sum(abs(t) for t in terms.values()), abs(numeric), 1e-3)
         tries.append((abs(numeric - analytic) / scale, numeric, step))
         if tries[-1][0] <= rtol:
             break
     error, numeric, step = min(tries)
-    ctx.observe(error)
+    ctx.observe(error, error / rtol, "rel. error")
     if error > rtol:
         biggest = max(terms, key=lambda k: abs(terms[k]))
         fail(f"{what}: directional derivative {analytic:.10g} from the gradients, but the "
