@@ -51,7 +51,7 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
 ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward")
-SUPPORTED_DTYPES = ("float16", "float32", "float64")
+SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 
 class Adapter:

@@ -46,20 +46,45 @@ class Tolerance:
     """
 
     rtol: float
-    atol: float
+    atol: Any  # a float, or an array broadcast against expected (a per-entry bound)
     scaled: bool = False
 
 
+# The float dtypes of the protocol, most precise first. bfloat16 is ml_dtypes' NumPy type.
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+
+
+def as_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype of a name or dtype of DTYPES (bfloat16 imports ml_dtypes)."""
+    if getattr(dtype, "name", dtype) == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(dtype)
+
+
+def is_float(dtype: Any) -> bool:
+    """A floating dtype, bfloat16 included (NumPy does not count it as np.floating)."""
+    dt = np.dtype(dtype)
+    return bool(np.issubdtype(dt, np.floating)) or dt.name == "bfloat16"
+
+
+def unit_roundoff(dtype: Any) -> float:
+    """The machine epsilon of a float dtype of DTYPES: 2^-52, 2^-23, 2^-10, 2^-7."""
+    return {"float64": 2.0 ** -52, "float32": 2.0 ** -23, "float16": 2.0 ** -10,
+            "bfloat16": 2.0 ** -7}[as_dtype(dtype).name]
+
+
 _FORWARD = {"float64": Tolerance(1e-10, 1e-10), "float32": Tolerance(1e-5, 1e-5),
-            "float16": Tolerance(1e-2, 1e-2)}
+            "float16": Tolerance(1e-2, 1e-2), "bfloat16": Tolerance(3e-2, 3e-2)}
 _GRADIENT = {"float64": Tolerance(1e-9, 1e-9, True), "float32": Tolerance(2e-3, 2e-3, True),
-             "float16": Tolerance(5e-2, 5e-2, True)}
+             "float16": Tolerance(5e-2, 5e-2, True), "bfloat16": Tolerance(1e-1, 1e-1, True)}
 
 
 def tolerance(dtype: Any, kind: str = "forward") -> Tolerance:
     """The tolerance of ``dtype`` (a NumPy dtype or its name) for "forward" or "gradient"."""
     table = _GRADIENT if kind == "gradient" else _FORWARD
-    return table[np.dtype(dtype).name]
+    return table[as_dtype(dtype).name]
 
 
 def gradient_tolerance(dtype: Any, expected: Mapping[str, Any], extra: float = 0.0
@@ -99,10 +124,12 @@ def assert_close(ctx: Observer, what: str, observed: Any, expected: Any, tol: To
     idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(excess)), err.shape))
     o, e = obs[idx], exp[idx]
     rel = abs(o - e) / abs(e) if e != 0 else np.inf
+    atol = np.broadcast_to(tol.atol, err.shape)[idx]
     raise PropertyViolation(
         f"{what} differs at ({_index(idx, axes)}): observed {o:.10g}, expected {e:.10g} "
-        f"(abs error {abs(o - e):.3g}, rel error {rel:.3g}); largest abs error "
-        f"{float(err.max()):.3g}; tolerance atol {tol.atol:g}"
+        f"(abs error {abs(o - e):.3g}, rel error {rel:.3g}, {err[idx] / bound[idx]:.3g} x "
+        f"the tolerance there); largest abs error {float(err.max()):.3g}; tolerance atol "
+        f"{atol:.3g}" + (" (from the example's conditioning)" if np.ndim(tol.atol) else "")
         + (f" x {scale:.3g}" if tol.scaled else "") + f" + rtol {tol.rtol:g} |expected|; "
         f"{int(bad.sum())} of {bad.size} entries out of tolerance",
         expected=summarise(exp), observed=summarise(obs))
@@ -115,7 +142,7 @@ def assert_exact(ctx: Observer, what: str, observed: Any, expected: Any,
     if obs.shape != exp.shape:
         raise PropertyViolation(f"{what}: shape {obs.shape}, expected {exp.shape}",
                                 expected=str(exp.shape), observed=str(obs.shape))
-    floating = np.issubdtype(obs.dtype, np.floating) or np.issubdtype(exp.dtype, np.floating)
+    floating = is_float(obs.dtype) or is_float(exp.dtype)
     if floating and obs.size:
         assert_finite(ctx, what, obs, exp, axes)
     diff = obs != exp

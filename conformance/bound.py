@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from conformance.adapter import EXTRAS
+from conformance.assertions import as_dtype
 from formal_transformers.errors import AdapterError
 
 Shape = tuple[int, ...]
@@ -96,7 +97,7 @@ class Bound:
         if arr.shape != tuple(shape):
             raise AdapterError(f"{self.name}.{method} returned {what} of shape {arr.shape}, "
                                f"expected {tuple(shape)}")
-        want = np.dtype(dtype)
+        want = as_dtype(dtype)
         if arr.dtype != want:
             raise AdapterError(f"{self.name}.{method} returned {what} of dtype {arr.dtype}, "
                                f"expected {want}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from conformance.assertions import is_float
 from conformance.bound import Bound
 
 _CHECKS: list[Check] = []
@@ -121,7 +122,7 @@ def _reference() -> Bound:
 def up(value: Any) -> Any:
     """float64 copy of an array or of every array of a dict (for the reference)."""
     if isinstance(value, np.ndarray):
-        return value.astype(np.float64) if np.issubdtype(value.dtype, np.floating) else value
+        return value.astype(np.float64) if is_float(value.dtype) else value
     if isinstance(value, dict):
         return {k: up(v) for k, v in value.items()}
     return value

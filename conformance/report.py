@@ -231,10 +231,8 @@ import base64
 import pickle
 import sys
 
-import numpy as np
-
 from conformance.adapter import load_adapter
-from conformance.assertions import PropertyViolation
+from conformance.assertions import PropertyViolation, as_dtype
 from conformance.bound import Bound
 from conformance.registry import PROFILES, Context, all_checks
 
@@ -243,7 +241,7 @@ ALGORITHM, PROPERTY, DTYPE, PROFILE = {algorithm!r}, {property!r}, {dtype!r}, {p
 CASE = pickle.loads(base64.b64decode({blob!r}))
 
 check = next(c for c in all_checks() if (c.algorithm, c.property) == (ALGORITHM, PROPERTY))
-ctx = Context(Bound(load_adapter(IMPL)), np.dtype(DTYPE), ALGORITHM, PROFILES[PROFILE])
+ctx = Context(Bound(load_adapter(IMPL)), as_dtype(DTYPE), ALGORITHM, PROFILES[PROFILE])
 print(f"{{PROPERTY}} on {{ALGORITHM}} ({{DTYPE}}) with --impl {{IMPL}}")
 print(repr(CASE))
 try:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
-from conformance.assertions import PropertyViolation
+from conformance.assertions import DTYPES, PropertyViolation, as_dtype
 from conformance.bound import Bound
 from conformance.registry import PROFILES, Check, Context, Profile, all_checks
 from formal_transformers.errors import AdapterError, ConfigError
@@ -99,7 +99,7 @@ def select(checks: Iterable[Check], only: Iterable[str] | None) -> list[Check]:
 
 def dtypes_for(check: Check, declared: tuple[str, ...]) -> list[str]:
     """The dtypes a check runs in: every declared one, the most precise, or a fixed one."""
-    order = [d for d in ("float64", "float32", "float16") if d in declared]
+    order = [d for d in DTYPES if d in declared]
     if check.dtypes == "all":
         return order
     if check.dtypes == "best":
@@ -157,7 +157,7 @@ def run_check(check: Check, bound: Bound, dtype: str | None, profile: Profile, s
         result.reason = (f"the adapter does not declare {', '.join(absent)}" if absent else
                          f"the adapter's dtypes {bound.dtypes} exclude {check.dtypes}")
         return result
-    ctx = Context(bound, np.dtype(dtype), check.algorithm, profile)
+    ctx = Context(bound, as_dtype(dtype), check.algorithm, profile)
     state: dict[str, Any] = {"examples": 0, "case": None, "largest": (-1.0, None)}
 
     def body(case):
@@ -172,8 +172,8 @@ def run_check(check: Check, bound: Bound, dtype: str | None, profile: Profile, s
                 state["largest"] = (size, case)
 
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
-    test = given(check.strategy(check.algorithm, bound.constrain, np.dtype(dtype)))(body)
-    for case in check.pinned(check.algorithm, np.dtype(dtype)):
+    test = given(check.strategy(check.algorithm, bound.constrain, as_dtype(dtype)))(body)
+    for case in check.pinned(check.algorithm, as_dtype(dtype)):
         test = example(case)(test)
     test = settings(max_examples=max(1, profile.max_examples // check.cost), deadline=None,
                     database=None, phases=phases, verbosity=Verbosity.quiet,
