@@ -111,18 +111,19 @@ def uncovered_lines(results: Sequence[Result]) -> list[str]:
 
 def nothing_checked_reason(results: Sequence[Result], declared: Sequence[str]) -> str:
     """Why a run checked nothing (exit status 3)."""
+    from conformance.adapter import EXTRAS
+
     if not results:
         return "no check was selected"
     if not declared:
         return ("the adapter declares no algorithm ('algorithms' is empty): there is nothing "
                 "to check")
-    needed = sorted({r.algorithm for r in results if r.status == "not covered"
-                     and any(d in r.reason for d in ("declare",))} - set(declared))
-    if set(declared) <= {"count_parameters", "d_transformer_backward",
-                         "e_transformer_backward", "ed_transformer_backward"}:
+    if set(declared) <= set(EXTRAS):
+        needed = sorted({r.algorithm for r in results} - set(declared))
+        shown = ", ".join(needed[:8]) + (" ..." if len(needed) > 8 else "")
         return (f"the adapter declares only {', '.join(declared)}, which cannot be checked "
                 "alone: every check of an extra also calls the algorithm it belongs to "
-                f"(declare one of {', '.join(needed[:8])}{' ...' if len(needed) > 8 else ''})")
+                f"(declare one of {shown})")
     return ("no selected check applies to what the adapter declares "
             f"({', '.join(declared)}); see --show-uncovered")
 

@@ -342,8 +342,13 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
     """A D or ED transformer with parameters, a prompt (B, l) or context z (B, l_z), a
     temperature and a sampling seed (spec: Algorithms 14-15)."""
     base = "d_transformer" if arch == "d_inference" else "ed_transformer"
-    long = draw(st.booleans())  # the long regime: l_max in LONG (see architecture_cases)
-    config = draw(configs(constrain, base, l_max=LONG if long else (4, 7)))
+    # Long regimes (see architecture_cases): a long generation from a prompt of any length,
+    # or a prompt (a context) of >= LONG[0] - 1 tokens, so that even a check that samples a
+    # single new token runs on >= LONG[0] tokens.
+    regime = draw(st.sampled_from(["short", "long generation", "long prompt"]))
+    config = draw(configs(constrain, base, l_max=(4, 7) if regime == "short"
+                          else (LONG[0] + 2, LONG[1] + 2)))
+    low = min(LONG[0] - 1, config.l_max - 2) if regime == "long prompt" else 1
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     params = random_parameters(parameter_shapes(config), rng, scale or draw(SCALES), dtype)
@@ -351,11 +356,11 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
                             "sample_seed": draw(st.integers(0, 2**31 - 1))}
     B = draw(st.integers(1, 2))
     if base == "d_transformer":
-        l = draw(st.integers(1, config.l_max - 2))
+        l = draw(st.integers(low, config.l_max - 2))
         data["prompt"] = rng.integers(0, config.N_V, (B, l))
         data["l_gen"] = draw(st.integers(2, config.l_max - l))
     else:
-        data["z"] = rng.integers(0, config.N_V, (B, draw(st.integers(1, config.l_max))))
+        data["z"] = rng.integers(0, config.N_V, (B, draw(st.integers(low, config.l_max))))
         data["bos_token"], data["eos_token"] = 0, config.N_V - 1
         data["l_max_gen"] = config.l_max - 1
     return Case(arch, {"B": B}, seed, data)
