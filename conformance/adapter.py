@@ -231,6 +231,12 @@ def validate_adapter(adapter: object) -> None:
             or any(d not in SUPPORTED_DTYPES for d in dtypes)):
         raise AdapterError(f"{where}: attribute 'dtypes' must be a non-empty tuple drawn from "
                            f"{SUPPORTED_DTYPES}, got {dtypes!r}")
+    if "bfloat16" in dtypes:
+        try:
+            import ml_dtypes  # noqa: F401  (bfloat16 arrays are ml_dtypes' NumPy type)
+        except ImportError:
+            raise AdapterError(f"{where}: declares 'bfloat16', which needs the package "
+                               "ml_dtypes (pip install ml_dtypes)") from None
     algorithms = getattr(adapter, "algorithms", None)
     if not isinstance(algorithms, (tuple, list)):
         raise AdapterError(f"{where}: attribute 'algorithms' must be a tuple of algorithm ids, "
