@@ -53,8 +53,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def writable(path: Path, what: str) -> None:
-    """Raise ConfigError unless ``path`` can be written as a file (its folder created)."""
+def writable(path: Path, what: str, directory: bool = False) -> None:
+    """Raise ConfigError unless ``path`` can be written as a file (a folder, with
+    ``directory``), the folders above it created as needed."""
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"{what} {path}: is a file, expected a directory")
+        path = path / "repro.py"
     if path.exists() and path.is_dir():
         raise ConfigError(f"{what} {path}: is a directory, expected a file path")
     parent = path.parent if str(path.parent) else Path(".")
@@ -78,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         writable(args.json, "--json")
     repro_dir = args.repro_dir or (args.json.parent / "repro" if args.json is not None
                                    else Path("reports") / "repro")
-    writable(repro_dir / "x.py", "--repro-dir")
+    writable(repro_dir, "--repro-dir", directory=True)
     adapter = load_adapter(args.impl)
     label = report.adapter_label(adapter)
     out = render.console()

@@ -218,3 +218,10 @@ def test_timeout_status_reaches_table_and_json(tmp_path, capsys, monkeypatch):
     assert rc == 1 and "timed out" in out.out and "TIMED OUT" in out.out
     statuses = {r["status"] for r in json.loads(path.read_text())["results"]}
     assert "timed out" in statuses
+
+
+def test_repro_dir_that_is_a_file_is_a_usage_error(tmp_path, capsys):
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    rc, out = _verify(capsys, "--repro-dir", str(blocker))
+    assert rc == 2 and "ConfigError: --repro-dir" in out.err and "is a file" in out.err
