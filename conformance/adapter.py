@@ -62,7 +62,7 @@ ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VAR
               + VISION)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward")
-SUPPORTED_DTYPES = ("float16", "float32", "float64")
+SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 
 class Adapter:
@@ -369,6 +369,12 @@ def validate_adapter(adapter: object) -> None:
             or any(d not in SUPPORTED_DTYPES for d in dtypes)):
         raise AdapterError(f"{where}: attribute 'dtypes' must be a non-empty tuple drawn from "
                            f"{SUPPORTED_DTYPES}, got {dtypes!r}")
+    if "bfloat16" in dtypes:
+        try:
+            import ml_dtypes  # noqa: F401  (bfloat16 arrays are ml_dtypes' NumPy type)
+        except ImportError:
+            raise AdapterError(f"{where}: declares 'bfloat16', which needs the package "
+                               "ml_dtypes (pip install ml_dtypes)") from None
     algorithms = getattr(adapter, "algorithms", None)
     if not isinstance(algorithms, (tuple, list)):
         raise AdapterError(f"{where}: attribute 'algorithms' must be a tuple of algorithm ids, "
@@ -413,8 +419,10 @@ def load_adapter(spec: str | None) -> object:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AdapterError(f"--impl {spec}: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # a syntax error or a failing import inside the module, too
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise AdapterError(f"--impl {spec}: cannot import module {module_name!r} ({detail})"
+                           ) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -424,7 +432,8 @@ def load_adapter(spec: str | None) -> object:
         try:
             obj = obj()
         except Exception as exc:
-            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: {exc} "
+            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())} "
                                "(an adapter class must be constructible with no arguments)"
                                ) from None
     return _checked(obj)

@@ -28,8 +28,13 @@ LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
 
 
 def _t(a):
-    """A tensor view of a NumPy array (None passes through)."""
-    return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+    """A tensor view of a NumPy array (None passes through; bfloat16 through its bits)."""
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    if a.dtype.name == "bfloat16":  # ml_dtypes.bfloat16, which torch.from_numpy cannot read
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def _tensors(params: Mapping[str, Array]) -> dict[str, torch.Tensor]:
@@ -37,7 +42,12 @@ def _tensors(params: Mapping[str, Array]) -> dict[str, torch.Tensor]:
 
 
 def _np(t: torch.Tensor) -> Array:
-    return t.detach().cpu().numpy()
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
 
 
 def _grads(grads: Mapping[str, torch.Tensor]) -> dict[str, Array]:
