@@ -308,11 +308,12 @@ def training_cases(draw, constrain: Constrain, dtype: Any, arch: str) -> Case:
 
 @st.composite
 def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0, 0.5, 2.0),
-                    scale: float | None = None) -> Case:
+                    scale: float | None = None, fixed: Mapping[str, Any] | None = None) -> Case:
     """A D or ED transformer with parameters, a prompt (B, l) or context z (B, l_z), a
-    temperature and a sampling seed (spec: Algorithms 14-15)."""
+    temperature and a sampling seed (spec: Algorithms 14-15). ``fixed``: config fields to
+    impose (e.g. a wide N_V)."""
     base = "d_transformer" if arch == "d_inference" else "ed_transformer"
-    config = draw(configs(constrain, base, l_max=(4, 7)))
+    config = draw(configs(constrain, base, l_max=(4, 7), fixed=fixed))
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     params = random_parameters(parameter_shapes(config), rng, scale or draw(SCALES), dtype)
@@ -356,3 +357,64 @@ def regressions(alg: str, dtype: Any) -> list[Case]:
     config = EDTransformerConfig(N_V=3, l_max=3, d_e=3, d_mlp=2, L_enc=1, L_dec=1, H=1,
                                  activation="relu")
     return [build_architecture_case(alg, config, 1, 3, 2, 0, 1.0, dtype)]
+
+
+# -- sampling conventions (Algorithm 60) -----------------------------------------------------
+SAMPLING_DELTA = 2e-3  # top-p / min-p thresholds this far away change no kept set
+
+
+def _kept(p: np.ndarray, config: Any) -> tuple[bool, ...]:
+    from reference_numpy.sampling import truncated_distribution
+
+    return tuple(bool(v) for v in truncated_distribution(p, config) > 0)
+
+
+def robust_sampling_config(P: np.ndarray, config: Any) -> bool:
+    """Whether moving top_p and min_p by SAMPLING_DELTA keeps every row's kept set: the no-
+    near-boundary condition of sampling.kept_set (a float32 or float16 implementation's
+    rounding of the masses must not decide the set)."""
+    from dataclasses import replace
+
+    moved = [replace(config, top_p=min(1.0, max(SAMPLING_DELTA, config.top_p + s)))
+             for s in (-SAMPLING_DELTA, SAMPLING_DELTA) if config.top_p < 1]
+    moved += [replace(config, min_p=min(1.0, max(0.0, config.min_p + s)))
+              for s in (-SAMPLING_DELTA, SAMPLING_DELTA) if config.min_p > 0]
+    return all(_kept(p, c) == _kept(p, config) for p in P for c in moved)
+
+
+@st.composite
+def sampling_cases(draw, constrain: Constrain, dtype: Any, truncate: bool = True,
+                   taus=(1.0, 0.5, 2.0, 0.8)) -> Case:
+    """Logits (B, N_V) on a grid of 1/8 (exact in float16; ties are exact, distinct values
+    differ by e^(1/8) at least), a SamplingConfig and a seed (spec: Algorithm 60).
+
+    N_V is small (2-8) or wide (64-128: past a silent top-50 truncation). ``truncate=False``
+    gives the explicit no-op values top_k = N_V, top_p = 1, min_p = 0."""
+    from formal_transformers.sampling_config import ORDERS, SamplingConfig
+
+    sizes = constrain("sampling", {"N_V": draw(st.one_of(st.integers(2, 8),
+                                                         st.integers(64, 128)))})
+    N_V, seed = sizes["N_V"], draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    B, spread = draw(st.integers(1, 2)), draw(st.sampled_from([0.5, 1.0, 2.0, 3.0]))
+    if draw(st.booleans()):  # a few levels: many exact ties, boundaries inside tie groups
+        logits = rng.integers(0, 4, (B, N_V)) * spread
+    else:
+        logits = np.round(rng.standard_normal((B, N_V)) * spread * 8) / 8
+    P = np.exp(logits - logits.max(-1, keepdims=True))
+    P /= P.sum(-1, keepdims=True)
+    order, tau = draw(st.sampled_from(ORDERS)), draw(st.sampled_from(taus))
+    config = SamplingConfig(tau=tau, top_k=N_V, order=order)
+    if truncate:
+        k = draw(st.sampled_from([None, 1, 2, 3, N_V // 2, N_V - 1, N_V, 55]))
+        for _ in range(8):
+            config = SamplingConfig(
+                tau=tau, top_k=None if k is None else max(1, min(k, N_V)), order=order,
+                top_p=draw(st.sampled_from([1.0, 0.3, 0.6, 0.9, 0.95, 0.99])),
+                min_p=draw(st.sampled_from([0.0, 0.01, 0.05, 0.2, 0.5])))
+            if robust_sampling_config(P, config):
+                break
+        else:
+            config = SamplingConfig(tau=tau, top_k=config.top_k, order=order)
+    return Case("sampling", sizes, seed, {"logits": logits.astype(dtype), "config": config,
+                                          "sample_seed": draw(st.integers(0, 2**31 - 1))})

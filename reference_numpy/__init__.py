@@ -19,6 +19,7 @@ from reference_numpy.embeddings import positional_embedding, token_embedding
 from reference_numpy.inference import d_inference, ed_inference
 from reference_numpy.layer_norm import layer_norm
 from reference_numpy.mlp import mlp
+from reference_numpy.sampling import sample
 from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
 
@@ -39,6 +40,7 @@ REGISTRY = {
     "d_inference": d_inference,
     "ed_inference": ed_inference,
     "mlp": mlp,
+    "sampling": sample,
     "token_embedding_backward": token_embedding_backward,
     "positional_embedding_backward": positional_embedding_backward,
     "attention_backward": attention_backward,

@@ -32,6 +32,7 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
+from torch_impl.sampling import sample
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 
@@ -52,6 +53,7 @@ REGISTRY = {
     "d_inference": d_inference,
     "ed_inference": ed_inference,
     "mlp": mlp,
+    "sampling": sample,
     "token_embedding_backward": token_embedding_backward,
     "positional_embedding_backward": positional_embedding_backward,
     "attention_backward": attention_backward,

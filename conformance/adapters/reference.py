@@ -15,7 +15,7 @@ import numpy as np
 import reference_numpy as ref
 from conformance.adapter import Adapter
 from formal_transformers.canonical import parameter_count
-from reference_numpy import architectures, architectures_backward, inference, training
+from reference_numpy import architectures, architectures_backward, inference, sampling, training
 
 Array = np.ndarray
 ARCH_FORWARD = {"d_transformer": architectures.d_transformer,
@@ -44,6 +44,12 @@ def _sum_grads(per_row: list[dict[str, Array]], stacked: tuple[str, ...],
     return out
 
 
+def _softmax(logits: Array) -> Array:
+    """p = softmax(logits) of one row, float64 (the protocol passes Algorithm 60 logits)."""
+    e = np.exp(logits.astype(np.float64) - np.max(logits))
+    return e / np.sum(e)
+
+
 class ReferenceAdapter(Adapter):
     """reference_numpy, float64, one sequence at a time."""
 
@@ -52,7 +58,7 @@ class ReferenceAdapter(Adapter):
     algorithms = ("token_embedding", "positional_embedding", "basic_attention", "attention",
                   "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
                   "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
-                  "d_inference", "ed_inference",
+                  "d_inference", "ed_inference", "sampling", "sampling_distribution",
                   "token_embedding_backward", "positional_embedding_backward",
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
@@ -133,6 +139,16 @@ class ReferenceAdapter(Adapter):
                                        l_max_gen) for z_b in z]
 
     # -- backward: forward with a cache, then the hand-written backward -----------------------
+    # -- Algorithm 60: q once per row, then n draws of its line 8 from one generator --------
+    def sampling_distribution(self, logits, config):
+        return _rows(lambda b: sampling.truncated_distribution(_softmax(logits[b]), config),
+                     logits.shape[0])
+
+    def sampling(self, logits, config, n, seed):
+        rng = np.random.default_rng(seed)
+        Q = self.sampling_distribution(logits, config)
+        return np.stack([rng.choice(len(q), size=n, p=q) for q in Q])
+
     def token_embedding_backward(self, x, params, dY):
         grads = []
         for b, t in np.ndindex(*x.shape):

@@ -18,6 +18,7 @@ from conformance.adapter import Adapter
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.models import MODEL_CLASSES
+from torch_impl.sampling import sample, truncated_distribution
 
 Array = np.ndarray
 LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
@@ -57,7 +58,8 @@ class TorchAdapter(Adapter):
     algorithms = ("token_embedding", "positional_embedding", "basic_attention", "attention",
                   "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
                   "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
-                  "d_inference", "ed_inference", "token_embedding_backward",
+                  "d_inference", "ed_inference", "sampling", "sampling_distribution",
+                  "token_embedding_backward",
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
@@ -132,6 +134,15 @@ class TorchAdapter(Adapter):
         rows = torch_impl.ed_inference(model, _t(z), tau, generator, bos_token, eos_token,
                                        l_max_gen)
         return [_np(r) for r in rows]
+
+    # -- Algorithm 60: n rows per logits row through torch_impl.sampling.sample --------------
+    def sampling(self, logits, config, n, seed):
+        generator = torch.Generator().manual_seed(seed)
+        rows = _t(logits).repeat_interleave(n, dim=0)  # (B * n, N_V)
+        return _np(sample(rows, config, generator)).reshape(len(logits), n)
+
+    def sampling_distribution(self, logits, config):
+        return _np(truncated_distribution(_t(logits), config).to(_t(logits).dtype))
 
     # -- backward: torch_impl.backward (autograd through the fast forward) --------------------
     def token_embedding_backward(self, x, params, dY):

@@ -44,3 +44,13 @@ def test_the_composed_decoder_the_decoder_mutants_break_is_itself_conforming():
     assert len(ran) >= 12
     assert all(r.status == "passed" for r in ran), [
         (r.algorithm, r.property, r.reason) for r in ran if r.status != "passed"]
+
+
+def test_the_composed_sampler_the_sampler_mutants_break_is_itself_conforming():
+    from conformance.mutants.sampling import ComposedSampler
+
+    results = run(ComposedSampler(), "ci", 0, only=ComposedSampler.only)
+    ran = [r for r in results if r.status != "not covered"]
+    assert len(ran) >= 6
+    assert all(r.status == "passed" for r in ran), [
+        (r.algorithm, r.property, r.reason) for r in ran if r.status != "passed"]
