@@ -45,7 +45,7 @@ FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attent
            "e_transformer", "d_transformer")
 TRAINING = ("ed_training", "e_training", "d_training")
 INFERENCE = ("d_inference", "ed_inference")
-DECODING = ("sampling",)  # Algorithm 60
+DECODING = ("sampling", "speculative_decoding")  # Algorithms 60-61
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
             "mhattention_backward", "layer_norm_backward", "mlp_backward",
             "unembedding_backward")

@@ -418,3 +418,41 @@ def sampling_cases(draw, constrain: Constrain, dtype: Any, truncate: bool = True
             config = SamplingConfig(tau=tau, top_k=config.top_k, order=order)
     return Case("sampling", sizes, seed, {"logits": logits.astype(dtype), "config": config,
                                           "sample_seed": draw(st.integers(0, 2**31 - 1))})
+
+
+# -- speculative decoding (Algorithm 61) -----------------------------------------------------
+@st.composite
+def speculative_cases(draw, constrain: Constrain, dtype: Any, greedy: bool = False,
+                      rollbacks: bool = False, rows: tuple[int, int] = (1, 2)) -> Case:
+    """A target and a smaller draft D transformer on one vocabulary, a prompt (B, l_x), l_gen,
+    the draft length k and the sampling conventions (None: greedy). Sampled cases are tiny
+    (N_V^l_gen <= 16) so that the exact distribution over sequences can be enumerated;
+    ``rollbacks`` draws k >= 2 and l_gen >= 3, where a rejection leaves draft proposals to cut
+    from the draft's cache before it proposes again."""
+    from formal_transformers.sampling_config import SamplingConfig
+
+    N_V = draw(st.integers(2, 7) if greedy else st.integers(2, 3))
+    l_x = draw(st.integers(1, 2))
+    if greedy:
+        l_gen = draw(st.integers(4, 6) if rollbacks else st.integers(2, 5))
+    else:
+        l_gen = 4 if rollbacks and N_V == 2 else draw(st.integers(3 if rollbacks else 2,
+                                                                   4 if N_V == 2 else 3))
+    shared = {"N_V": N_V, "l_max": l_x + l_gen - 1}
+    target = draw(configs(constrain, "d_transformer", fixed=shared | {"L": draw(
+        st.integers(1, 2))}))
+    k = draw(st.integers(2 if rollbacks else 1, 3))
+    # a draft may have the longer context (room for a cache that fails to roll back)
+    draft = draw(configs(constrain, "d_transformer", fixed=shared | {
+        "L": 1, "H": 1, "l_max": shared["l_max"] + (k - 1) * l_gen}))
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {
+        "target_config": target, "draft_config": draft,
+        "target_params": random_parameters(parameter_shapes(target), rng, 2.0, dtype),
+        "draft_params": random_parameters(parameter_shapes(draft), rng,
+                                          3.0 if rollbacks else 2.0, dtype),
+        "prompt": rng.integers(0, N_V, (draw(st.integers(*rows)), l_x)), "l_gen": l_gen,
+        "k": k, "sample_seed": draw(st.integers(0, 2**31 - 1)),
+        "sampling": None if greedy else SamplingConfig(tau=draw(st.sampled_from([1.0, 0.7])))}
+    return Case("speculative_decoding", shared, seed, data)

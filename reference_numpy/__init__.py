@@ -20,6 +20,7 @@ from reference_numpy.inference import d_inference, ed_inference
 from reference_numpy.layer_norm import layer_norm
 from reference_numpy.mlp import mlp
 from reference_numpy.sampling import sample
+from reference_numpy.speculative import speculative_decoding
 from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
 
@@ -41,6 +42,7 @@ REGISTRY = {
     "ed_inference": ed_inference,
     "mlp": mlp,
     "sampling": sample,
+    "speculative_decoding": speculative_decoding,
     "token_embedding_backward": token_embedding_backward,
     "positional_embedding_backward": positional_embedding_backward,
     "attention_backward": attention_backward,

@@ -33,6 +33,7 @@ from torch_impl.models import (
     ed_transformer,
 )
 from torch_impl.sampling import sample
+from torch_impl.speculative import speculative_decoding
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 
@@ -54,6 +55,7 @@ REGISTRY = {
     "ed_inference": ed_inference,
     "mlp": mlp,
     "sampling": sample,
+    "speculative_decoding": speculative_decoding,
     "token_embedding_backward": token_embedding_backward,
     "positional_embedding_backward": positional_embedding_backward,
     "attention_backward": attention_backward,

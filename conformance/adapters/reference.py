@@ -15,7 +15,14 @@ import numpy as np
 import reference_numpy as ref
 from conformance.adapter import Adapter
 from formal_transformers.canonical import parameter_count
-from reference_numpy import architectures, architectures_backward, inference, sampling, training
+from reference_numpy import (
+    architectures,
+    architectures_backward,
+    inference,
+    sampling,
+    speculative,
+    training,
+)
 
 Array = np.ndarray
 ARCH_FORWARD = {"d_transformer": architectures.d_transformer,
@@ -59,7 +66,8 @@ class ReferenceAdapter(Adapter):
                   "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
                   "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
                   "d_inference", "ed_inference", "sampling", "sampling_distribution",
-                  "token_embedding_backward", "positional_embedding_backward",
+                  "speculative_decoding", "token_embedding_backward",
+                  "positional_embedding_backward",
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward")
@@ -148,6 +156,21 @@ class ReferenceAdapter(Adapter):
         rng = np.random.default_rng(seed)
         Q = self.sampling_distribution(logits, config)
         return np.stack([rng.choice(len(q), size=n, p=q) for q in Q])
+
+    # -- Algorithm 61: one generator for the whole batch, rows in order ---------------------
+    def speculative_decoding(self, prompt, target_params, target_config, draft_params,
+                             draft_config, l_gen, k, sampling, seed):
+        rng = np.random.default_rng(seed)
+        target = speculative.memoised(speculative.d_transformer_model(target_params, target_config))
+        draft = speculative.memoised(speculative.d_transformer_model(draft_params, draft_config))
+        l_max = min(target_config.l_max, draft_config.l_max)
+        rows, accepted = [], []
+        for x in prompt:
+            y, A = speculative.speculative_decoding(x, target, draft, l_gen, k, sampling, rng,
+                                                    l_max)
+            rows.append(np.concatenate([x, y]))
+            accepted.append(A)
+        return np.stack(rows), accepted
 
     def token_embedding_backward(self, x, params, dY):
         grads = []

@@ -19,6 +19,7 @@ from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.models import MODEL_CLASSES
 from torch_impl.sampling import sample, truncated_distribution
+from torch_impl.speculative import speculative_decoding
 
 Array = np.ndarray
 LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
@@ -59,7 +60,7 @@ class TorchAdapter(Adapter):
                   "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
                   "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
                   "d_inference", "ed_inference", "sampling", "sampling_distribution",
-                  "token_embedding_backward",
+                  "speculative_decoding", "token_embedding_backward",
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
@@ -143,6 +144,19 @@ class TorchAdapter(Adapter):
 
     def sampling_distribution(self, logits, config):
         return _np(truncated_distribution(_t(logits), config).to(_t(logits).dtype))
+
+    # -- Algorithm 61: both models with their KV caches ---------------------------------------
+    def speculative_decoding(self, prompt, target_params, target_config, draft_params,
+                             draft_config, l_gen, k, sampling, seed):
+        target = MODEL_CLASSES[type(target_config)].from_canonical(target_config, target_params)
+        draft = MODEL_CLASSES[type(draft_config)].from_canonical(draft_config, draft_params)
+        generator = torch.Generator().manual_seed(seed)
+        y, accepted = self.speculative(target, draft, _t(prompt), l_gen, k, sampling, generator)
+        return np.concatenate([prompt, _np(y)], axis=1), [np.array(A) for A in accepted]
+
+    def speculative(self, target, draft, prompt, l_gen, k, sampling, generator):
+        """torch_impl's Algorithm 61 (a hook for the mutants of conformance/mutants)."""
+        return speculative_decoding(target, draft, prompt, l_gen, k, sampling, generator)
 
     # -- backward: torch_impl.backward (autograd through the fast forward) --------------------
     def token_embedding_backward(self, x, params, dY):

@@ -12,9 +12,16 @@ Try one by hand::
 
 from __future__ import annotations
 
-from conformance.mutants import attention, decoder, position_wise, sampling, training_memory
+from conformance.mutants import (
+    attention,
+    decoder,
+    position_wise,
+    sampling,
+    speculative,
+    training_memory,
+)
 
-MODULES = (attention, position_wise, decoder, training_memory, sampling)
+MODULES = (attention, position_wise, decoder, training_memory, sampling, speculative)
 
 
 def catalogue() -> list[type]:

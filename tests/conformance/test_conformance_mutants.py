@@ -54,3 +54,13 @@ def test_the_composed_sampler_the_sampler_mutants_break_is_itself_conforming():
     assert len(ran) >= 6
     assert all(r.status == "passed" for r in ran), [
         (r.algorithm, r.property, r.reason) for r in ran if r.status != "passed"]
+
+
+def test_the_composed_speculative_decoder_the_speculative_mutants_break_is_conforming():
+    from conformance.mutants.speculative import ComposedSpeculative
+
+    results = run(ComposedSpeculative(), "quick", 0, only=ComposedSpeculative.only)
+    ran = [r for r in results if r.status != "not covered"]
+    assert len(ran) == 4
+    assert all(r.status == "passed" for r in ran), [
+        (r.algorithm, r.property, r.reason) for r in ran if r.status != "passed"]
