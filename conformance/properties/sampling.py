@@ -38,6 +38,13 @@ def tempered(p: np.ndarray, tau: float) -> np.ndarray:
     return q / q.sum(axis=-1, keepdims=True)
 
 
+def log_gap(P: np.ndarray) -> np.ndarray:
+    """Best minus second-best log-probability of each row of P (n, N_V): the gap condition of
+    sampling.greedy_limit holds where it exceeds the margin."""
+    logp = np.sort(np.log(np.maximum(P, 1e-300)), axis=-1)
+    return logp[:, -1] - logp[:, -2] if P.shape[-1] > 1 else np.full(len(P), np.inf)
+
+
 def check_near_greedy(what: str, tokens: np.ndarray, P: np.ndarray, margin: float) -> float:
     """Each token is an argmax of its column of P up to ``margin`` in log-probability.
 
@@ -100,7 +107,11 @@ def greedy_limit(ctx, case):
     prefixes, new, z = generate(ctx, ctx.algorithm, case, l_new=1)
     P = reference_next(ctx, ctx.algorithm, case, prefixes, z)
     first = np.array([row[0] for row in new])
-    ctx.observe(check_near_greedy("first token at tau -> 0", first, P, greedy_margin(ctx.dtype)))
+    margin = greedy_margin(ctx.dtype)
+    near_ties = int(np.sum(log_gap(P) <= margin))  # rows outside the gap condition
+    if near_ties:
+        ctx.notes.append(f"{near_ties} of {len(P)} rows are near-ties (gap <= {margin:.3g})")
+    ctx.observe(check_near_greedy("first token at tau -> 0", first, P, margin))
 
 
 def chi_square_sf(stat: float, dof: int) -> float:

@@ -147,9 +147,10 @@ def acceptance(ctx, case):
     law = speculative_law(target, draft, x, l_gen, k, case["sampling"])
     outcomes = [(tuple(int(v) for v in row[len(x):]), tuple(int(a) for a in A))
                 for row, A in zip(tokens, accepted, strict=True)]
-    ctx.notes.append(f"acceptance rate {acceptance_rate(outcomes, k, l_gen):.3f} observed, "
-                     f"{expected_rate(law, k, l_gen):.3f} exact")
-    check_law(ctx, f"k = {k}, {case['sampling']}", outcomes, law)
+    rate = (f"acceptance rate {acceptance_rate(outcomes, k, l_gen):.3f} observed, "
+            f"{expected_rate(law, k, l_gen):.3f} exact")
+    ctx.notes.append(rate)
+    check_law(ctx, f"k = {k}, {case['sampling']} ({rate})", outcomes, law)
 
 
 def smallest_gap(fn):
