@@ -49,6 +49,7 @@ ATTENTION_VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask"
                       "online_softmax_attention", "online_softmax_attention_backward")
 TRAINING = ("ed_training", "e_training", "d_training")
 INFERENCE = ("d_inference", "ed_inference")
+DECODING = ("sampling", "speculative_decoding")  # Algorithms 60-61
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
             "mhattention_backward", "layer_norm_backward", "mlp_backward",
             "unembedding_backward")
@@ -58,10 +59,10 @@ MODERN = ("sinusoidal_embedding", "rope", "alibi", "rmsnorm", "gated_mlp", "rope
           "rmsnorm_backward", "gated_mlp_backward")
 # Vision (spec: Algorithms 75-78, issue 17): images (B, C, h, w), channel axis first.
 VISION = ("patch_extraction", "patch_embedding", "vit_classifier", "vit_classifier_backward")
-ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VARIANTS
-              + VISION)
+ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + DECODING + MODERN
+              + ATTENTION_VARIANTS + VISION)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
-          "ed_transformer_backward")
+          "ed_transformer_backward", "sampling_distribution")
 SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 
@@ -222,6 +223,33 @@ class Adapter:
                      bos_token: int, eos_token: int, l_max_gen: int) -> list[Array]:
         """Alg 15. z (B, l_z) int. Returns B int arrays, each starting with bos_token and
         ending at eos_token or after l_max_gen generated tokens."""
+        raise NotImplementedError
+
+    # -- decoding conventions (Algorithms 60-61) ----------------------------------------------
+    def sampling(self, logits: Array, config: Any, n: int, seed: int) -> Array:
+        """Alg 60. logits (B, N_V), each row's p = softmax(logits); config a
+        formal_transformers.sampling_config.SamplingConfig (tau, top_k, top_p, min_p, order).
+
+        Returns (B, n) int: n independent draws from each row's truncated distribution,
+        seeded by seed.
+        """
+        raise NotImplementedError
+
+    def sampling_distribution(self, logits: Array, config: Any) -> Array:
+        """Optional extra of Alg 60: the distribution q it samples from, (B, N_V), zero
+        outside the kept set. Declared, it lets ``sampling.kept_set`` compare the set exactly."""
+        raise NotImplementedError
+
+    def speculative_decoding(self, prompt: Array, target_params: Params, target_config: Any,
+                             draft_params: Params, draft_config: Any, l_gen: int, k: int,
+                             sampling: Any, seed: int) -> tuple[Array, list[Array]]:
+        """Alg 61 with two D transformers (Alg 10): draft proposes k tokens, target verifies.
+
+        prompt (B, l) int; sampling a SamplingConfig applied to both models' distributions, or
+        None for greedy decoding. Returns (tokens (B, l + l_gen) int: the prompt followed by
+        the new tokens; accepted: B int arrays, the number of draft tokens the target accepted
+        at each of that row's verification steps, in order).
+        """
         raise NotImplementedError
 
     # -- backward (Algorithms 17-23): gradients summed over the batch for parameters --------

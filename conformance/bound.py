@@ -280,6 +280,36 @@ class Bound:
             rows.append(self._tokens("ed_inference", arr, arr.shape, config.N_V, f"row {b}"))
         return rows
 
+    # -- decoding conventions (Algorithms 60-61) ----------------------------------------------
+    def sampling(self, logits, config, n, seed):
+        out = self._call("sampling", logits, config, n, seed)
+        return self._tokens("sampling", out, (logits.shape[0], n), logits.shape[1])
+
+    def sampling_distribution(self, logits, config):
+        out = self._call("sampling_distribution", logits, config)
+        return self._array("sampling_distribution", out, logits.shape, logits.dtype)
+
+    def speculative_decoding(self, prompt, target_params, target_config, draft_params,
+                             draft_config, l_gen, k, sampling, seed):
+        method = "speculative_decoding"
+        out = self._call(method, prompt, target_params, target_config, draft_params,
+                         draft_config, l_gen, k, sampling, seed)
+        B, l = prompt.shape
+        if not isinstance(out, tuple) or len(out) != 2 or len(out[1]) != B:
+            raise AdapterError(f"{self.name}.{method} must return (tokens, accepted) with one "
+                               f"array of accepted counts per row, got {describe(out)}")
+        tokens = self._tokens(method, out[0], (B, l + l_gen), target_config.N_V)
+        accepted = []
+        for b, row in enumerate(out[1]):
+            arr = np.asarray(row)
+            if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.size < 1 \
+                    or arr.min() < 0 or arr.max() > k:
+                raise AdapterError(f"{self.name}.{method}: accepted counts of row {b} must be a "
+                                   f"non-empty 1-D integer array in [0, k={k}], got "
+                                   f"{describe(arr)}")
+            accepted.append(arr.astype(np.int64))
+        return tokens, accepted
+
     # -- backward and extras ------------------------------------------------------------------
     def backward(self, method, args, expected, dtype, **kwargs):
         """Call a backward method and check its gradient dict against ``expected`` shapes."""

@@ -30,8 +30,10 @@ from reference_numpy.online_softmax import (
 from reference_numpy.qk_norm import qk_norm, qk_norm_backward
 from reference_numpy.rmsnorm import rmsnorm, rmsnorm_backward
 from reference_numpy.rope import rope, rope_backward
+from reference_numpy.sampling import sample
 from reference_numpy.sinusoidal import sinusoidal_embedding
 from reference_numpy.softcap import softcap_attention, softcap_backward
+from reference_numpy.speculative import speculative_decoding
 from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
 from reference_numpy.vision import (
@@ -58,6 +60,8 @@ REGISTRY = {
     "d_inference": d_inference,
     "ed_inference": ed_inference,
     "mlp": mlp,
+    "sampling": sample,
+    "speculative_decoding": speculative_decoding,
     "token_embedding_backward": token_embedding_backward,
     "positional_embedding_backward": positional_embedding_backward,
     "attention_backward": attention_backward,

@@ -43,8 +43,10 @@ from torch_impl.online_softmax import (
 from torch_impl.qk_norm import qk_norm, qk_norm_backward
 from torch_impl.rmsnorm import rmsnorm, rmsnorm_backward
 from torch_impl.rope import rope, rope_backward
+from torch_impl.sampling import sample
 from torch_impl.sinusoidal import sinusoidal_embedding
 from torch_impl.softcap import softcap_attention, softcap_backward
+from torch_impl.speculative import speculative_decoding
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 from torch_impl.vision import (
@@ -72,6 +74,8 @@ REGISTRY = {
     "d_inference": d_inference,
     "ed_inference": ed_inference,
     "mlp": mlp,
+    "sampling": sample,
+    "speculative_decoding": speculative_decoding,
     "token_embedding_backward": token_embedding_backward,
     "positional_embedding_backward": positional_embedding_backward,
     "attention_backward": attention_backward,

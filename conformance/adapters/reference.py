@@ -16,7 +16,14 @@ import reference_numpy as ref
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
 from conformance.adapters.vision import VISION, ReferenceVision
 from formal_transformers.canonical import parameter_count
-from reference_numpy import architectures, architectures_backward, inference, training
+from reference_numpy import (
+    architectures,
+    architectures_backward,
+    inference,
+    sampling,
+    speculative,
+    training,
+)
 
 Array = np.ndarray
 ARCH_FORWARD = {"d_transformer": architectures.d_transformer,
@@ -45,6 +52,12 @@ def _sum_grads(per_row: list[dict[str, Array]], stacked: tuple[str, ...],
     return out
 
 
+def _softmax(logits: Array) -> Array:
+    """p = softmax(logits) of one row, float64 (the protocol passes Algorithm 60 logits)."""
+    e = np.exp(logits.astype(np.float64) - np.max(logits))
+    return e / np.sum(e)
+
+
 class ReferenceAdapter(ReferenceVision, Adapter):
     """reference_numpy, float64, one sequence at a time."""
 
@@ -53,8 +66,9 @@ class ReferenceAdapter(ReferenceVision, Adapter):
     algorithms = ("token_embedding", "positional_embedding", "basic_attention", "attention",
                   "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
                   "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
-                  "d_inference", "ed_inference",
-                  "token_embedding_backward", "positional_embedding_backward",
+                  "d_inference", "ed_inference", "sampling", "sampling_distribution",
+                  "speculative_decoding", "token_embedding_backward",
+                  "positional_embedding_backward",
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
@@ -201,6 +215,31 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                                        l_max_gen) for z_b in z]
 
     # -- backward: forward with a cache, then the hand-written backward -----------------------
+    # -- Algorithm 60: q once per row, then n draws of its line 8 from one generator --------
+    def sampling_distribution(self, logits, config):
+        return _rows(lambda b: sampling.truncated_distribution(_softmax(logits[b]), config),
+                     logits.shape[0])
+
+    def sampling(self, logits, config, n, seed):
+        rng = np.random.default_rng(seed)
+        Q = self.sampling_distribution(logits, config)
+        return np.stack([rng.choice(len(q), size=n, p=q) for q in Q])
+
+    # -- Algorithm 61: one generator for the whole batch, rows in order ---------------------
+    def speculative_decoding(self, prompt, target_params, target_config, draft_params,
+                             draft_config, l_gen, k, sampling, seed):
+        rng = np.random.default_rng(seed)
+        target = speculative.memoised(speculative.d_transformer_model(target_params, target_config))
+        draft = speculative.memoised(speculative.d_transformer_model(draft_params, draft_config))
+        l_max = min(target_config.l_max, draft_config.l_max)
+        rows, accepted = [], []
+        for x in prompt:
+            y, A = speculative.speculative_decoding(x, target, draft, l_gen, k, sampling, rng,
+                                                    l_max)
+            rows.append(np.concatenate([x, y]))
+            accepted.append(A)
+        return np.stack(rows), accepted
+
     def token_embedding_backward(self, x, params, dY):
         grads = []
         for b, t in np.ndindex(*x.shape):

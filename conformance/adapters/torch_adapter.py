@@ -22,6 +22,8 @@ from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.gated_mlp import GatedMLP
 from torch_impl.models import MODEL_CLASSES
 from torch_impl.rmsnorm import RMSNorm
+from torch_impl.sampling import sample, truncated_distribution
+from torch_impl.speculative import speculative_decoding
 
 Array = np.ndarray
 LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
@@ -71,7 +73,8 @@ class TorchAdapter(TorchVision, Adapter):
     algorithms = ("token_embedding", "positional_embedding", "basic_attention", "attention",
                   "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
                   "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
-                  "d_inference", "ed_inference", "token_embedding_backward",
+                  "d_inference", "ed_inference", "sampling", "sampling_distribution",
+                  "speculative_decoding", "token_embedding_backward",
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
@@ -205,6 +208,28 @@ class TorchAdapter(TorchVision, Adapter):
         rows = torch_impl.ed_inference(model, _t(z), tau, generator, bos_token, eos_token,
                                        l_max_gen)
         return [_np(r) for r in rows]
+
+    # -- Algorithm 60: n rows per logits row through torch_impl.sampling.sample --------------
+    def sampling(self, logits, config, n, seed):
+        generator = torch.Generator().manual_seed(seed)
+        rows = _t(logits).repeat_interleave(n, dim=0)  # (B * n, N_V)
+        return _np(sample(rows, config, generator)).reshape(len(logits), n)
+
+    def sampling_distribution(self, logits, config):
+        return _np(truncated_distribution(_t(logits), config).to(_t(logits).dtype))
+
+    # -- Algorithm 61: both models with their KV caches ---------------------------------------
+    def speculative_decoding(self, prompt, target_params, target_config, draft_params,
+                             draft_config, l_gen, k, sampling, seed):
+        target = MODEL_CLASSES[type(target_config)].from_canonical(target_config, target_params)
+        draft = MODEL_CLASSES[type(draft_config)].from_canonical(draft_config, draft_params)
+        generator = torch.Generator().manual_seed(seed)
+        y, accepted = self.speculative(target, draft, _t(prompt), l_gen, k, sampling, generator)
+        return np.concatenate([prompt, _np(y)], axis=1), [np.array(A) for A in accepted]
+
+    def speculative(self, target, draft, prompt, l_gen, k, sampling, generator):
+        """torch_impl's Algorithm 61 (a hook for the mutants of conformance/mutants)."""
+        return speculative_decoding(target, draft, prompt, l_gen, k, sampling, generator)
 
     # -- backward: torch_impl.backward (autograd through the fast forward) --------------------
     def token_embedding_backward(self, x, params, dY):

@@ -23,12 +23,14 @@ from conformance.mutants import (
     position_wise,
     positions,
     rope,
+    sampling,
+    speculative,
     training_memory,
     vision,
 )
 
-MODULES = (attention, position_wise, decoder, training_memory, evidence, rope,
-           modern_position_wise, positions, attention_variants, vision)
+MODULES = (attention, position_wise, decoder, training_memory, evidence, sampling, speculative,
+           rope, modern_position_wise, positions, attention_variants, vision)
 
 
 def catalogue() -> list[type]:

@@ -192,6 +192,20 @@ class TemperatureIgnored(ComposedDecoder):
         return super().sample(logits, 1.0, generator)
 
 
+class SamplerKeepsTop50(ComposedDecoder):
+    """The sampler silently keeps only the 50 most probable tokens (a default top_k = 50, as in
+    transformers' GenerationConfig), invisible below N_V = 51 (issue 12's blind spot)."""
+
+    only = ("d_inference",)
+    caught_by = ("sampling.frequencies",)
+
+    def sample(self, logits, tau, generator):
+        if logits.shape[-1] > 50:
+            kth = torch.topk(logits, 50, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, -torch.inf)
+        return super().sample(logits, tau, generator)
+
+
 class UnseededSampling(ComposedDecoder):
     """The seed is ignored: every run draws from a generator seeded by the operating system."""
 
