@@ -6,6 +6,15 @@ An adapter is a small class. It declares
 - ``dtypes``: the NumPy float dtypes it runs in, e.g. ``("float32", "float64")``;
 - ``algorithms``: the spec ids it implements (``formal-transformers spec`` lists them) and the
   optional extras of ``EXTRAS`` (parameter counts, gradients of the architectures);
+- ``variants`` (optional): a dict of the declared variants it implements, from
+  ``formal_transformers.hyperparameters.VARIANTS`` -- ``tied_unembedding`` (bool: W_u = W_e^T,
+  one parameter), ``bias`` (bool: False means no bias and no layer-norm beta anywhere),
+  ``loss_reduction`` ("sum" or "mean": the training algorithms' objective), ``padding_idx``
+  (None or a token id whose embedding column is 0 and gets no gradient from the lookup).
+  Undeclared names take the spec's default. The suite then builds every architecture config
+  with these values and draws parameters that respect them (canonical.parameter_shapes of
+  that config: no ``W_u`` when tied, no ``b_*``/``beta`` when bias-free); the spec states each
+  variant's formula (spec/algorithms/01, 07-13, "Hyperparameter variants");
 
 and implements one method per declared name, with the signatures documented on ``Adapter``.
 Everything undeclared is reported as *not covered* -- never as passed.
@@ -36,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from formal_transformers.errors import AdapterError
+from formal_transformers.hyperparameters import VARIANTS, variant_problem
 
 Array = np.ndarray
 Params = Mapping[str, np.ndarray]
@@ -63,6 +73,7 @@ class Adapter:
     name: str = "unnamed adapter"
     dtypes: tuple[str, ...] = ("float64",)
     algorithms: tuple[str, ...] = ()
+    variants: dict[str, Any] = {}  # noqa: RUF012 -- read only; see declared_variants
 
     def constrain(self, algorithm: str, sizes: dict[str, Any]) -> dict[str, Any]:
         """Map drawn sizes onto ones this implementation supports (default: all supported).
@@ -248,6 +259,32 @@ def validate_adapter(adapter: object) -> None:
     constrain = getattr(adapter, "constrain", None)
     if constrain is not None and not callable(constrain):
         raise AdapterError(f"{where}: attribute 'constrain' must be a method")
+    _check_variants(where, getattr(adapter, "variants", None))
+
+
+def _check_variants(where: str, variants: object) -> None:
+    if variants is None:
+        return
+    if not isinstance(variants, Mapping):
+        raise AdapterError(f"{where}: attribute 'variants' must be a dict of declared variants "
+                           f"(known: {', '.join(VARIANTS)}), got {type(variants).__name__}")
+    for name, value in variants.items():
+        problem = variant_problem(name, value)
+        if problem:
+            raise AdapterError(f"{where}: {problem}")
+    idx = variants.get("padding_idx")
+    if idx is not None and idx >= MAX_PADDING_IDX:
+        raise AdapterError(f"{where}: variant 'padding_idx' = {idx}: the suite draws "
+                           f"vocabularies of up to {MAX_PADDING_IDX} tokens, so it must be < "
+                           f"{MAX_PADDING_IDX} (map your padding id onto a small one)")
+
+
+MAX_PADDING_IDX = 64
+
+
+def declared_variants(adapter: object) -> dict[str, Any]:
+    """Every variant with its value for ``adapter``: the declared ones, else the default."""
+    return VARIANTS | dict(getattr(adapter, "variants", None) or {})
 
 
 def _signature(fn: Any) -> str:

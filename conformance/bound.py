@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapter import EXTRAS
+from conformance.adapter import EXTRAS, declared_variants
 from formal_transformers.errors import AdapterError
 
 Shape = tuple[int, ...]
@@ -46,11 +46,16 @@ class Bound:
         self.adapter = adapter
         self.name: str = adapter.name
         self.dtypes: tuple[str, ...] = tuple(adapter.dtypes)
+        self.variants: dict[str, Any] = declared_variants(adapter)
 
     def declares(self, name: str) -> bool:
         return name in tuple(self.adapter.algorithms)
 
     def constrain(self, algorithm: str, sizes: dict[str, Any]) -> dict[str, Any]:
+        """The adapter's ``constrain`` of ``sizes``; an architecture config's fields first get
+        the declared variants, which ``constrain`` must leave as they are."""
+        declared = {k: v for k, v in self.variants.items() if k in sizes}
+        sizes = dict(sizes) | declared
         fn = getattr(self.adapter, "constrain", None)
         if fn is None:
             return sizes
@@ -58,6 +63,10 @@ class Bound:
         if not isinstance(out, Mapping) or set(out) != set(sizes):
             raise AdapterError(f"{self.name}.constrain({algorithm!r}, ...) must return a dict "
                                f"with the keys {sorted(sizes)}, got {out!r}")
+        changed = sorted(k for k in declared if out[k] != declared[k])
+        if changed:
+            raise AdapterError(f"{self.name}.constrain({algorithm!r}, ...) changed the declared "
+                               f"variant(s) {changed}: declare them in 'variants' instead")
         return dict(out)
 
     # -- the checked call ---------------------------------------------------------------------
@@ -138,7 +147,7 @@ class Bound:
 
     def _probs(self, method, x, params, config, *args):
         out = self._call(method, *args, params, config)
-        return self._array(method, out, x.shape + (config.N_V,), params["W_u"].dtype)
+        return self._array(method, out, x.shape + (config.N_V,), params["W_e"].dtype)
 
     def ed_transformer(self, z, x, params, config):
         return self._probs("ed_transformer", x, params, config, z, x)

@@ -18,9 +18,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from conformance.assertions import summarise
-from formal_transformers.canonical import parameter_shapes
+from formal_transformers.canonical import parameter_shapes, zero_padding_column
 from formal_transformers.hyperparameters import (
     ACTIVATIONS,
+    VARIANTS,
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
@@ -252,8 +253,20 @@ def configs(draw, constrain: Constrain, arch: str, l_max: tuple[int, int] = (2, 
         fields["L"] = draw(st.integers(1, 2))
     if arch == "e_transformer":
         fields["embedding_layer_norm"] = draw(st.booleans())
-    fields |= fixed
-    return CONFIG_CLASSES[arch](**constrain(arch, fields))
+    fields |= VARIANTS | fixed  # the adapter's declared variants replace these in constrain
+    fields = constrain(arch, fields)
+    if fields["padding_idx"] is not None:  # the padding id must be a token of the vocabulary
+        fields["N_V"] = max(fields["N_V"], fields["padding_idx"] + 1)
+    return CONFIG_CLASSES[arch](**fields)
+
+
+def model_parameters(config: Any, rng: np.random.Generator, scale: float, dtype: Any
+                     ) -> dict[str, np.ndarray]:
+    """Random canonical parameters of ``config``, respecting its declared variants: exactly
+    the entries of canonical.parameter_shapes (no W_u when tied, no b_*/beta without bias),
+    W_e[:, padding_idx] = 0."""
+    return zero_padding_column(config, random_parameters(parameter_shapes(config), rng, scale,
+                                                         dtype))
 
 
 @st.composite
@@ -277,7 +290,7 @@ def build_architecture_case(arch: str, config: Any, B: int, l: int, l_z: int | N
                             ) -> Case:
     """The case ``architecture_cases`` draws for these choices (also used to pin examples)."""
     rng = np.random.default_rng(seed)
-    params = random_parameters(parameter_shapes(config), rng, scale, dtype)
+    params = model_parameters(config, rng, scale, dtype)
     if zero_positions:
         params["W_p"] = np.zeros_like(params["W_p"])
     data: dict[str, Any] = {"config": config, "params": params,
@@ -315,7 +328,7 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
     config = draw(configs(constrain, base, l_max=(4, 7)))
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
-    params = random_parameters(parameter_shapes(config), rng, scale or draw(SCALES), dtype)
+    params = model_parameters(config, rng, scale or draw(SCALES), dtype)
     data: dict[str, Any] = {"config": config, "params": params, "tau": draw(st.sampled_from(taus)),
                             "sample_seed": draw(st.integers(0, 2**31 - 1))}
     B = draw(st.integers(1, 2))

@@ -8,6 +8,9 @@ the (global) batch, so that
 - gradient accumulation over micro-batches weights each micro-batch by its share of B;
 - DDP, which averages gradients over W equal shards, gives the gradient of the global mean,
   i.e. the same update as one process on the full batch (torch_impl/distributed.py).
+With the declared variant ``loss_reduction = "mean"`` (config field; spec: Algorithms 11-13,
+variants) a sequence's loss is that sum divided by its number of predicted tokens,
+max(|T|, 1); the batch objective is still the mean over sequences.
 """
 
 from __future__ import annotations
@@ -29,28 +32,40 @@ LossFn = Callable[[nn.Module, Batch], torch.Tensor]  # -> per-sequence losses (B
 
 
 def token_log_loss(logits: torch.Tensor, targets: torch.Tensor,
-                   weights: torch.Tensor | None = None) -> torch.Tensor:
+                   weights: torch.Tensor | None = None, reduction: str = "sum") -> torch.Tensor:
     """-sum_t w_t log softmax(logits[:, t])[targets[:, t]] per sequence: (B, T, N_V) -> (B,).
 
-    The log-softmax and its gradient are computed in at least float32 (bf16 logits upcast).
+    ``reduction="mean"`` divides each sequence's sum by its number of predicted tokens
+    max(sum_t w_t, 1) (T when no weights). The log-softmax and its gradient are computed in
+    at least float32 (bf16 logits upcast).
     """
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
     if weights is not None:
         nll = nll * weights.to(nll.dtype)
-    return nll.sum(dim=1)
+    total = nll.sum(dim=1)
+    if reduction == "sum":
+        return total
+    count = (weights.to(nll.dtype).sum(dim=1) if weights is not None
+             else torch.full_like(total, nll.shape[1]))
+    return total / count.clamp(min=1)
+
+
+def _reduction(model: nn.Module) -> str:
+    """The config's loss_reduction (through a DDP wrapper's ``module``)."""
+    return getattr(model, "module", model).config.loss_reduction
 
 
 def d_losses(model: DTransformer, batch: Batch) -> torch.Tensor:
     """-sum_{t=0}^{l-2} log P[x[t+1], t] for each x of (B, l) (spec: Algorithm 13, L5)."""
     (x,) = batch
-    return token_log_loss(model(x)[:, :-1], x[:, 1:])
+    return token_log_loss(model(x)[:, :-1], x[:, 1:], reduction=_reduction(model))
 
 
 def ed_losses(model: EDTransformer, batch: Batch) -> torch.Tensor:
     """-sum_{t=0}^{l_x-2} log P[x[t+1], t] with P = EDTransformer(z, x) (spec: Alg 11, L5)."""
     z, x = batch
-    return token_log_loss(model(z, x)[:, :-1], x[:, 1:])
+    return token_log_loss(model(z, x)[:, :-1], x[:, 1:], reduction=_reduction(model))
 
 
 def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor:
@@ -60,7 +75,8 @@ def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor
     """
     x, masked = batch
     x_tilde = torch.where(masked, torch.full_like(x, mask_token), x)  # Alg 12 L4
-    return token_log_loss(model(x_tilde), x, masked)  # Alg 12 L6-7
+    return token_log_loss(model(x_tilde), x, masked,
+                          _reduction(model))  # Alg 12 L6-7
 
 
 def draw_masked(x: torch.Tensor, p_mask: float, rng: np.random.Generator) -> torch.Tensor:

@@ -14,7 +14,7 @@ import numpy as np
 
 import reference_numpy as ref
 from conformance.adapter import Adapter
-from formal_transformers.canonical import parameter_count
+from formal_transformers.canonical import fold_gradients, full_parameters, parameter_count
 from reference_numpy import architectures, architectures_backward, inference, training
 
 Array = np.ndarray
@@ -207,16 +207,18 @@ class ReferenceAdapter(Adapter):
 
     def _vjp(self, arch: str, tokens: tuple[Array, ...], params, config, dP):
         """Gradients of sum(P * dP): through the softmax to the final representation X_out,
-        then the reference's chained backward (architectures_backward)."""
+        then the reference's chained backward (architectures_backward), folded onto the
+        declared variant's own parameters (canonical.fold_gradients)."""
         per_row = []
+        W_u = full_parameters(config, params)["W_u"]
         for b in range(dP.shape[0]):
             cache: dict = {}
             P = ARCH_FORWARD[arch](*(t[b] for t in tokens), params, config, cache).T  # (l, N_V)
             d_logits = P * (dP[b] - np.sum(P * dP[b], axis=1, keepdims=True))  # (l, N_V)
             X_out = cache["X_out"]  # (d_e, l)
-            grads = ARCH_BACKWARD[arch](params["W_u"].T @ d_logits.T, cache, config)
+            grads = ARCH_BACKWARD[arch](W_u.T @ d_logits.T, cache, config)
             grads["W_u"] = d_logits.T @ X_out.T
-            per_row.append(grads)
+            per_row.append(fold_gradients(config, grads))
         return {k: np.sum([g[k] for g in per_row], axis=0) for k in params}
 
     def d_transformer_backward(self, x, params, config, dP):

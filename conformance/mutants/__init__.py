@@ -12,9 +12,9 @@ Try one by hand::
 
 from __future__ import annotations
 
-from conformance.mutants import attention, decoder, position_wise, training_memory
+from conformance.mutants import attention, decoder, position_wise, training_memory, variants
 
-MODULES = (attention, position_wise, decoder, training_memory)
+MODULES = (attention, position_wise, decoder, training_memory, variants)
 
 
 def catalogue() -> list[type]:

@@ -33,11 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from conformance import report, runner
-    from conformance.adapter import load_adapter
+    from conformance.adapter import declared_variants, load_adapter
 
     adapter = load_adapter(args.impl)
+    variants = declared_variants(adapter)
     out = render.console()
     out.print(f"Verifying [bold]{adapter.name}[/bold] (profile {args.profile}, seed {args.seed})")
+    out.print("Declared variants: " + ", ".join(f"{k}={v!r}" for k, v in variants.items()),
+              markup=False, highlight=False)
     start = time.perf_counter()
     with render.progress(transient=True) as bar:
         task = bar.add_task("checks", total=None, info="")
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         doc = report.to_json(results, adapter.name, args.impl or "torch", args.profile,
                              args.seed, seconds)
+        doc["variants"] = variants  # spec: "Declared variant" sections of Algorithms 1, 7-13
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, doc)
         out.print(f"JSON report written to {args.json}")
