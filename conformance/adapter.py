@@ -60,7 +60,7 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
             "unembedding_backward")
 ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
-          "ed_transformer_backward")
+          "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
 
 
@@ -218,6 +218,21 @@ class Adapter:
     def d_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array
                                ) -> dict[str, Array]:
         """Vector-Jacobian product of Alg 10: gradients of sum(P * dP) for every canonical name."""
+        raise NotImplementedError
+
+    def d_transformer_padded(self, x: Array, real: Array, params: Params, config: Any
+                             ) -> Array:
+        """Alg 10 on a padded batch (spec: 10-d-transformer.md, "Padded batches").
+
+        x (B, l) int, real (B, l) bool: True at a sequence's tokens, one block per row at its
+        start (right padding) or end (left padding); a real token's position is the number of
+        real tokens before it. Returns P (B, l, N_V); columns at padded positions are ignored.
+        """
+        raise NotImplementedError
+
+    def e_transformer_padded(self, x: Array, real: Array, params: Params, config: Any
+                             ) -> Array:
+        """Alg 9 on a padded batch, like d_transformer_padded (9-e-transformer.md)."""
         raise NotImplementedError
 
     def e_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array

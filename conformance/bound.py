@@ -158,6 +158,13 @@ class Bound:
     def d_transformer(self, x, params, config):
         return self._probs("d_transformer", x, params, config, x)
 
+    def d_transformer_padded(self, x, real, params, config):
+        """P (B, l, N_V) of a padded batch (only the real positions are meaningful)."""
+        return self._probs("d_transformer_padded", x, params, config, x, real)
+
+    def e_transformer_padded(self, x, real, params, config):
+        return self._probs("e_transformer_padded", x, params, config, x, real)
+
     # -- training -----------------------------------------------------------------------------
     def _step(self, method, params, out):
         if not isinstance(out, tuple) or len(out) != 2:

@@ -39,7 +39,7 @@ def check_real(real: object, shape: tuple[int, int]) -> torch.Tensor:
 
 def position_ids(real: torch.Tensor) -> torch.Tensor:
     """Positions (B, l): a real token's is the number of real tokens before it; padded: 0."""
-    return (real.long().cumsum(dim=1) - 1).clamp(min=0)
+    return torch.where(real, real.long().cumsum(dim=1) - 1, 0)
 
 
 def key_padding_mask(real: torch.Tensor) -> torch.Tensor:

@@ -56,7 +56,8 @@ class ReferenceAdapter(Adapter):
                   "token_embedding_backward", "positional_embedding_backward",
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
-                  "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward")
+                  "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
+                  "d_transformer_padded", "e_transformer_padded")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -99,6 +100,21 @@ class ReferenceAdapter(Adapter):
 
     def d_transformer(self, x, params, config):
         return _rows(lambda b: architectures.d_transformer(x[b], params, config).T, x.shape[0])
+
+    def _padded(self, arch, x, real, params, config):
+        """The spec's definition of a padded batch: each row's real block computed alone
+        (positions from 0), at its place; padded columns get the uniform distribution."""
+        P = np.full(x.shape + (config.N_V,), 1.0 / config.N_V)
+        for b in range(x.shape[0]):
+            idx = np.flatnonzero(real[b])
+            P[b, idx] = ARCH_FORWARD[arch](x[b, idx], params, config).T
+        return P
+
+    def d_transformer_padded(self, x, real, params, config):
+        return self._padded("d_transformer", x, real, params, config)
+
+    def e_transformer_padded(self, x, real, params, config):
+        return self._padded("e_transformer", x, real, params, config)
 
     # -- training: one epoch over the batch, one gradient step per sequence ------------------
     def _epoch(self, step, rows, params, eta):

@@ -61,7 +61,7 @@ class TorchAdapter(Adapter):
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward")
+                  "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -96,6 +96,18 @@ class TorchAdapter(Adapter):
 
     def d_transformer(self, x, params, config):
         return _np(torch_impl.d_transformer(_t(x), params, config))
+
+    def _padded(self, x, real, params, config):
+        """P of a padded batch: the model with its ``attention_mask`` (torch_impl.padding)."""
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        with torch.no_grad():
+            return _np(torch.softmax(model(_t(x), attention_mask=_t(real)), dim=-1))
+
+    def d_transformer_padded(self, x, real, params, config):
+        return self._padded(x, real, params, config)
+
+    def e_transformer_padded(self, x, real, params, config):
+        return self._padded(x, real, params, config)
 
     # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
     def _epoch(self, config, params, eta, loss_fn, rows):

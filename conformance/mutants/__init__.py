@@ -12,9 +12,16 @@ Try one by hand::
 
 from __future__ import annotations
 
-from conformance.mutants import attention, decoder, position_wise, training_memory, variants
+from conformance.mutants import (
+    attention,
+    decoder,
+    padding,
+    position_wise,
+    training_memory,
+    variants,
+)
 
-MODULES = (attention, position_wise, decoder, training_memory, variants)
+MODULES = (attention, position_wise, decoder, training_memory, variants, padding)
 
 
 def catalogue() -> list[type]:

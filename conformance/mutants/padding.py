@@ -1,0 +1,69 @@
+"""Mutants of padded batches (spec: Algorithms 9-10, "Padded batches"): the bugs reported
+again and again against batched transformer code, each in one hook of torch_impl's models
+(``CanonicalModel.position_ids`` / ``padding_mask``, torch_impl/padding.py)."""
+
+from __future__ import annotations
+
+import torch
+
+from conformance.adapters.torch_adapter import TorchAdapter, _np, _t
+from torch_impl import padding
+from torch_impl.models import DTransformer, ETransformer
+
+
+class PaddingMutant(TorchAdapter):
+    """Runs torch_impl's D and E transformers with ``position_ids`` / ``padding_mask``
+    replaced by the mutant's."""
+
+    algorithms = ("d_transformer", "e_transformer", "d_transformer_padded",
+                  "e_transformer_padded")
+    only = ("batch.padding_invariance",)
+
+    def position_ids(self, real):
+        return padding.position_ids(real)
+
+    def padding_mask(self, real):
+        return padding.key_padding_mask(real)
+
+    def _padded(self, x, real, params, config):
+        base = DTransformer if config.arch == "decoder" else ETransformer
+        mutant = self
+        model_class = type(f"Mutated{base.__name__}", (base,), {
+            "position_ids": lambda m, r: mutant.position_ids(r),
+            "padding_mask": lambda m, r: mutant.padding_mask(r)})
+        model = model_class.from_canonical(config, params)
+        with torch.no_grad():
+            return _np(torch.softmax(model(_t(x), attention_mask=_t(real)), dim=-1))
+
+
+class PaddingMaskIgnored(PaddingMutant):
+    """The attention mask is accepted but never reaches attention: real tokens attend to the
+    padding (huggingface/transformers#3167: padded GPT-2 batches give other tokens)."""
+
+    caught_by = ("batch.padding_invariance",)
+
+    def padding_mask(self, real):
+        return None
+
+
+class PositionsNotShifted(PaddingMutant):
+    """Positions are 0..l-1 whatever the padding, so a left-padded sequence starts at the
+    position after its padding (transformers#21080, unsloth#3795: position_ids not computed
+    from the attention mask)."""
+
+    caught_by = ("batch.padding_invariance",)
+
+    def position_ids(self, real):
+        return torch.arange(real.shape[1]).expand(real.shape)
+
+
+class PaddingMaskOnQueries(PaddingMutant):
+    """The (B, l) padding mask is broadcast along the query axis instead of the key axis
+    (``mask[:, None, None, :]`` in the wrong orientation): a real query sees every key,
+    padding included, and a padded query sees none."""
+
+    caught_by = ("batch.padding_invariance",)
+
+    def padding_mask(self, real):
+        l = real.shape[1]
+        return real[:, None, None, :].expand(-1, 1, l, l)  # Mask[b, t_z, t_x] = real[b, t_x]
