@@ -60,7 +60,8 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
             "unembedding_backward")
 ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
-          "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded")
+          "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
+          "d_decode")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
 
 
@@ -163,6 +164,20 @@ class Adapter:
         """Alg 14. prompt (B, l) int; sample l_gen tokens at temperature tau, seeded by seed.
 
         Returns (B, l + l_gen) int: the prompt followed by the new tokens.
+        """
+        raise NotImplementedError
+
+    def d_decode(self, prompt: Array | None, params: Params, config: Any, l_gen: int,
+                 real: Array | None = None, chunk: int | None = None, state: Any = None
+                 ) -> tuple[Array, Array, Any]:
+        """The decode path of Alg 14 at tau -> 0 (greedy), with every step's distribution.
+
+        prompt (B, l) int; real (B, l) bool marks the real tokens of a LEFT-padded prompt
+        (spec: 10-d-transformer.md, "Padded batches") or None; chunk: feed the prompt to the
+        cache ``chunk`` tokens at a time (None: all at once); state: what an earlier call
+        returned, to continue generating after its last token (then prompt is None).
+        Returns (new tokens (B, l_gen) int, log_probs (B, l_gen, N_V) in the params' dtype:
+        log p of the next-token distribution each token was taken from (its argmax), state).
         """
         raise NotImplementedError
 

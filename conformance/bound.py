@@ -205,6 +205,19 @@ class Bound:
         B, l = prompt.shape
         return self._tokens("d_inference", out, (B, l + l_gen), config.N_V)
 
+    def d_decode(self, prompt, params, config, l_gen, real=None, chunk=None, state=None):
+        """(new tokens (B, l_gen), log-probabilities (B, l_gen, N_V), state), checked."""
+        out = self._call("d_decode", prompt, params, config, l_gen, real=real, chunk=chunk,
+                         state=state)
+        if not isinstance(out, tuple) or len(out) != 3:
+            raise AdapterError(f"{self.name}.d_decode must return (tokens, log_probs, state), "
+                               f"got {describe(out)}")
+        B = prompt.shape[0] if prompt is not None else np.shape(out[0])[0]
+        tokens = self._tokens("d_decode", out[0], (B, l_gen), config.N_V)
+        log_p = self._array("d_decode", out[1], (B, l_gen, config.N_V), params["W_e"].dtype,
+                            "log_probs")
+        return tokens, log_p, out[2]
+
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         out = self._call("ed_inference", z, params, config, tau, seed, bos_token, eos_token,
                          l_max_gen)

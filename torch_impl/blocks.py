@@ -93,8 +93,8 @@ class MultiHeadAttention(nn.Module):
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """X: (B, T, d_e). Self-attention over X (plus the cached tokens of ``layer`` when a
         cache is given), or cross-attention to precomputed context keys/values ``kv``.
-        ``mask``: a padded batch's (B, 1, T, T) self-attention mask (torch_impl.padding),
-        without a cache."""
+        ``mask``: a padded batch's self-attention mask (torch_impl.padding): (B, 1, T, T)
+        without a cache, the complete (B, 1, offset + T, T) one (causal included) with it."""
         # view/transpose rather than einops here: this is the decode loop's hot path
         B, T, _ = X.shape
         if self.cross:
@@ -105,8 +105,10 @@ class MultiHeadAttention(nn.Module):
         else:
             qkv = self.qkv(X).view(B, T, 3, self.H, -1)  # (B, T, 3, H, d_head)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, d_head)
-            if mask is not None:
-                assert cache is None, "a padded batch runs without a KV cache"
+            if mask is not None and cache is not None:  # padded decoding: mask is complete
+                k, v, _ = cache.update(layer, k, v)
+                y = sdpa(q, k, v, mask)
+            elif mask is not None:
                 y = sdpa(q, k, v, mask, causal=causal)
             else:
                 y = self._self_attend(q, k, v, causal, cache, layer)

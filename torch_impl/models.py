@@ -182,7 +182,10 @@ class DTransformer(CanonicalModel):
     def _hidden(self, x: torch.Tensor, cache: KVCache | None,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         offset = cache.length if cache is not None else 0
-        positions, mask = self.padding(x, attention_mask)
+        if cache is not None and (attention_mask is not None or cache.padded):
+            positions, mask = self._cached_padding(x, cache, attention_mask)
+        else:
+            positions, mask = self.padding(x, attention_mask)
         X = self.embed(x, offset, positions)  # (B, T, d_e), Alg 10 L2-3
         for l, layer in enumerate(self.layers):
             X = layer(X, cache, l, mask)  # Alg 10 L4-8
@@ -190,14 +193,27 @@ class DTransformer(CanonicalModel):
             cache.advance(x.shape[1])
         return self.ln_f(X)  # Alg 10 L9
 
+    def _cached_padding(self, x: torch.Tensor, cache: KVCache,
+                        attention_mask: torch.Tensor | None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions and complete masks of T new tokens in a padded KV cache: the cache
+        remembers which of its positions are real (new tokens without a mask are real)."""
+        offset, T = cache.length, x.shape[1]
+        if attention_mask is not None:  # checked whole by the caller (inference.decode_steps)
+            cache.real[:, offset:offset + T] = attention_mask
+            cache.padded = True
+        keys = cache.real[:, :offset + T]
+        return padding.cached_positions(keys, T), padding.cached_mask(keys, T, offset)
+
     def forward(self, x: torch.Tensor, cache: KVCache | None = None,
                 attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, l) token ids -> logits W_u X: (B, l, N_V) (spec: Algorithm 10)."""
         return self.lm_head(self.hidden_states(x, cache, attention_mask))
 
-    def last_logits(self, x: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+    def last_logits(self, x: torch.Tensor, cache: KVCache | None,
+                    attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the last position only, (B, N_V), without input checks: the decode step."""
-        return self.lm_head(self._hidden(x, cache)[:, -1])
+        return self.lm_head(self._hidden(x, cache, attention_mask)[:, -1])
 
 
 class ETransformer(CanonicalModel):

@@ -45,7 +45,21 @@ def position_ids(real: torch.Tensor) -> torch.Tensor:
 def key_padding_mask(real: torch.Tensor) -> torch.Tensor:
     """Mask[b, 0, t_z, t_x] in the spec's orientation, (B, 1, l, l): a real query sees the real
     keys (AND-ed with the causal mask by the caller); a padded query sees itself only."""
-    l = real.shape[1]
-    eye = torch.eye(l, dtype=torch.bool, device=real.device)
-    keys = real[:, :, None].expand(-1, l, l)  # (B, t_z, t_x): key t_z is real
-    return torch.where(real[:, None, :], keys, eye)[:, None]
+    return cached_mask(real, real.shape[1], 0, causal=False)
+
+
+def cached_mask(keys: torch.Tensor, T: int, offset: int, causal: bool = True) -> torch.Tensor:
+    """The mask of T new queries after ``offset`` cached tokens, (B, 1, offset + T, T):
+    ``keys`` (B, offset + T) says which positions are real; query t_x (at position
+    offset + t_x) sees the real keys t_z <= offset + t_x, or only itself when it is padding."""
+    S = keys.shape[1]
+    t_z = torch.arange(S, device=keys.device)[:, None]
+    t_x = torch.arange(T, device=keys.device)[None, :] + offset
+    allowed = keys[:, :, None] & ((t_z <= t_x) if causal else torch.ones_like(t_z == t_x))
+    query_real = keys[:, None, offset:]  # (B, 1, T)
+    return torch.where(query_real, allowed, (t_z == t_x)[None])[:, None]
+
+
+def cached_positions(keys: torch.Tensor, T: int) -> torch.Tensor:
+    """Positions (B, T) of the last T of ``keys`` (B, S): real tokens before, padded 0."""
+    return position_ids(keys)[:, keys.shape[1] - T:]

@@ -57,7 +57,7 @@ class ReferenceAdapter(Adapter):
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
-                  "d_transformer_padded", "e_transformer_padded")
+                  "d_transformer_padded", "e_transformer_padded", "d_decode")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -142,6 +142,21 @@ class ReferenceAdapter(Adapter):
         rng = np.random.default_rng(seed)
         return _rows(lambda b: np.concatenate([prompt[b], inference.d_inference(
             prompt[b], params, config, l_gen, tau, rng)]), prompt.shape[0])
+
+    def d_decode(self, prompt, params, config, l_gen, real=None, chunk=None, state=None):
+        """Greedy Algorithm 14 by full recomputation (there is no cache: ``chunk`` changes
+        nothing); a padded row is its real tokens alone; the state is the sequences so far."""
+        if state is None:
+            keep = np.ones(prompt.shape, bool) if real is None else real
+            state = [row[k] for row, k in zip(prompt, keep, strict=True)]
+        seqs, tokens, log_p = [np.array(s) for s in state], [], []
+        for _ in range(l_gen):
+            P = np.stack([architectures.d_transformer(s, params, config)[:, -1] for s in seqs])
+            with np.errstate(divide="ignore"):
+                log_p.append(np.log(P))
+            tokens.append(P.argmax(axis=1))
+            seqs = [np.append(s, y) for s, y in zip(seqs, tokens[-1], strict=True)]
+        return np.stack(tokens, axis=1), np.stack(log_p, axis=1), seqs
 
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         rng = np.random.default_rng(seed)

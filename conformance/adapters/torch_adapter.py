@@ -17,6 +17,7 @@ import torch_impl
 from conformance.adapter import Adapter
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
+from torch_impl.inference import decode_steps
 from torch_impl.models import MODEL_CLASSES
 
 Array = np.ndarray
@@ -61,7 +62,8 @@ class TorchAdapter(Adapter):
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded")
+                  "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
+                  "d_decode")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -137,6 +139,16 @@ class TorchAdapter(Adapter):
         generator = torch.Generator().manual_seed(seed)
         y = torch_impl.d_inference(model, _t(prompt), l_gen, tau, generator)
         return np.concatenate([prompt, _np(y)], axis=1)
+
+    def d_decode(self, prompt, params, config, l_gen, real=None, chunk=None, state=None):
+        """torch_impl.inference.decode_steps; the state carries the model and its cache."""
+        if state is None:
+            model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+            y, log_p, st = decode_steps(model, _t(prompt), l_gen, _t(real), chunk)
+        else:
+            model, previous = state
+            y, log_p, st = decode_steps(model, None, l_gen, state=previous)
+        return _np(y), _np(log_p), (model, st)
 
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         model = MODEL_CLASSES[type(config)].from_canonical(config, params)

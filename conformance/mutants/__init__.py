@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from conformance.mutants import (
     attention,
+    decode,
     decoder,
     padding,
     position_wise,
@@ -21,7 +22,7 @@ from conformance.mutants import (
     variants,
 )
 
-MODULES = (attention, position_wise, decoder, training_memory, variants, padding)
+MODULES = (attention, position_wise, decoder, training_memory, variants, padding, decode)
 
 
 def catalogue() -> list[type]:
