@@ -61,7 +61,7 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
 ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
-          "d_decode")
+          "ed_transformer_padded", "d_decode")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
 
 
@@ -248,6 +248,12 @@ class Adapter:
     def e_transformer_padded(self, x: Array, real: Array, params: Params, config: Any
                              ) -> Array:
         """Alg 9 on a padded batch, like d_transformer_padded (9-e-transformer.md)."""
+        raise NotImplementedError
+
+    def ed_transformer_padded(self, z: Array, x: Array, z_real: Array, x_real: Array,
+                              params: Params, config: Any) -> Array:
+        """Alg 8 on a padded batch: the context z (B, l_z) and the primary x (B, l_x) each
+        with its real-token mask, as in d_transformer_padded (8-ed-transformer.md)."""
         raise NotImplementedError
 
     def e_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array

@@ -165,6 +165,9 @@ class Bound:
     def e_transformer_padded(self, x, real, params, config):
         return self._probs("e_transformer_padded", x, params, config, x, real)
 
+    def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
+        return self._probs("ed_transformer_padded", x, params, config, z, x, z_real, x_real)
+
     # -- training -----------------------------------------------------------------------------
     def _step(self, method, params, out):
         if not isinstance(out, tuple) or len(out) != 2:

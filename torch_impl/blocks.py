@@ -101,7 +101,7 @@ class MultiHeadAttention(nn.Module):
             q = self.q(X).view(B, T, self.H, -1).transpose(1, 2)  # (B, H, T, d_head)
             assert kv is not None, "cross-attention needs the context's keys and values"
             k, v = kv
-            y = sdpa(q, k, v)  # Mask = 1: every query sees the whole context
+            y = sdpa(q, k, v, mask)  # Mask = 1 (or a padded context's real keys)
         else:
             qkv = self.qkv(X).view(B, T, 3, self.H, -1)  # (B, T, 3, H, d_head)
             q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, d_head)
@@ -221,8 +221,10 @@ class PostLNDecoderBlock(nn.Module):
                       cross_mha=self.cross_mha, ln4=self.ln4, mlp=self.mlp, ln5=self.ln5)
 
     def forward(self, X: torch.Tensor, kv: tuple[torch.Tensor, torch.Tensor],
-                cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
-        """X: (B, T, d_e); kv: this layer's keys/values of the encoder output Z."""
-        X = self.ln3(X + self.self_mha(X, causal=True, cache=cache, layer=layer))
-        X = self.ln4(X + self.cross_mha(X, kv=kv))
+                cache: KVCache | None = None, layer: int = 0, mask: torch.Tensor | None = None,
+                cross_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """X: (B, T, d_e); kv: this layer's keys/values of the encoder output Z; ``mask`` /
+        ``cross_mask``: a padded batch's self- and cross-attention masks (torch_impl.padding)."""
+        X = self.ln3(X + self.self_mha(X, causal=True, cache=cache, layer=layer, mask=mask))
+        X = self.ln4(X + self.cross_mha(X, kv=kv, mask=cross_mask))
         return self.ln5(X + self.mlp(X))

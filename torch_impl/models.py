@@ -287,12 +287,16 @@ class EDTransformer(CanonicalModel):
         c, w = self.config, self.lm_head.weight
         return KVCache(c.L_dec, B, c.H, capacity or c.l_max, c.d_e // c.H, w.dtype, w.device)
 
-    def encode(self, z: torch.Tensor) -> torch.Tensor:
-        """The encoder: z (B, l_z) token ids -> Z (B, l_z, d_e) (spec: Algorithm 8, L1-8)."""
+    def encode(self, z: torch.Tensor, context_mask: torch.Tensor | None = None
+               ) -> torch.Tensor:
+        """The encoder: z (B, l_z) token ids -> Z (B, l_z, d_e) (spec: Algorithm 8, L1-8).
+
+        ``context_mask`` (B, l_z) bool marks the real tokens of a padded context."""
         self.check_tokens("z", z)
-        Z = self.embed(z)  # Alg 8 L2-3
+        positions, mask = self.padding(z, context_mask)
+        Z = self.embed(z, positions=positions)  # Alg 8 L2-3
         for layer in self.enc_layers:
-            Z = layer(Z)  # Alg 8 L4-8
+            Z = layer(Z, mask)  # Alg 8 L4-8
         return Z
 
     def context(self, Z: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -300,24 +304,39 @@ class EDTransformer(CanonicalModel):
         return [layer.cross_mha.context(Z) for layer in self.dec_layers]
 
     def decode(self, x: torch.Tensor, kv: list[tuple[torch.Tensor, torch.Tensor]],
-               cache: KVCache | None = None) -> torch.Tensor:
-        """The decoder: x (B, T) -> the final X (B, T, d_e) (spec: Algorithm 8, L9-18)."""
+               cache: KVCache | None = None, attention_mask: torch.Tensor | None = None,
+               context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder: x (B, T) -> the final X (B, T, d_e) (spec: Algorithm 8, L9-18).
+
+        A padded batch (no cache) passes the real tokens of x and of the context z."""
         offset = cache.length if cache is not None else 0
-        X = self.embed(x, offset)  # Alg 8 L10-11
+        positions, mask = self.padding(x, attention_mask)
+        cross = None if context_mask is None else self.cross_padding_mask(context_mask,
+                                                                          x.shape[1])
+        X = self.embed(x, offset, positions)  # Alg 8 L10-11
         for l, layer in enumerate(self.dec_layers):
-            X = layer(X, kv[l], cache, l)  # Alg 8 L12-18
+            X = layer(X, kv[l], cache, l, mask, cross)  # Alg 8 L12-18
         if cache is not None:
             cache.advance(x.shape[1])
         return X
 
-    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """z (B, l_z), x (B, l_x) token ids -> logits (B, l_x, N_V) (spec: Algorithm 8)."""
+    def cross_padding_mask(self, context_real: torch.Tensor, T: int) -> torch.Tensor | None:
+        return padding.context_mask(context_real, T)
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor,
+                attention_mask: torch.Tensor | None = None,
+                context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """z (B, l_z), x (B, l_x) token ids -> logits (B, l_x, N_V) (spec: Algorithm 8);
+        a padded batch passes the real tokens of x (attention_mask) and of z (context_mask)."""
         self.check_tokens("x", x)
         if z.shape[0] != x.shape[0]:
             raise SpecShapeError(f"z and x must hold the same number of sequences, got "
                                  f"z {tuple(z.shape)} and x {tuple(x.shape)}")
-        Z = self.encode(z)
-        return self.lm_head(self.decode(x, self.context(Z)))  # Alg 8 L19
+        if context_mask is not None:
+            padding.check_real(context_mask, tuple(z.shape))
+        Z = self.encode(z, context_mask)
+        return self.lm_head(self.decode(x, self.context(Z), None, attention_mask,
+                                        context_mask))  # Alg 8 L19
 
 
 MODEL_CLASSES: dict[type, type[CanonicalModel]] = {

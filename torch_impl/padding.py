@@ -63,3 +63,9 @@ def cached_mask(keys: torch.Tensor, T: int, offset: int, causal: bool = True) ->
 def cached_positions(keys: torch.Tensor, T: int) -> torch.Tensor:
     """Positions (B, T) of the last T of ``keys`` (B, S): real tokens before, padded 0."""
     return position_ids(keys)[:, keys.shape[1] - T:]
+
+
+def context_mask(context_real: torch.Tensor, T: int) -> torch.Tensor:
+    """Cross-attention mask (B, 1, l_z, T) of T queries to a padded context: the real
+    context tokens, for every query."""
+    return context_real[:, None, :, None].expand(-1, 1, -1, T)

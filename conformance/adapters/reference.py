@@ -57,7 +57,8 @@ class ReferenceAdapter(Adapter):
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
-                  "d_transformer_padded", "e_transformer_padded", "d_decode")
+                  "d_transformer_padded", "e_transformer_padded", "ed_transformer_padded",
+                  "d_decode")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -115,6 +116,14 @@ class ReferenceAdapter(Adapter):
 
     def e_transformer_padded(self, x, real, params, config):
         return self._padded("e_transformer", x, real, params, config)
+
+    def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
+        P = np.full(x.shape + (config.N_V,), 1.0 / config.N_V)
+        for b in range(x.shape[0]):
+            idx = np.flatnonzero(x_real[b])
+            P[b, idx] = architectures.ed_transformer(z[b][z_real[b]], x[b, idx], params,
+                                                     config).T
+        return P
 
     # -- training: one epoch over the batch, one gradient step per sequence ------------------
     def _epoch(self, step, rows, params, eta):

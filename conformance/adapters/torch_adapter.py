@@ -63,7 +63,7 @@ class TorchAdapter(Adapter):
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
                   "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
-                  "d_decode")
+                  "ed_transformer_padded", "d_decode")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -110,6 +110,11 @@ class TorchAdapter(Adapter):
 
     def e_transformer_padded(self, x, real, params, config):
         return self._padded(x, real, params, config)
+
+    def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        with torch.no_grad():
+            return _np(torch.softmax(model(_t(z), _t(x), _t(x_real), _t(z_real)), dim=-1))
 
     # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
     def _epoch(self, config, params, eta, loss_fn, rows):

@@ -8,15 +8,15 @@ import torch
 
 from conformance.adapters.torch_adapter import TorchAdapter, _np, _t
 from torch_impl import padding
-from torch_impl.models import DTransformer, ETransformer
+from torch_impl.models import MODEL_CLASSES
 
 
 class PaddingMutant(TorchAdapter):
     """Runs torch_impl's D and E transformers with ``position_ids`` / ``padding_mask``
     replaced by the mutant's."""
 
-    algorithms = ("d_transformer", "e_transformer", "d_transformer_padded",
-                  "e_transformer_padded")
+    algorithms = ("d_transformer", "e_transformer", "ed_transformer", "d_transformer_padded",
+                  "e_transformer_padded", "ed_transformer_padded")
     only = ("batch.padding_invariance",)
 
     def position_ids(self, real):
@@ -25,15 +25,27 @@ class PaddingMutant(TorchAdapter):
     def padding_mask(self, real):
         return padding.key_padding_mask(real)
 
-    def _padded(self, x, real, params, config):
-        base = DTransformer if config.arch == "decoder" else ETransformer
+    def cross_padding_mask(self, context_real, T):
+        return padding.context_mask(context_real, T)
+
+    def _model(self, config, params):
+        base = MODEL_CLASSES[type(config)]
         mutant = self
         model_class = type(f"Mutated{base.__name__}", (base,), {
             "position_ids": lambda m, r: mutant.position_ids(r),
-            "padding_mask": lambda m, r: mutant.padding_mask(r)})
-        model = model_class.from_canonical(config, params)
+            "padding_mask": lambda m, r: mutant.padding_mask(r),
+            "cross_padding_mask": lambda m, r, T: mutant.cross_padding_mask(r, T)})
+        return model_class.from_canonical(config, params)
+
+    def _padded(self, x, real, params, config):
         with torch.no_grad():
-            return _np(torch.softmax(model(_t(x), attention_mask=_t(real)), dim=-1))
+            logits = self._model(config, params)(_t(x), attention_mask=_t(real))
+        return _np(torch.softmax(logits, dim=-1))
+
+    def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
+        with torch.no_grad():
+            logits = self._model(config, params)(_t(z), _t(x), _t(x_real), _t(z_real))
+        return _np(torch.softmax(logits, dim=-1))
 
 
 class PaddingMaskIgnored(PaddingMutant):
@@ -67,3 +79,15 @@ class PaddingMaskOnQueries(PaddingMutant):
     def padding_mask(self, real):
         l = real.shape[1]
         return real[:, None, None, :].expand(-1, 1, l, l)  # Mask[b, t_z, t_x] = real[b, t_x]
+
+
+class CrossAttentionSeesContextPadding(PaddingMutant):
+    """The encoder masks its padding but the decoder's cross-attention is given no mask (the
+    encoder-attention mask is not passed on): every target token attends to the context's
+    padding."""
+
+    algorithms = ("ed_transformer", "ed_transformer_padded")
+    caught_by = ("batch.padding_invariance",)
+
+    def cross_padding_mask(self, context_real, T):
+        return None

@@ -51,27 +51,44 @@ def padded_cases(alg, constrain, dtype):
     return cases_for(alg, constrain, dtype, min_len=2)
 
 
-@check("batch.padding_invariance", ("d_transformer", "e_transformer"), padded_cases,
+@check("batch.padding_invariance", calls.ARCHITECTURES, padded_cases,
        requires=lambda a: (a + "_padded",), dtypes="all", line=r"e_t|W_p")
 def padding_is_invisible(ctx, case):
-    """Right- and left-padded: each row's real positions equal the row alone (positions
-    counted from its first real token), and new padding tokens change no real position."""
-    alg, x, config = ctx.algorithm, case["x"], case["config"]
-    padded_call = getattr(ctx.adapter, alg + "_padded")
-    rng = case.rng(3)
-    B, l = x.shape
-    lengths = rng.integers(1, l + 1, B)
-    lengths[rng.integers(B)] = rng.integers(1, l)  # some row is padded
-    alone = [calls.forward(ctx.adapter, alg, case.data | {"x": x[b:b + 1, :n]})[0]
-             for b, n in enumerate(lengths)]
+    """Right- and left-padded (the context z of the ED transformer too): each row's real
+    positions equal the row alone (positions counted from its first real token), and new
+    padding tokens change no real position."""
+    alg, config, rng = ctx.algorithm, case["config"], case.rng(3)
+    keys = calls.BATCHED[alg]  # ("x",) or ("z", "x")
+    lengths = {k: _lengths(case[k].shape, rng) for k in keys}
+    alone = [calls.forward(ctx.adapter, alg, case.data | {
+        k: case[k][b:b + 1, :lengths[k][b]] for k in keys})[0] for b in range(len(case["x"]))]
     tol = tolerance(ctx.dtype)
     for side in ("right", "left"):
-        xp, real = pad(x, lengths, side, rng, config.N_V)
-        P = padded_call(xp, real, case["params"], config)
-        for b in range(B):
+        padded = {k: pad(case[k], lengths[k], side, rng, config.N_V) for k in keys}
+        P = _padded_call(ctx, alg, padded, case)
+        real = padded["x"][1]
+        for b in range(len(real)):
             assert_close(ctx, f"{side}-padded row {b} (real tokens {real[b].astype(int).tolist()})"
                          f" vs the sequence alone", P[b][real[b]], alone[b], tol, ("t", "v"))
-        repadded = np.where(real, xp, calls.fresh_like(xp, rng, config.N_V))
-        Q = padded_call(repadded, real, case["params"], config)
+        repadded = {k: (np.where(r, t, calls.fresh_like(t, rng, config.N_V)), r)
+                    for k, (t, r) in padded.items()}
+        Q = _padded_call(ctx, alg, repadded, case)
         assert_close(ctx, f"{side}-padded real positions after changing the padding tokens",
                      Q[real], P[real], tol, ("i", "v"))
+
+
+def _lengths(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Real lengths 1..l per row, at least one row shorter than l when l >= 2."""
+    B, l = shape
+    lengths = rng.integers(1, l + 1, B)
+    if l >= 2:
+        lengths[rng.integers(B)] = rng.integers(1, l)
+    return lengths
+
+
+def _padded_call(ctx, alg, padded, case):
+    (x, x_real), params, config = padded["x"], case["params"], case["config"]
+    if alg == "ed_transformer":
+        z, z_real = padded["z"]
+        return ctx.adapter.ed_transformer_padded(z, x, z_real, x_real, params, config)
+    return getattr(ctx.adapter, alg + "_padded")(x, x_real, params, config)
