@@ -61,7 +61,7 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
 ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
-          "ed_transformer_padded", "d_decode")
+          "ed_transformer_padded", "d_decode", "d_training_padded")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
 
 
@@ -156,6 +156,13 @@ class Adapter:
     def d_training(self, x: Array, params: Params, config: Any, eta: float
                    ) -> tuple[float, dict[str, Array]]:
         """Alg 13 with N_epochs = 1 on the sequences x[b]."""
+        raise NotImplementedError
+
+    def d_training_padded(self, x: Array, real: Array, params: Params, config: Any, eta: float
+                          ) -> tuple[float, dict[str, Array]]:
+        """Alg 13 with N_epochs = 1 on a padded batch (spec: 13-d-training.md, "Padded
+        batches"): real (B, l) bool as in d_transformer_padded; row b's step is the step on
+        its real tokens alone. Returns what d_training returns."""
         raise NotImplementedError
 
     # -- inference (Algorithms 14-15) ---------------------------------------------------------

@@ -189,6 +189,10 @@ class Bound:
         return self._step("e_training", params,
                           self._call("e_training", x, masked, params, config, eta, mask_token))
 
+    def d_training_padded(self, x, real, params, config, eta):
+        return self._step("d_training_padded", params,
+                          self._call("d_training_padded", x, real, params, config, eta))
+
     def d_training(self, x, params, config, eta):
         return self._step("d_training", params, self._call("d_training", x, params, config, eta))
 

@@ -57,9 +57,17 @@ def _reduction(model: nn.Module) -> str:
 
 
 def d_losses(model: DTransformer, batch: Batch) -> torch.Tensor:
-    """-sum_{t=0}^{l-2} log P[x[t+1], t] for each x of (B, l) (spec: Algorithm 13, L5)."""
-    (x,) = batch
-    return token_log_loss(model(x)[:, :-1], x[:, 1:], reduction=_reduction(model))
+    """-sum_{t=0}^{l-2} log P[x[t+1], t] for each x of (B, l) (spec: Algorithm 13, L5).
+
+    batch = (x,) or, for a padded batch, (x, real) with real (B, l) bool (spec: 13, "Padded
+    batches"): only the pairs (t, t+1) of two real tokens are predicted."""
+    x, *rest = batch
+    if not rest:
+        return token_log_loss(model(x)[:, :-1], x[:, 1:], reduction=_reduction(model))
+    real = rest[0]
+    pairs = real[:, :-1] & real[:, 1:]  # target t + 1 follows a real token t
+    return token_log_loss(model(x, attention_mask=real)[:, :-1], x[:, 1:], pairs,
+                          _reduction(model))
 
 
 def ed_losses(model: EDTransformer, batch: Batch) -> torch.Tensor:

@@ -58,7 +58,7 @@ class ReferenceAdapter(Adapter):
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
                   "d_transformer_padded", "e_transformer_padded", "ed_transformer_padded",
-                  "d_decode")
+                  "d_decode", "d_training_padded")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -145,6 +145,11 @@ class ReferenceAdapter(Adapter):
     def d_training(self, x, params, config, eta):
         return self._epoch(lambda x_n, th, e: training.d_training_step(x_n, th, config, e),
                            ((x_n,) for x_n in x), params, eta)
+
+    def d_training_padded(self, x, real, params, config, eta):
+        """The spec's definition: each row's step on its real tokens alone."""
+        return self._epoch(lambda x_n, th, e: training.d_training_step(x_n, th, config, e),
+                           ((x_n[r_n],) for x_n, r_n in zip(x, real, strict=True)), params, eta)
 
     # -- inference: one generator for the whole batch, rows in order ------------------------
     def d_inference(self, prompt, params, config, l_gen, tau, seed):

@@ -63,7 +63,7 @@ class TorchAdapter(Adapter):
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
                   "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
-                  "ed_transformer_padded", "d_decode")
+                  "ed_transformer_padded", "d_decode", "d_training_padded")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -127,6 +127,10 @@ class TorchAdapter(Adapter):
     def d_training(self, x, params, config, eta):
         return self._epoch(config, params, eta, training.d_losses,
                            [(_t(x[b:b + 1]),) for b in range(len(x))])
+
+    def d_training_padded(self, x, real, params, config, eta):
+        return self._epoch(config, params, eta, training.d_losses,
+                           [(_t(x[b:b + 1]), _t(real[b:b + 1])) for b in range(len(x))])
 
     def ed_training(self, z, x, params, config, eta):
         return self._epoch(config, params, eta, training.ed_losses,

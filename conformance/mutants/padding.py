@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from conformance.adapters.torch_adapter import TorchAdapter, _np, _t
-from torch_impl import padding
+from torch_impl import padding, training
 from torch_impl.models import MODEL_CLASSES
 
 
@@ -91,3 +91,20 @@ class CrossAttentionSeesContextPadding(PaddingMutant):
 
     def cross_padding_mask(self, context_real, T):
         return None
+
+
+class LossCountsPadding(TorchAdapter):
+    """The padded forward is right, but the training targets are not masked (labels copied
+    from the input ids without ignoring the padding): the loss also predicts the padding
+    tokens, and the real token after it."""
+
+    algorithms = ("d_training", "d_training_padded")
+    only = ("training.padding_invariance",)
+    caught_by = ("training.padding_invariance",)
+
+    def d_training_padded(self, x, real, params, config, eta):
+        def loss_fn(model, batch):
+            x, real = batch
+            return training.token_log_loss(model(x, attention_mask=real)[:, :-1], x[:, 1:])
+        return self._epoch(config, params, eta, loss_fn,
+                           [(_t(x[b:b + 1]), _t(real[b:b + 1])) for b in range(len(x))])
