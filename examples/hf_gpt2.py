@@ -5,7 +5,10 @@ one matrix. That is the spec's declared variant ``tied_unembedding`` (spec/algor
 10, "Declared variant"), and this adapter declares it, so the suite draws parameters without a
 separate ``W_u`` and checks that the gradient of the shared matrix is the sum of both uses.
 The conversion is torch_impl.interop.hf_gpt2's (Conv1D transposes, fused c_attn). The model
-is built from a small ``GPT2Config`` per call; nothing is downloaded.
+is built from a small ``GPT2Config`` per call; nothing is downloaded. Padded batches
+(``d_transformer_padded``) pass GPT-2 its ``attention_mask`` and the spec's positions
+(spec/algorithms/10, "Padded batches"); without ``position_ids`` GPT-2 counts positions from
+the padding, and left-padded rows fail ``batch.padding_invariance``.
 
     formal-transformers verify --impl examples.hf_gpt2:HFGPT2Adapter
 """
@@ -25,7 +28,8 @@ class HFGPT2Adapter(Adapter):
 
     name = "transformers GPT2LMHeadModel (tied)"
     dtypes = ("float32", "float64")
-    algorithms = ("d_transformer", "d_transformer_backward", "count_parameters")
+    algorithms = ("d_transformer", "d_transformer_backward", "d_transformer_padded",
+                  "count_parameters")
     variants = {"tied_unembedding": True}
 
     def constrain(self, algorithm, sizes):
@@ -53,6 +57,18 @@ class HFGPT2Adapter(Adapter):
         with torch.no_grad():
             logits = self.model(config, params)(torch.from_numpy(x)).logits
         return torch.softmax(logits, dim=-1).numpy()
+
+    def d_transformer_padded(self, x, real, params, config):
+        """GPT-2 on a padded batch: its attention_mask, and position_ids counted from each
+        row's first real token (what transformers' generate builds for left padding)."""
+        mask = torch.from_numpy(real).long()
+        with torch.no_grad():
+            logits = self.model(config, params)(torch.from_numpy(x), attention_mask=mask,
+                                                position_ids=self.position_ids(mask)).logits
+        return torch.softmax(logits, dim=-1).numpy()
+
+    def position_ids(self, mask):
+        return (mask.cumsum(-1) - 1).clamp(min=0)
 
     def d_transformer_backward(self, x, params, config, dP):
         model = self.model(config, params)

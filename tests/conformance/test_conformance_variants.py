@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 from conformance.adapter import validate_adapter
 from conformance.adapters.reference import ReferenceAdapter
@@ -120,3 +121,15 @@ def test_configs_validate_their_variants():
         DTransformerConfig(N_V=3, l_max=4, d_e=2, d_mlp=2, L=1, H=1, padding_idx=3)
     with pytest.raises(ConfigError, match="loss_reduction"):
         ETransformerConfig(N_V=3, l_max=4, d_e=2, d_mlp=2, L=1, H=1, loss_reduction="none")
+
+
+def test_gpt2_passes_padded_batches_with_its_mask_and_fails_without_position_ids():
+    ran, failed, errors = _statuses(HFGPT2Adapter(), only=["batch.padding_invariance"])
+    assert len(ran) == 2 and not failed and not errors, (failed, errors)
+
+    class ArangePositions(HFGPT2Adapter):  # transformers#21080: positions count the padding
+        def position_ids(self, mask):
+            return torch.arange(mask.shape[1]).expand(mask.shape)
+
+    _, failed, errors = _statuses(ArangePositions(), only=["batch.padding_invariance"])
+    assert failed == {"batch.padding_invariance"} and not errors, errors
