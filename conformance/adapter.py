@@ -14,7 +14,9 @@ An adapter is a small class. It declares
   Undeclared names take the spec's default. The suite then builds every architecture config
   with these values and draws parameters that respect them (canonical.parameter_shapes of
   that config: no ``W_u`` when tied, no ``b_*``/``beta`` when bias-free); the spec states each
-  variant's formula (spec/algorithms/01, 07-13, "Hyperparameter variants");
+  variant's formula (spec/algorithms/01, 07-13, "Hyperparameter variants"). Variants apply
+  to the architectures (Algorithms 8-10) and the training and inference built on them; the
+  primitives' checks (attention, layer norm, MLP, ...) draw the paper's parameters;
 
 and implements one method per declared name, with the signatures documented on ``Adapter``.
 Everything undeclared is reported as *not covered* -- never as passed.
