@@ -130,7 +130,8 @@ def run_check(check: Check, bound: Bound, dtype: str | None, profile: Profile, s
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     test = given(check.strategy(check.algorithm, bound.constrain, np.dtype(dtype)))(body)
     for case in check.pinned(check.algorithm, np.dtype(dtype)):
-        test = example(case)(test)
+        if _declared_like(case, bound):  # a pinned config has the spec's default variants
+            test = example(case)(test)
     test = settings(max_examples=max(1, profile.max_examples // check.cost), deadline=None,
                     database=None, phases=phases, verbosity=Verbosity.quiet,
                     suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
@@ -149,6 +150,12 @@ def run_check(check: Check, bound: Bound, dtype: str | None, profile: Profile, s
     result.seconds = time.perf_counter() - start
     result.examples, result.max_error = state["examples"], ctx.max_error
     return result
+
+
+def _declared_like(case: Any, bound: Bound) -> bool:
+    """The case's config (if any) has the variants the adapter declares."""
+    config = getattr(case, "data", {}).get("config")
+    return config is None or all(getattr(config, k, v) == v for k, v in bound.variants.items())
 
 
 def _failure(result: Result, status: str, exc: BaseException, case: Any, prefix: str = ""
