@@ -63,7 +63,7 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
 ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
-          "ed_transformer_padded", "d_decode", "d_training_padded")
+          "ed_transformer_padded", "d_decode", "ed_decode", "d_training_padded")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
 
 
@@ -188,6 +188,13 @@ class Adapter:
         Returns (new tokens (B, l_gen) int, log_probs (B, l_gen, N_V) in the params' dtype:
         log p of the next-token distribution each token was taken from (its argmax), state).
         """
+        raise NotImplementedError
+
+    def ed_decode(self, z: Array, params: Params, config: Any, l_gen: int, bos_token: int
+                  ) -> tuple[Array, Array]:
+        """The decode path of Alg 15 at tau -> 0 for exactly l_gen tokens (no stop at eos):
+        z (B, l_z) int. Returns (new tokens after bos_token (B, l_gen) int, log_probs
+        (B, l_gen, N_V): log p of the distribution each token was the argmax of)."""
         raise NotImplementedError
 
     def ed_inference(self, z: Array, params: Params, config: Any, tau: float, seed: int,

@@ -225,6 +225,17 @@ class Bound:
                             "log_probs")
         return tokens, log_p, out[2]
 
+    def ed_decode(self, z, params, config, l_gen, bos_token):
+        """(new tokens (B, l_gen), log-probabilities (B, l_gen, N_V)), checked."""
+        out = self._call("ed_decode", z, params, config, l_gen, bos_token)
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise AdapterError(f"{self.name}.ed_decode must return (tokens, log_probs), got "
+                               f"{describe(out)}")
+        B = z.shape[0]
+        return (self._tokens("ed_decode", out[0], (B, l_gen), config.N_V),
+                self._array("ed_decode", out[1], (B, l_gen, config.N_V), params["W_e"].dtype,
+                            "log_probs"))
+
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         out = self._call("ed_inference", z, params, config, tau, seed, bos_token, eos_token,
                          l_max_gen)

@@ -189,3 +189,29 @@ def decode_steps(model: DTransformer, prompt: torch.Tensor | None, l_gen: int,
         if i + 1 < l_gen:
             logits = model.last_logits(y[:, i:i + 1], cache)  # Alg 14 L6
     return y, log_p, DecodeState(cache, y[:, -1:].clone())
+
+
+@torch.inference_mode()
+def ed_decode_steps(model: EDTransformer, z: torch.Tensor, l_gen: int, bos_token: int = 0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy Algorithm 15 for exactly l_gen tokens (no stop at eos), exposing every step's
+    distribution: z (B, l_z) -> (new tokens (B, l_gen), log p of each step (B, l_gen, N_V)).
+    The encoder runs once; the decoder's self-attention keys and values are cached."""
+    c = model.config
+    _check_count("l_gen", l_gen, c.l_max)
+    check_token_id("bos_token", bos_token, c.N_V)
+    zb = _as_batch("z", z)
+    kv = model.context(model.encode(zb))  # Alg 15 L4: the encoder's output, once
+    B = zb.shape[0]
+    cache = model.new_cache(B, l_gen)
+    y = torch.empty(B, l_gen, dtype=torch.long, device=zb.device)
+    log_p = None
+    x_in = torch.full((B, 1), bos_token, dtype=torch.long, device=zb.device)  # Alg 15 L1
+    for i in range(l_gen):
+        logits = model.lm_head(model.decode(x_in, kv, cache)[:, -1])  # Alg 15 L4-5
+        if log_p is None:
+            log_p = logits.new_empty(B, l_gen, logits.shape[-1])
+        log_p[:, i] = torch.log_softmax(logits, dim=-1)
+        y[:, i] = logits.argmax(dim=-1)  # Alg 15 L6 at tau -> 0
+        x_in = y[:, i:i + 1]
+    return y, log_p

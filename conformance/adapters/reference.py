@@ -58,7 +58,7 @@ class ReferenceAdapter(Adapter):
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
                   "d_transformer_padded", "e_transformer_padded", "ed_transformer_padded",
-                  "d_decode", "d_training_padded")
+                  "d_decode", "ed_decode", "d_training_padded")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -171,6 +171,20 @@ class ReferenceAdapter(Adapter):
             tokens.append(P.argmax(axis=1))
             seqs = [np.append(s, y) for s, y in zip(seqs, tokens[-1], strict=True)]
         return np.stack(tokens, axis=1), np.stack(log_p, axis=1), seqs
+
+    def ed_decode(self, z, params, config, l_gen, bos_token):
+        """Greedy Algorithm 15 by full recomputation, l_gen tokens after bos_token."""
+        tokens, log_p = [], []
+        for z_b in z:
+            x_hat, rows = [int(bos_token)], []
+            for _ in range(l_gen):
+                p = architectures.ed_transformer(z_b, x_hat, params, config)[:, -1]
+                with np.errstate(divide="ignore"):
+                    rows.append(np.log(p))
+                x_hat.append(int(p.argmax()))
+            tokens.append(x_hat[1:])
+            log_p.append(np.stack(rows))
+        return np.array(tokens, dtype=np.int64), np.stack(log_p)
 
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         rng = np.random.default_rng(seed)

@@ -17,7 +17,7 @@ import torch_impl
 from conformance.adapter import Adapter
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
-from torch_impl.inference import decode_steps
+from torch_impl.inference import decode_steps, ed_decode_steps
 from torch_impl.models import MODEL_CLASSES
 
 Array = np.ndarray
@@ -63,7 +63,7 @@ class TorchAdapter(Adapter):
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
                   "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
-                  "ed_transformer_padded", "d_decode", "d_training_padded")
+                  "ed_transformer_padded", "d_decode", "ed_decode", "d_training_padded")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -158,6 +158,11 @@ class TorchAdapter(Adapter):
             model, previous = state
             y, log_p, st = decode_steps(model, None, l_gen, state=previous)
         return _np(y), _np(log_p), (model, st)
+
+    def ed_decode(self, z, params, config, l_gen, bos_token):
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        y, log_p = ed_decode_steps(model, _t(z), l_gen, bos_token)
+        return _np(y), _np(log_p)
 
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         model = MODEL_CLASSES[type(config)].from_canonical(config, params)

@@ -10,9 +10,9 @@ from conformance.adapters.torch_adapter import TorchAdapter, _np, _t
 from torch_impl import padding
 from torch_impl.attention import sdpa
 from torch_impl.blocks import MultiHeadAttention
-from torch_impl.inference import DecodeState, decode_steps
+from torch_impl.inference import DecodeState, decode_steps, ed_decode_steps
 from torch_impl.kv_cache import KVCache
-from torch_impl.models import DTransformer
+from torch_impl.models import DTransformer, EDTransformer
 
 
 class DecodeMutant(TorchAdapter):
@@ -126,3 +126,22 @@ class PaddedPositionsFromCacheLength(DecodeMutant):
             slots = torch.arange(offset, offset + T, device=x.device).expand(x.shape[0], T)
             return slots, padding.cached_mask(keys, T, offset)
         return {"_cached_padding": _cached_padding}
+
+
+class EDCacheInHalfPrecision(TorchAdapter):
+    """The encoder-decoder's self-attention cache stores keys and values in float16 (a cache
+    dtype fixed at allocation): Algorithm 15's distributions drift, its greedy tokens rarely."""
+
+    algorithms = ("ed_inference", "ed_decode")
+    only = ("kv_cache.equivalence",)
+    caught_by = ("kv_cache.equivalence",)
+
+    def ed_decode(self, z, params, config, l_gen, bos_token):
+        def new_cache(model, B, capacity=None):
+            c, w = model.config, model.lm_head.weight
+            return RoundingCache(c.L_dec, B, c.H, capacity or c.l_max, c.d_e // c.H, w.dtype,
+                                 w.device)
+        model_class = type("MutatedEDTransformer", (EDTransformer,), {"new_cache": new_cache})
+        y, log_p = ed_decode_steps(model_class.from_canonical(config, params), _t(z), l_gen,
+                                   bos_token)
+        return _np(y), _np(log_p)

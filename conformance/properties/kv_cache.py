@@ -57,6 +57,8 @@ def cached_decoding_equals_recomputation(ctx, case):
     ctx.observe(worst)
     if ctx.algorithm == "d_inference" and ctx.adapter.declares("d_decode"):
         check_distributions(ctx, case)
+    if ctx.algorithm == "ed_inference" and ctx.adapter.declares("ed_decode"):
+        check_ed_distributions(ctx, case)
 
 
 # -- the decode path (adapters declaring d_decode): distributions, chunks, resuming, padding --
@@ -123,6 +125,20 @@ def check_distributions(ctx, case) -> None:
     for b in range(len(tokens)):
         check_near_greedy(f"d_decode row {b}", tokens[b], np.exp(log_p[b].astype(np.float64)),
                           margin)
+
+
+def check_ed_distributions(ctx, case) -> None:
+    """kv_cache.equivalence for Algorithm 15 through ``ed_decode``: every step's distribution
+    is the reference's recomputation on bos_token and the tokens so far."""
+    z, bos, l_gen = case["z"], case["bos_token"], case["l_max_gen"]
+    tokens, log_p = ctx.adapter.ed_decode(z, case["params"], case["config"], l_gen, bos)
+    seq = np.concatenate([np.full((len(z), 1), bos), tokens[:, :-1]], axis=1)
+    P = ctx.reference.ed_transformer(z, seq, up(case["params"]), case["config"])
+    assert_close(ctx, "ed_decode's per-step distributions vs the reference's recomputation",
+                 np.exp(log_p.astype(np.float64)), P, tolerance(ctx.dtype), ("b", "step", "v"))
+    for b in range(len(tokens)):
+        check_near_greedy(f"ed_decode row {b}", tokens[b], np.exp(log_p[b].astype(np.float64)),
+                          greedy_margin(ctx.dtype))
 
 
 @check("kv_cache.chunked_prefill", ("d_inference",), decode_cases, requires=("d_decode",),
