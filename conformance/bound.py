@@ -17,6 +17,7 @@ from conformance.adapter import EXTRAS, declared_variants
 from formal_transformers.errors import AdapterError
 
 Shape = tuple[int, ...]
+VARIANT_ALGORITHMS = ("d_transformer", "e_transformer", "ed_transformer")  # configs' fields
 
 
 def describe(value: Any) -> str:
@@ -54,7 +55,8 @@ class Bound:
     def constrain(self, algorithm: str, sizes: dict[str, Any]) -> dict[str, Any]:
         """The adapter's ``constrain`` of ``sizes``; an architecture config's fields first get
         the declared variants, which ``constrain`` must leave as they are."""
-        declared = {k: v for k, v in self.variants.items() if k in sizes}
+        declared = ({k: v for k, v in self.variants.items() if k in sizes}
+                    if algorithm in VARIANT_ALGORITHMS else {})
         sizes = dict(sizes) | declared
         fn = getattr(self.adapter, "constrain", None)
         if fn is None:
@@ -144,6 +146,65 @@ class Bound:
 
     def mlp(self, X, params, activation):
         return self._array("mlp", self._call("mlp", X, params, activation), X.shape, X.dtype)
+
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        out = self._call("sinusoidal_embedding", positions, d_e, base, index_offset, dtype)
+        return self._array("sinusoidal_embedding", out, (positions.shape[0], d_e), dtype)
+
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        out = self._call("alibi", positions_x, positions_z, H, form, dtype)
+        return self._array("alibi", out, (H, positions_z.shape[0], positions_x.shape[0]), dtype)
+
+    def rope(self, X, positions, config):
+        return self._array("rope", self._call("rope", X, positions, config), X.shape, X.dtype)
+
+    def rmsnorm(self, X, params, eps, offset):
+        return self._array("rmsnorm", self._call("rmsnorm", X, params, eps, offset), X.shape,
+                           X.dtype)
+
+    def gated_mlp(self, X, params, activation):
+        return self._array("gated_mlp", self._call("gated_mlp", X, params, activation),
+                           X.shape, X.dtype)
+    def gq_attention(self, X, Z, params, mask=None):
+        out = self._call("gq_attention", X, Z, params, mask=mask)
+        return self._array("gq_attention", out, X.shape[:2] + params["W_o"].shape[:1], X.dtype)
+
+    def _mask(self, method, l, *args):
+        arr = np.asarray(self._call(method, l, *args))
+        if arr.shape != (l, l) or arr.dtype != np.bool_:
+            raise AdapterError(f"{self.name}.{method} returned {describe(arr)}, expected a bool "
+                               f"array of shape {(l, l)}")
+        return arr
+
+    def sliding_window_mask(self, l, w):
+        return self._mask("sliding_window_mask", l, w)
+
+    def block_sparse_mask(self, l, b, c):
+        return self._mask("block_sparse_mask", l, b, c)
+
+    def qk_norm(self, X, params, H, axis, eps):
+        return self._array("qk_norm", self._call("qk_norm", X, params, H, axis, eps), X.shape,
+                           X.dtype)
+
+    def softcap(self, X, Z, params, c, mask=None):
+        out = self._call("softcap", X, Z, params, c, mask=mask)
+        return self._array("softcap", out, X.shape[:2] + params["W_v"].shape[:1], X.dtype)
+
+    def patch_extraction(self, I, patch_size):
+        B, C, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        return self._array("patch_extraction", self._call("patch_extraction", I, patch_size),
+                           (B, N, C * patch_size ** 2), I.dtype)
+
+    def patch_embedding(self, I, params, patch_size):
+        B, _, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        out = self._call("patch_embedding", I, params, patch_size)
+        return self._array("patch_embedding", out, (B, N + 1, params["W_pe"].shape[0]), I.dtype)
+
+    def vit_classifier(self, I, params, config):
+        out = self._call("vit_classifier", I, params, config)
+        return self._array("vit_classifier", out, (I.shape[0], config.n_classes), I.dtype)
 
     def _probs(self, method, x, params, config, *args):
         out = self._call(method, *args, params, config)

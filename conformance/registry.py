@@ -21,7 +21,9 @@ from conformance.bound import Bound
 
 _CHECKS: list[Check] = []
 PROPERTY_MODULES = ("reference", "permutation", "causal", "memory", "mask", "batch", "softmax",
-                    "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient")
+                    "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient",
+                    "rope", "rmsnorm", "gated_mlp", "positions", "attention_variants",
+                    "vision")
 
 
 @dataclass(frozen=True)

@@ -346,6 +346,10 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
 def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
     """The default cases of a forward or backward algorithm (a backward gets its forward's)."""
     base = alg.removesuffix("_backward")
+    from conformance import variant_strategies  # the modern primitives (Algorithms 40-49)
+
+    if base in variant_strategies.VARIANTS:
+        return variant_strategies.variant_cases_for(alg, constrain, dtype, **options)
     if base in ("attention", "mhattention"):
         return attention_cases(constrain, dtype, base == "mhattention", **options)
     if base in CONFIG_CLASSES:
@@ -355,6 +359,10 @@ def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
                 "token_embedding": lambda c, d, **o: embedding_cases(c, d, "token", **o),
                 "positional_embedding": lambda c, d, **o: embedding_cases(c, d, "positional",
                                                                           **o)}
+    from conformance.strategies_modern import BUILDERS as MODERN_BUILDERS
+    from conformance.strategies_vision import BUILDERS as VISION_BUILDERS
+
+    builders |= MODERN_BUILDERS | VISION_BUILDERS
     return builders[base](constrain, dtype, **options)
 
 

@@ -37,6 +37,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ViTConfig,
     config_from_dict,
 )
 
@@ -85,10 +86,25 @@ def _self_mha(prefix: str, c: Config) -> dict[str, Shape]:
     return mha_shapes(prefix, c.H, c.d_attn, c.d_mid, c.d_e, c.d_e, c.d_e)
 
 
+def vit_parameter_shapes(c: ViTConfig) -> dict[str, Shape]:
+    """The ViT classifier's canonical parameters (spec: Algorithms 76-77), in order."""
+    shapes: dict[str, Shape] = {"W_pe": (c.d_e, c.d_patch), "b_pe": (c.d_e,), "e_cls": (c.d_e,)}
+    if c.positions == "learned":
+        shapes["W_p"] = (c.d_e, c.n_patches + 1)
+    for l in range(c.L):
+        p = f"layers.{l}"
+        shapes |= layer_norm_shapes(f"{p}.ln1", c.d_e) | _self_mha(f"{p}.mha", c)
+        shapes |= layer_norm_shapes(f"{p}.ln2", c.d_e) | mlp_shapes(f"{p}.mlp", c.d_e, c.d_mlp)
+    return shapes | layer_norm_shapes("ln_f", c.d_e) | {"W_head": (c.n_classes, c.d_e),
+                                                          "b_head": (c.n_classes,)}
+
+
 def full_parameter_shapes(config: Config) -> dict[str, Shape]:
     """The paper's full parameter set of an architecture (every bias, beta and W_u), whatever
     the config's variants, in canonical order."""
     c = config
+    if isinstance(c, ViTConfig):
+        return vit_parameter_shapes(c)
     shapes: dict[str, Shape] = {"W_e": (c.d_e, c.N_V), "W_p": (c.d_e, c.l_max)}
     if isinstance(c, DTransformerConfig):
         for l in range(c.L):
@@ -124,7 +140,10 @@ def full_parameter_shapes(config: Config) -> dict[str, Shape]:
 def parameter_shapes(config: Config) -> dict[str, Shape]:
     """Every canonical parameter name of an architecture and its shape, in a fixed order:
     the full set less ``W_u`` when ``tied_unembedding`` and less every bias and beta when
-    ``bias`` is False (spec: "Hyperparameter variants" of Algorithms 7-10)."""
+    ``bias`` is False (spec: "Hyperparameter variants" of Algorithms 7-10; the ViT has no
+    declared variants)."""
+    if isinstance(config, ViTConfig):
+        return vit_parameter_shapes(config)
     shapes = _biased(full_parameter_shapes(config), config.bias)
     if config.tied_unembedding:
         del shapes["W_u"]
@@ -187,7 +206,7 @@ def init_parameters(config: Config, rng: np.random.Generator, std: float = 0.02,
 
 def zero_padding_column(config: Config, params: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Set W_e[:, padding_idx] = 0 in place when the config declares a padding_idx."""
-    if config.padding_idx is not None:
+    if getattr(config, "padding_idx", None) is not None:
         params["W_e"][:, config.padding_idx] = 0
     return params
 

@@ -153,7 +153,7 @@ class DTransformer(CanonicalModel):
         super().__init__(config)
         c = config
         self.layers = nn.ModuleList(
-            PreLNBlock(c.d_e, c.d_mlp, c.H, c.activation, c.layer_norm_eps, c.bias)
+            PreLNBlock(c.d_e, c.d_mlp, c.H, c.activation, c.layer_norm_eps, bias=c.bias)
             for _ in range(c.L))
         self.ln_f = LayerNorm(c.d_e, eps=c.layer_norm_eps, bias=c.bias)
 
@@ -349,6 +349,11 @@ def model_from_canonical(config: Config, params: Mapping[str, object],
                          dtype: torch.dtype | None = None,
                          device: torch.device | str | None = None) -> CanonicalModel:
     """The model class of ``config``'s architecture, loaded with ``params``."""
+    if type(config) not in MODEL_CLASSES:
+        from torch_impl.vision import ViTClassifier  # vision builds on this module
+
+        if isinstance(config, ViTClassifier.config_class):
+            return ViTClassifier.from_canonical(config, params, dtype, device)
     return MODEL_CLASSES[type(config)].from_canonical(config, params, dtype, device)
 
 

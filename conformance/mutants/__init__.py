@@ -14,15 +14,21 @@ from __future__ import annotations
 
 from conformance.mutants import (
     attention,
+    attention_variants,
     decode,
     decoder,
+    modern_position_wise,
     padding,
     position_wise,
+    positions,
+    rope,
     training_memory,
     variants,
+    vision,
 )
 
-MODULES = (attention, position_wise, decoder, training_memory, variants, padding, decode)
+MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
+           positions, attention_variants, vision, variants, padding, decode)
 
 
 def catalogue() -> list[type]:
