@@ -6,6 +6,17 @@ An adapter is a small class. It declares
 - ``dtypes``: the NumPy float dtypes it runs in, e.g. ``("float32", "float64")``;
 - ``algorithms``: the spec ids it implements (``formal-transformers spec`` lists them) and the
   optional extras of ``EXTRAS`` (parameter counts, gradients of the architectures);
+- ``variants`` (optional): a dict of the declared variants it implements, from
+  ``formal_transformers.hyperparameters.VARIANTS`` -- ``tied_unembedding`` (bool: W_u = W_e^T,
+  one parameter), ``bias`` (bool: False means no bias and no layer-norm beta anywhere),
+  ``loss_reduction`` ("sum" or "mean": the training algorithms' objective), ``padding_idx``
+  (None or a token id whose embedding column is 0 and gets no gradient from the lookup).
+  Undeclared names take the spec's default. The suite then builds every architecture config
+  with these values and draws parameters that respect them (canonical.parameter_shapes of
+  that config: no ``W_u`` when tied, no ``b_*``/``beta`` when bias-free); the spec states each
+  variant's formula (spec/algorithms/01, 07-13, "Hyperparameter variants"). Variants apply
+  to the architectures (Algorithms 8-10) and the training and inference built on them; the
+  primitives' checks (attention, layer norm, MLP, ...) draw the paper's parameters;
 
 and implements one method per declared name, with the signatures documented on ``Adapter``.
 Everything undeclared is reported as *not covered* -- never as passed.
@@ -36,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from formal_transformers.errors import AdapterError
+from formal_transformers.hyperparameters import VARIANTS, variant_problem
 
 Array = np.ndarray
 Params = Mapping[str, np.ndarray]
@@ -62,7 +74,9 @@ VISION = ("patch_extraction", "patch_embedding", "vit_classifier", "vit_classifi
 ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + DECODING + MODERN
               + ATTENTION_VARIANTS + VISION)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
-          "ed_transformer_backward", "sampling_distribution")
+          "ed_transformer_backward", "sampling_distribution", "d_transformer_padded",
+          "e_transformer_padded", "ed_transformer_padded", "d_decode", "ed_decode",
+          "d_training_padded")
 SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 
@@ -75,6 +89,7 @@ class Adapter:
     name: str = "unnamed adapter"
     dtypes: tuple[str, ...] = ("float64",)
     algorithms: tuple[str, ...] = ()
+    variants: dict[str, Any] = {}  # noqa: RUF012 -- read only; see declared_variants
 
     def constrain(self, algorithm: str, sizes: dict[str, Any]) -> dict[str, Any]:
         """Map drawn sizes onto ones this implementation supports (default: all supported).
@@ -210,6 +225,13 @@ class Adapter:
         """Alg 13 with N_epochs = 1 on the sequences x[b]."""
         raise NotImplementedError
 
+    def d_training_padded(self, x: Array, real: Array, params: Params, config: Any, eta: float
+                          ) -> tuple[float, dict[str, Array]]:
+        """Alg 13 with N_epochs = 1 on a padded batch (spec: 13-d-training.md, "Padded
+        batches"): real (B, l) bool as in d_transformer_padded; row b's step is the step on
+        its real tokens alone. Returns what d_training returns."""
+        raise NotImplementedError
+
     # -- inference (Algorithms 14-15) ---------------------------------------------------------
     def d_inference(self, prompt: Array, params: Params, config: Any, l_gen: int, tau: float,
                     seed: int) -> Array:
@@ -217,6 +239,27 @@ class Adapter:
 
         Returns (B, l + l_gen) int: the prompt followed by the new tokens.
         """
+        raise NotImplementedError
+
+    def d_decode(self, prompt: Array | None, params: Params, config: Any, l_gen: int,
+                 real: Array | None = None, chunk: int | None = None, state: Any = None
+                 ) -> tuple[Array, Array, Any]:
+        """The decode path of Alg 14 at tau -> 0 (greedy), with every step's distribution.
+
+        prompt (B, l) int; real (B, l) bool marks the real tokens of a LEFT-padded prompt
+        (spec: 10-d-transformer.md, "Padded batches") or None; chunk: feed the prompt to the
+        cache ``chunk`` tokens at a time (None: all at once); state: what an earlier call
+        returned, to continue generating after its last token (then prompt is None).
+        Returns (new tokens (B, l_gen) int, log_probs (B, l_gen, N_V) in the params' dtype:
+        log p of the next-token distribution each token was taken from (its argmax), state).
+        """
+        raise NotImplementedError
+
+    def ed_decode(self, z: Array, params: Params, config: Any, l_gen: int, bos_token: int
+                  ) -> tuple[Array, Array]:
+        """The decode path of Alg 15 at tau -> 0 for exactly l_gen tokens (no stop at eos):
+        z (B, l_z) int. Returns (new tokens after bos_token (B, l_gen) int, log_probs
+        (B, l_gen, N_V): log p of the distribution each token was the argmax of)."""
         raise NotImplementedError
 
     def ed_inference(self, z: Array, params: Params, config: Any, tau: float, seed: int,
@@ -375,6 +418,27 @@ class Adapter:
         """Vector-Jacobian product of Alg 10: gradients of sum(P * dP) for every canonical name."""
         raise NotImplementedError
 
+    def d_transformer_padded(self, x: Array, real: Array, params: Params, config: Any
+                             ) -> Array:
+        """Alg 10 on a padded batch (spec: 10-d-transformer.md, "Padded batches").
+
+        x (B, l) int, real (B, l) bool: True at a sequence's tokens, one block per row at its
+        start (right padding) or end (left padding); a real token's position is the number of
+        real tokens before it. Returns P (B, l, N_V); columns at padded positions are ignored.
+        """
+        raise NotImplementedError
+
+    def e_transformer_padded(self, x: Array, real: Array, params: Params, config: Any
+                             ) -> Array:
+        """Alg 9 on a padded batch, like d_transformer_padded (9-e-transformer.md)."""
+        raise NotImplementedError
+
+    def ed_transformer_padded(self, z: Array, x: Array, z_real: Array, x_real: Array,
+                              params: Params, config: Any) -> Array:
+        """Alg 8 on a padded batch: the context z (B, l_z) and the primary x (B, l_x) each
+        with its real-token mask, as in d_transformer_padded (8-ed-transformer.md)."""
+        raise NotImplementedError
+
     def e_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array
                                ) -> dict[str, Array]:
         """Vector-Jacobian product of Alg 9, like d_transformer_backward."""
@@ -420,6 +484,32 @@ def validate_adapter(adapter: object) -> None:
     constrain = getattr(adapter, "constrain", None)
     if constrain is not None and not callable(constrain):
         raise AdapterError(f"{where}: attribute 'constrain' must be a method")
+    _check_variants(where, getattr(adapter, "variants", None))
+
+
+def _check_variants(where: str, variants: object) -> None:
+    if variants is None:
+        return
+    if not isinstance(variants, Mapping):
+        raise AdapterError(f"{where}: attribute 'variants' must be a dict of declared variants "
+                           f"(known: {', '.join(VARIANTS)}), got {type(variants).__name__}")
+    for name, value in variants.items():
+        problem = variant_problem(name, value)
+        if problem:
+            raise AdapterError(f"{where}: {problem}")
+    idx = variants.get("padding_idx")
+    if idx is not None and idx >= MAX_PADDING_IDX:
+        raise AdapterError(f"{where}: variant 'padding_idx' = {idx}: the suite draws "
+                           f"vocabularies of up to {MAX_PADDING_IDX} tokens, so it must be < "
+                           f"{MAX_PADDING_IDX} (map your padding id onto a small one)")
+
+
+MAX_PADDING_IDX = 64
+
+
+def declared_variants(adapter: object) -> dict[str, Any]:
+    """Every variant with its value for ``adapter``: the declared ones, else the default."""
+    return VARIANTS | dict(getattr(adapter, "variants", None) or {})
 
 
 def _signature(fn: Any) -> str:

@@ -18,9 +18,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from conformance.assertions import summarise
-from formal_transformers.canonical import parameter_shapes
+from formal_transformers.canonical import parameter_shapes, zero_padding_column
 from formal_transformers.hyperparameters import (
     ACTIVATIONS,
+    VARIANTS,
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
@@ -262,10 +263,13 @@ def config_fields(draw, constrain: Constrain, arch: str, l_max: tuple[int, int] 
         fields["L"] = draw(st.integers(1, 2))
     if arch == "e_transformer":
         fields["embedding_layer_norm"] = draw(st.booleans())
-    fields |= fixed
+    fields |= VARIANTS | fixed  # the adapter's declared variants replace these in constrain
     extra = shapes(draw, fields) if shapes is not None else {}
     out = constrain(arch, fields | extra)
-    config = CONFIG_CLASSES[arch](**{k: v for k, v in out.items() if k not in extra})
+    fields = {k: v for k, v in out.items() if k not in extra}
+    if fields["padding_idx"] is not None:  # the padding id must be a token of the vocabulary
+        fields["N_V"] = max(fields["N_V"], fields["padding_idx"] + 1)
+    config = CONFIG_CLASSES[arch](**fields)
     sizes = {k: min(out[k], config.l_max) if k.startswith("l") else out[k] for k in extra}
     return config, sizes
 
@@ -274,6 +278,15 @@ def config_fields(draw, constrain: Constrain, arch: str, l_max: tuple[int, int] 
 # their training and inference) have l_max and l in this range, so that a bug that only shows
 # beyond a few positions (a window on the causal mask, a position table cut short) is reached.
 LONG = (16, 20)
+
+
+def model_parameters(config: Any, rng: np.random.Generator, scale: float, dtype: Any
+                     ) -> dict[str, np.ndarray]:
+    """Random canonical parameters of ``config``, respecting its declared variants: exactly
+    the entries of canonical.parameter_shapes (no W_u when tied, no b_*/beta without bias),
+    W_e[:, padding_idx] = 0."""
+    return zero_padding_column(config, random_parameters(parameter_shapes(config), rng, scale,
+                                                         dtype))
 
 
 @st.composite
@@ -307,7 +320,7 @@ def build_architecture_case(arch: str, config: Any, B: int, l: int, l_z: int | N
                             ) -> Case:
     """The case ``architecture_cases`` draws for these choices (also used to pin examples)."""
     rng = np.random.default_rng(seed)
-    params = random_parameters(parameter_shapes(config), rng, scale, dtype)
+    params = model_parameters(config, rng, scale, dtype)
     if zero_positions:
         params["W_p"] = np.zeros_like(params["W_p"])
     data: dict[str, Any] = {"config": config, "params": params,
@@ -352,7 +365,7 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
     low = min(LONG[0] - 1, config.l_max - 2) if regime == "long prompt" else 1
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
-    params = random_parameters(parameter_shapes(config), rng, scale or draw(SCALES), dtype)
+    params = model_parameters(config, rng, scale or draw(SCALES), dtype)
     data: dict[str, Any] = {"config": config, "params": params, "tau": draw(st.sampled_from(taus)),
                             "sample_seed": draw(st.integers(0, 2**31 - 1))}
     B = draw(st.integers(1, 2))

@@ -6,7 +6,16 @@ embedding size, ``d_mlp`` MLP width, ``L`` layers, ``H`` heads. Every head has
 
 Where a widely used model differs from Phuong & Hutter, the difference is a named
 hyperparameter here and is stated in the spec (``activation``, ``layer_norm_eps``,
-``embedding_layer_norm``) -- never a silent mismatch.
+``embedding_layer_norm``) -- never a silent mismatch. The *declared variants* of
+``VARIANTS`` are fields of every config too (spec/algorithms/01, 07-13, "Hyperparameter
+variants"); their defaults are the paper's algorithms:
+
+- ``tied_unembedding`` (False): W_u = W_e^T, one parameter (no canonical entry ``W_u``);
+- ``bias`` (True): False removes every bias b_* and every layer-norm offset beta (they are 0);
+- ``loss_reduction`` ("sum"): "mean" divides a sequence's training loss by its number of
+  predicted tokens (Algorithms 11-13);
+- ``padding_idx`` (None): token id whose embedding column W_e[:, padding_idx] is initialised
+  to 0 and receives no gradient from the token embedding (Algorithm 17).
 """
 
 from __future__ import annotations
@@ -18,6 +27,33 @@ from typing import Any, ClassVar
 from formal_transformers.errors import ConfigError
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
+LOSS_REDUCTIONS = ("sum", "mean")
+VARIANTS: dict[str, Any] = {"tied_unembedding": False, "bias": True, "loss_reduction": "sum",
+                            "padding_idx": None}  # name -> the spec's default
+
+
+def variant_problem(name: str, value: object) -> str | None:
+    """Why ``value`` is not a valid value of variant ``name`` (None when it is)."""
+    if name not in VARIANTS:
+        return f"unknown variant {name!r}; known variants: {', '.join(VARIANTS)}"
+    if name in ("tied_unembedding", "bias") and not isinstance(value, bool):
+        return f"variant {name!r} must be True or False, got {value!r}"
+    if name == "loss_reduction" and value not in LOSS_REDUCTIONS:
+        return f"variant 'loss_reduction' must be one of {LOSS_REDUCTIONS}, got {value!r}"
+    if name == "padding_idx" and value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        return f"variant 'padding_idx' must be None or a token id >= 0, got {value!r}"
+    return None
+
+
+def _validate_variants(config: Any) -> None:
+    for name in VARIANTS:
+        problem = variant_problem(name, getattr(config, name))
+        if problem:
+            raise ConfigError(f"{type(config).__name__}: {problem}")
+    if config.padding_idx is not None and config.padding_idx >= config.N_V:
+        raise ConfigError(f"{type(config).__name__}.padding_idx must be a token id in "
+                          f"[0, N_V) = [0, {config.N_V}), got {config.padding_idx}")
 
 
 def _require_positive(config: Any, *names: str) -> None:
@@ -60,6 +96,10 @@ class _ConfigMixin:
         """Value size of one head, d_mid = d_e / H."""
         return self.d_e // self.H  # type: ignore[attr-defined]
 
+    def variants(self) -> dict[str, Any]:
+        """The declared-variant fields (``VARIANTS``) and their values."""
+        return {name: getattr(self, name) for name in VARIANTS}
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the architecture name under ``arch``."""
         return {"arch": self.arch, **dataclasses.asdict(self)}  # type: ignore[call-overload]
@@ -78,10 +118,15 @@ class DTransformerConfig(_ConfigMixin):
     H: int
     activation: str = "gelu"
     layer_norm_eps: float = 1e-5
+    tied_unembedding: bool = False
+    bias: bool = True
+    loss_reduction: str = "sum"
+    padding_idx: int | None = None
 
     def __post_init__(self) -> None:
         _require_positive(self, "N_V", "l_max", "d_e", "d_mlp", "L", "H")
         _validate_common(self)
+        _validate_variants(self)
 
 
 @dataclass(frozen=True)
@@ -101,10 +146,15 @@ class ETransformerConfig(_ConfigMixin):
     activation: str = "gelu"
     layer_norm_eps: float = 1e-5
     embedding_layer_norm: bool = False
+    tied_unembedding: bool = False
+    bias: bool = True
+    loss_reduction: str = "sum"
+    padding_idx: int | None = None
 
     def __post_init__(self) -> None:
         _require_positive(self, "N_V", "l_max", "d_e", "d_mlp", "L", "H")
         _validate_common(self)
+        _validate_variants(self)
 
 
 @dataclass(frozen=True)
@@ -121,10 +171,15 @@ class EDTransformerConfig(_ConfigMixin):
     H: int
     activation: str = "relu"
     layer_norm_eps: float = 1e-5
+    tied_unembedding: bool = False
+    bias: bool = True
+    loss_reduction: str = "sum"
+    padding_idx: int | None = None
 
     def __post_init__(self) -> None:
         _require_positive(self, "N_V", "l_max", "d_e", "d_mlp", "L_enc", "L_dec", "H")
         _validate_common(self)
+        _validate_variants(self)
 
 
 VIT_POSITIONS = ("learned", "none")

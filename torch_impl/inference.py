@@ -11,6 +11,7 @@ softmax(logits / tau), since p = softmax(logits).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,6 +19,8 @@ import torch
 from formal_transformers.errors import ConfigError, SequenceLengthError, SpecDTypeError
 from formal_transformers.sampling_config import SamplingConfig
 from formal_transformers.validation import check_token_id
+from torch_impl import padding
+from torch_impl.kv_cache import KVCache
 from torch_impl.models import DTransformer, EDTransformer
 from torch_impl.sampling import draw, sample
 
@@ -133,3 +136,82 @@ def ed_inference(model: EDTransformer, z: torch.Tensor, tau: float = 1.0,
         done |= y == eos_token
     out = [x_hat[b, :int(lengths[b])].clone() for b in range(B)]
     return out[0] if z.ndim == 1 else out
+
+
+@dataclass
+class DecodeState:
+    """Where a greedy decode stopped: the KV cache and the last token, not yet fed."""
+
+    cache: KVCache
+    pending: torch.Tensor  # (B, 1)
+
+
+@torch.inference_mode()
+def decode_steps(model: DTransformer, prompt: torch.Tensor | None, l_gen: int,
+                 attention_mask: torch.Tensor | None = None, chunk: int | None = None,
+                 state: DecodeState | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, DecodeState]:
+    """Greedy decoding (Algorithm 14 at tau -> 0) that exposes every step's distribution.
+
+    prompt (B, l) ids, prefilled into a KV cache ``chunk`` tokens at a time (None: at once);
+    ``attention_mask`` (B, l) bool marks the real tokens of a left-padded prompt (spec:
+    10-d-transformer.md, "Padded batches"). ``state`` (from an earlier call, prompt None)
+    continues that decode. Returns (new tokens (B, l_gen), log p of each step's next-token
+    distribution (B, l_gen, N_V), the state to continue from).
+    """
+    _check_count("l_gen", l_gen)
+    if state is None:
+        x = _as_batch("prompt", prompt)
+        model.check_tokens("prompt", x)
+        B, l = x.shape
+        if attention_mask is not None:
+            real = padding.check_real(attention_mask, (B, l))
+            if not bool(real[:, -1].all()):
+                raise ConfigError("decode_steps takes left-padded prompts: the last position "
+                                  "of every row must be a real token")
+        step = l if chunk is None else chunk
+        _check_count("chunk", step)
+        cache = model.new_cache(B)
+        for s in range(0, l, step):  # Alg 14 L3-4: P[:, l_x - 1] after the whole prompt
+            mask = None if attention_mask is None else attention_mask[:, s:s + step]
+            logits = model.last_logits(x[:, s:s + step], cache, mask)
+    else:
+        if prompt is not None:
+            raise ConfigError("decode_steps continues from state: pass prompt=None")
+        cache = state.cache
+        logits = model.last_logits(state.pending, cache)
+    B = logits.shape[0]
+    y = torch.empty(B, l_gen, dtype=torch.long, device=logits.device)
+    log_p = torch.empty(B, l_gen, logits.shape[-1], dtype=logits.dtype, device=logits.device)
+    for i in range(l_gen):
+        log_p[:, i] = torch.log_softmax(logits, dim=-1)
+        y[:, i] = logits.argmax(dim=-1)  # Alg 14 L5 at tau -> 0
+        if i + 1 < l_gen:
+            logits = model.last_logits(y[:, i:i + 1], cache)  # Alg 14 L6
+    return y, log_p, DecodeState(cache, y[:, -1:].clone())
+
+
+@torch.inference_mode()
+def ed_decode_steps(model: EDTransformer, z: torch.Tensor, l_gen: int, bos_token: int = 0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy Algorithm 15 for exactly l_gen tokens (no stop at eos), exposing every step's
+    distribution: z (B, l_z) -> (new tokens (B, l_gen), log p of each step (B, l_gen, N_V)).
+    The encoder runs once; the decoder's self-attention keys and values are cached."""
+    c = model.config
+    _check_count("l_gen", l_gen, c.l_max)
+    check_token_id("bos_token", bos_token, c.N_V)
+    zb = _as_batch("z", z)
+    kv = model.context(model.encode(zb))  # Alg 15 L4: the encoder's output, once
+    B = zb.shape[0]
+    cache = model.new_cache(B, l_gen)
+    y = torch.empty(B, l_gen, dtype=torch.long, device=zb.device)
+    log_p = None
+    x_in = torch.full((B, 1), bos_token, dtype=torch.long, device=zb.device)  # Alg 15 L1
+    for i in range(l_gen):
+        logits = model.lm_head(model.decode(x_in, kv, cache)[:, -1])  # Alg 15 L4-5
+        if log_p is None:
+            log_p = logits.new_empty(B, l_gen, logits.shape[-1])
+        log_p[:, i] = torch.log_softmax(logits, dim=-1)
+        y[:, i] = logits.argmax(dim=-1)  # Alg 15 L6 at tau -> 0
+        x_in = y[:, i:i + 1]
+    return y, log_p

@@ -15,7 +15,7 @@ import numpy as np
 import reference_numpy as ref
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
 from conformance.adapters.vision import VISION, ReferenceVision
-from formal_transformers.canonical import parameter_count
+from formal_transformers.canonical import fold_gradients, full_parameters, parameter_count
 from reference_numpy import (
     architectures,
     architectures_backward,
@@ -72,6 +72,8 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
+                  "d_transformer_padded", "e_transformer_padded", "ed_transformer_padded",
+                  "d_decode", "ed_decode", "d_training_padded",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
                   "gated_mlp_backward", "sinusoidal_embedding", "alibi", *ATTENTION_VARIANTS,
                   *VISION)
@@ -182,6 +184,29 @@ class ReferenceAdapter(ReferenceVision, Adapter):
     def d_transformer(self, x, params, config):
         return _rows(lambda b: architectures.d_transformer(x[b], params, config).T, x.shape[0])
 
+    def _padded(self, arch, x, real, params, config):
+        """The spec's definition of a padded batch: each row's real block computed alone
+        (positions from 0), at its place; padded columns get the uniform distribution."""
+        P = np.full(x.shape + (config.N_V,), 1.0 / config.N_V)
+        for b in range(x.shape[0]):
+            idx = np.flatnonzero(real[b])
+            P[b, idx] = ARCH_FORWARD[arch](x[b, idx], params, config).T
+        return P
+
+    def d_transformer_padded(self, x, real, params, config):
+        return self._padded("d_transformer", x, real, params, config)
+
+    def e_transformer_padded(self, x, real, params, config):
+        return self._padded("e_transformer", x, real, params, config)
+
+    def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
+        P = np.full(x.shape + (config.N_V,), 1.0 / config.N_V)
+        for b in range(x.shape[0]):
+            idx = np.flatnonzero(x_real[b])
+            P[b, idx] = architectures.ed_transformer(z[b][z_real[b]], x[b, idx], params,
+                                                     config).T
+        return P
+
     # -- training: one epoch over the batch, one gradient step per sequence ------------------
     def _epoch(self, step, rows, params, eta):
         total, theta = 0.0, dict(params)
@@ -203,11 +228,45 @@ class ReferenceAdapter(ReferenceVision, Adapter):
         return self._epoch(lambda x_n, th, e: training.d_training_step(x_n, th, config, e),
                            ((x_n,) for x_n in x), params, eta)
 
+    def d_training_padded(self, x, real, params, config, eta):
+        """The spec's definition: each row's step on its real tokens alone."""
+        return self._epoch(lambda x_n, th, e: training.d_training_step(x_n, th, config, e),
+                           ((x_n[r_n],) for x_n, r_n in zip(x, real, strict=True)), params, eta)
+
     # -- inference: one generator for the whole batch, rows in order ------------------------
     def d_inference(self, prompt, params, config, l_gen, tau, seed):
         rng = np.random.default_rng(seed)
         return _rows(lambda b: np.concatenate([prompt[b], inference.d_inference(
             prompt[b], params, config, l_gen, tau, rng)]), prompt.shape[0])
+
+    def d_decode(self, prompt, params, config, l_gen, real=None, chunk=None, state=None):
+        """Greedy Algorithm 14 by full recomputation (there is no cache: ``chunk`` changes
+        nothing); a padded row is its real tokens alone; the state is the sequences so far."""
+        if state is None:
+            keep = np.ones(prompt.shape, bool) if real is None else real
+            state = [row[k] for row, k in zip(prompt, keep, strict=True)]
+        seqs, tokens, log_p = [np.array(s) for s in state], [], []
+        for _ in range(l_gen):
+            P = np.stack([architectures.d_transformer(s, params, config)[:, -1] for s in seqs])
+            with np.errstate(divide="ignore"):
+                log_p.append(np.log(P))
+            tokens.append(P.argmax(axis=1))
+            seqs = [np.append(s, y) for s, y in zip(seqs, tokens[-1], strict=True)]
+        return np.stack(tokens, axis=1), np.stack(log_p, axis=1), seqs
+
+    def ed_decode(self, z, params, config, l_gen, bos_token):
+        """Greedy Algorithm 15 by full recomputation, l_gen tokens after bos_token."""
+        tokens, log_p = [], []
+        for z_b in z:
+            x_hat, rows = [int(bos_token)], []
+            for _ in range(l_gen):
+                p = architectures.ed_transformer(z_b, x_hat, params, config)[:, -1]
+                with np.errstate(divide="ignore"):
+                    rows.append(np.log(p))
+                x_hat.append(int(p.argmax()))
+            tokens.append(x_hat[1:])
+            log_p.append(np.stack(rows))
+        return np.array(tokens, dtype=np.int64), np.stack(log_p)
 
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         rng = np.random.default_rng(seed)
@@ -338,16 +397,18 @@ class ReferenceAdapter(ReferenceVision, Adapter):
 
     def _vjp(self, arch: str, tokens: tuple[Array, ...], params, config, dP):
         """Gradients of sum(P * dP): through the softmax to the final representation X_out,
-        then the reference's chained backward (architectures_backward)."""
+        then the reference's chained backward (architectures_backward), folded onto the
+        declared variant's own parameters (canonical.fold_gradients)."""
         per_row = []
+        W_u = full_parameters(config, params)["W_u"]
         for b in range(dP.shape[0]):
             cache: dict = {}
             P = ARCH_FORWARD[arch](*(t[b] for t in tokens), params, config, cache).T  # (l, N_V)
             d_logits = P * (dP[b] - np.sum(P * dP[b], axis=1, keepdims=True))  # (l, N_V)
             X_out = cache["X_out"]  # (d_e, l)
-            grads = ARCH_BACKWARD[arch](params["W_u"].T @ d_logits.T, cache, config)
+            grads = ARCH_BACKWARD[arch](W_u.T @ d_logits.T, cache, config)
             grads["W_u"] = d_logits.T @ X_out.T
-            per_row.append(grads)
+            per_row.append(fold_gradients(config, grads))
         return {k: np.sum([g[k] for g in per_row], axis=0) for k in params}
 
     def d_transformer_backward(self, x, params, config, dP):

@@ -20,6 +20,7 @@ from conformance.adapters.vision import VISION, TorchVision
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.gated_mlp import GatedMLP
+from torch_impl.inference import decode_steps, ed_decode_steps
 from torch_impl.models import MODEL_CLASSES
 from torch_impl.rmsnorm import RMSNorm
 from torch_impl.sampling import sample, truncated_distribution
@@ -78,7 +79,9 @@ class TorchAdapter(TorchVision, Adapter):
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
+                  "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
+                  "ed_transformer_padded", "d_decode", "ed_decode", "d_training_padded",
+                  "rope", "rmsnorm", "gated_mlp", "rope_backward",
                   "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
                   *ATTENTION_VARIANTS, *VISION)
 
@@ -173,6 +176,23 @@ class TorchAdapter(TorchVision, Adapter):
     def d_transformer(self, x, params, config):
         return _np(torch_impl.d_transformer(_t(x), params, config))
 
+    def _padded(self, x, real, params, config):
+        """P of a padded batch: the model with its ``attention_mask`` (torch_impl.padding)."""
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        with torch.no_grad():
+            return _np(torch.softmax(model(_t(x), attention_mask=_t(real)), dim=-1))
+
+    def d_transformer_padded(self, x, real, params, config):
+        return self._padded(x, real, params, config)
+
+    def e_transformer_padded(self, x, real, params, config):
+        return self._padded(x, real, params, config)
+
+    def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        with torch.no_grad():
+            return _np(torch.softmax(model(_t(z), _t(x), _t(x_real), _t(z_real)), dim=-1))
+
     # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
     def _epoch(self, config, params, eta, loss_fn, rows):
         model = MODEL_CLASSES[type(config)].from_canonical(config, params)
@@ -184,6 +204,10 @@ class TorchAdapter(TorchVision, Adapter):
     def d_training(self, x, params, config, eta):
         return self._epoch(config, params, eta, training.d_losses,
                            [(_t(x[b:b + 1]),) for b in range(len(x))])
+
+    def d_training_padded(self, x, real, params, config, eta):
+        return self._epoch(config, params, eta, training.d_losses,
+                           [(_t(x[b:b + 1]), _t(real[b:b + 1])) for b in range(len(x))])
 
     def ed_training(self, z, x, params, config, eta):
         return self._epoch(config, params, eta, training.ed_losses,
@@ -201,6 +225,21 @@ class TorchAdapter(TorchVision, Adapter):
         generator = torch.Generator().manual_seed(seed)
         y = torch_impl.d_inference(model, _t(prompt), l_gen, tau, generator)
         return np.concatenate([prompt, _np(y)], axis=1)
+
+    def d_decode(self, prompt, params, config, l_gen, real=None, chunk=None, state=None):
+        """torch_impl.inference.decode_steps; the state carries the model and its cache."""
+        if state is None:
+            model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+            y, log_p, st = decode_steps(model, _t(prompt), l_gen, _t(real), chunk)
+        else:
+            model, previous = state
+            y, log_p, st = decode_steps(model, None, l_gen, state=previous)
+        return _np(y), _np(log_p), (model, st)
+
+    def ed_decode(self, z, params, config, l_gen, bos_token):
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        y, log_p = ed_decode_steps(model, _t(z), l_gen, bos_token)
+        return _np(y), _np(log_p)
 
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         model = MODEL_CLASSES[type(config)].from_canonical(config, params)

@@ -214,3 +214,31 @@ class UnseededSampling(ComposedDecoder):
 
     def generator(self, seed):
         return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+
+
+class PromptOverwritten(ComposedDecoder):
+    """The output buffer is used as a ring: the last new token is written over the prompt's
+    first token (every generated token is right; only the returned prompt is corrupted)."""
+
+    only = ("d_inference",)
+    caught_by = ("kv_cache.equivalence", "sampling.greedy_limit")
+
+    def d_inference(self, prompt, params, config, l_gen, tau, seed):
+        y = super().d_inference(prompt, params, config, l_gen, tau, seed)
+        y[:, 0] = y[:, -1]
+        return y
+
+
+class BosNotReturned(TorchAdapter):
+    """Algorithm 15's output starts with the id after bos_token (an off-by-one special-token
+    id) instead of bos_token itself; the sampled tokens are right."""
+
+    only = ("ed_inference",)
+    caught_by = ("kv_cache.equivalence", "sampling.greedy_limit")
+
+    def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
+        rows = super().ed_inference(z, params, config, tau, seed, bos_token, eos_token,
+                                    l_max_gen)
+        for row in rows:
+            row[0] = (bos_token + 1) % config.N_V
+        return rows

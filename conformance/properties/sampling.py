@@ -92,12 +92,26 @@ def generate(ctx, alg: str, case, rows: int | None = None, tau: float | None = N
         l_gen = d["l_gen"] if l_new is None else l_new
         y = ctx.adapter.d_inference(prompt, d["params"], d["config"], l_gen, tau,
                                     d["sample_seed"])
+        check_prefix("d_inference", y[:, :prompt.shape[1]], prompt, "the prompt")
         return prompt, [row[prompt.shape[1]:] for row in y], None
     z = d["z"] if rows is None else np.repeat(d["z"][:1], rows, axis=0)
     l_max_gen = d["l_max_gen"] if l_new is None else l_new
     y = ctx.adapter.ed_inference(z, d["params"], d["config"], tau, d["sample_seed"],
                                  d["bos_token"], d["eos_token"], l_max_gen)
-    return np.full((len(z), 1), d["bos_token"]), [row[1:] for row in y], z
+    bos = np.full((len(z), 1), d["bos_token"])
+    check_prefix("ed_inference", np.array([row[:1] for row in y]), bos, "the leading bos_token")
+    return bos, [row[1:] for row in y], z
+
+
+def check_prefix(alg: str, returned: np.ndarray, given: np.ndarray, what: str) -> None:
+    """Every inference output is compared: the returned prefix must be ``given`` exactly (the
+    prompt of Algorithm 14, the bos_token Algorithm 15 starts x_hat with)."""
+    bad = np.argwhere(returned != given)
+    if bad.size:
+        b, t = (int(i) for i in bad[0])
+        fail(f"{alg} returned a corrupted prefix: row {b} position {t} is {returned[b, t]}, "
+             f"but {what} holds {given[b, t]} there ({len(bad)} position(s) differ)",
+             expected=str(given[b].tolist()), observed=str(returned[b].tolist()))
 
 
 @check("sampling.greedy_limit", INFERENCE,

@@ -75,7 +75,7 @@ def writable(path: Path, what: str, directory: bool = False) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from conformance import report, runner
-    from conformance.adapter import load_adapter
+    from conformance.adapter import declared_variants, load_adapter
     from formal_transformers.atomic import check_json_destination
     from formal_transformers.user_cache import use_hypothesis_cache
 
@@ -88,9 +88,12 @@ def run(args: argparse.Namespace) -> int:
     writable(repro_dir, "--repro-dir", directory=True)
     adapter = load_adapter(args.impl)
     label = report.adapter_label(adapter)
+    variants = declared_variants(adapter)
     out = render.console()
     out.print(f"Verifying [bold]{label}[/bold] (profile {args.profile}, seed {args.seed})",
               highlight=False)
+    out.print("Declared variants: " + ", ".join(f"{k}={v!r}" for k, v in variants.items()),
+              markup=False, highlight=False)
     start = time.perf_counter()
     with render.progress(transient=True) as bar:
         task = bar.add_task("checks", total=None, info="")
@@ -139,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         if status == 3:
             doc["nothing_checked"] = report.nothing_checked_reason(results,
                                                                    tuple(adapter.algorithms))
+        doc["variants"] = variants  # spec: "Declared variant" sections of Algorithms 1, 7-13
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, doc)
         out.print(f"JSON report written to {args.json}", highlight=False)
