@@ -10,7 +10,7 @@ is built from a small ``GPT2Config`` per call; nothing is downloaded. Padded bat
 (spec/algorithms/10, "Padded batches"); without ``position_ids`` GPT-2 counts positions from
 the padding, and left-padded rows fail ``batch.padding_invariance``.
 
-    formal-transformers verify --impl examples.hf_gpt2:HFGPT2Adapter
+    formal-transformers verify --impl conformance.examples.hf_gpt2:HFGPT2Adapter
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ so the suite draws parameters without ``W_u`` and without biases, and trains wit
 loss (spec/algorithms/07, 10, 13, "Declared variant"). Declaring nothing instead makes the
 same model fail: it cannot hold a separate W_u or any bias, and its loss is not the sum.
 
-    formal-transformers verify --impl examples.nanogpt:NanoGPTAdapter
+    formal-transformers verify --impl conformance.examples.nanogpt:NanoGPTAdapter
 """
 
 from __future__ import annotations
