@@ -70,3 +70,7 @@ class BackwardCacheError(FormalTransformersError, ValueError):
 
 class SourceError(FormalTransformersError, ValueError):
     """A training source is unknown, empty, or does not fit the chosen architecture."""
+
+
+class UnsupportedVariantError(ConfigError):
+    """A model declares a variant the spec does not have (a bridge refuses it by name)."""
