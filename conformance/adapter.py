@@ -42,7 +42,7 @@ Params = Mapping[str, np.ndarray]
 
 FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attention",
            "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
-           "e_transformer", "d_transformer")
+           "e_transformer", "d_transformer", "modern_d_transformer")
 TRAINING = ("ed_training", "e_training", "d_training")
 INFERENCE = ("d_inference", "ed_inference")
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
@@ -50,7 +50,7 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
             "unembedding_backward")
 ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
-          "ed_transformer_backward")
+          "ed_transformer_backward", "modern_d_transformer_cached")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
 
 
@@ -125,6 +125,11 @@ class Adapter:
 
     def d_transformer(self, x: Array, params: Params, config: Any) -> Array:
         """Alg 10. x (B, l) int; canonical params. Returns P (B, l, N_V)."""
+        raise NotImplementedError
+
+    def modern_d_transformer(self, x: Array, params: Params, config: Any) -> Array:
+        """Alg 65. x (B, l) int; canonical params of a ModernDTransformerConfig (its selections
+        are the declared variants). Returns P (B, l, N_V)."""
         raise NotImplementedError
 
     # -- training (Algorithms 11-13): one epoch over the batch -------------------------------
@@ -207,6 +212,13 @@ class Adapter:
     def d_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array
                                ) -> dict[str, Array]:
         """Vector-Jacobian product of Alg 10: gradients of sum(P * dP) for every canonical name."""
+        raise NotImplementedError
+
+    def modern_d_transformer_cached(self, x: Array, params: Params, config: Any, prefill: int
+                                    ) -> Array:
+        """Alg 65 through the implementation's KV cache: the first ``prefill`` tokens of x
+        (B, l) in one pass, then one token per step. Returns P (B, l, N_V), row t from the
+        step that consumed token t."""
         raise NotImplementedError
 
     def e_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array

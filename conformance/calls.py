@@ -19,12 +19,13 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "mhattention": ("b", "t_x", "i"), "layer_norm": ("b", "t", "i"),
         "unembedding": ("b", "t", "v"), "mlp": ("b", "t", "i"),
         "d_transformer": ("b", "t", "v"), "e_transformer": ("b", "t", "v"),
-        "ed_transformer": ("b", "t", "v")}
+        "ed_transformer": ("b", "t", "v"), "modern_d_transformer": ("b", "t", "v")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "attention": ("X", "Z"), "mhattention": ("X", "Z"), "layer_norm": ("X",),
            "unembedding": ("X",), "mlp": ("X",), "d_transformer": ("x",),
-           "e_transformer": ("x",), "ed_transformer": ("z", "x")}
+           "e_transformer": ("x",), "ed_transformer": ("z", "x"),
+           "modern_d_transformer": ("x",)}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
 
@@ -47,7 +48,7 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.mlp(d["X"], d["params"], d["activation"])
     if alg == "ed_transformer":
         return bound.ed_transformer(d["z"], d["x"], d["params"], d["config"])
-    if alg in ("d_transformer", "e_transformer"):
+    if alg in ("d_transformer", "e_transformer", "modern_d_transformer"):
         return getattr(bound, alg)(d["x"], d["params"], d["config"])
     raise KeyError(f"no forward dispatch for {alg!r}")
 

@@ -21,7 +21,8 @@ from conformance.bound import Bound
 
 _CHECKS: list[Check] = []
 PROPERTY_MODULES = ("reference", "permutation", "causal", "memory", "mask", "batch", "softmax",
-                    "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient")
+                    "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient",
+                    "modern_decoder")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from reference_numpy.embeddings import positional_embedding, token_embedding
 from reference_numpy.inference import d_inference, ed_inference
 from reference_numpy.layer_norm import layer_norm
 from reference_numpy.mlp import mlp
+from reference_numpy.modern_decoder import modern_d_transformer
 from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
 
@@ -46,4 +47,5 @@ REGISTRY = {
     "layer_norm_backward": layer_norm_backward,
     "mlp_backward": mlp_backward,
     "unembedding_backward": unembedding_backward,
+    "modern_d_transformer": modern_d_transformer,
 }

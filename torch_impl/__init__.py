@@ -32,6 +32,7 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
+from torch_impl.modern_decoder import ModernDTransformer, modern_d_transformer
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 
@@ -59,6 +60,7 @@ REGISTRY = {
     "layer_norm_backward": layer_norm_backward,
     "mlp_backward": mlp_backward,
     "unembedding_backward": unembedding_backward,
+    "modern_d_transformer": modern_d_transformer,
 }
 
-__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer"]
+__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer", "ModernDTransformer"]

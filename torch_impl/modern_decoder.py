@@ -88,11 +88,17 @@ class GQAttention(nn.Module):
             k, v, k_pos = cache.update(layer, k, v)  # (B, G, n, d_head), (n,)
         else:
             k_pos = q_pos
-        allowed = k_pos[None, :] <= q_pos[:, None]  # (T, n): causal
-        if self.window is not None:
-            allowed = allowed & (k_pos[None, :] > q_pos[:, None] - self.window)
+        allowed = self.visible(q_pos, k_pos, cache)  # (T, n)
         y = self._attend(q, k, v, allowed, q_pos, k_pos)  # (B, H, T, d_head)
         return self.out(y.transpose(1, 2).reshape(B, T, c.H * c.d_head))
+
+    def visible(self, q_pos: torch.Tensor, k_pos: torch.Tensor, cache: RingKVCache | None
+                ) -> torch.Tensor:
+        """Mask[t_z, t_x] in (query, key) order: causal, and t_z > t_x - w with a window."""
+        allowed = k_pos[None, :] <= q_pos[:, None]  # (T, n)
+        if self.window is not None:
+            allowed = allowed & (k_pos[None, :] > q_pos[:, None] - self.window)
+        return allowed
 
     def _attend(self, q, k, v, allowed, q_pos, k_pos) -> torch.Tensor:
         c = self.c

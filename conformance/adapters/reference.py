@@ -56,7 +56,8 @@ class ReferenceAdapter(Adapter):
                   "token_embedding_backward", "positional_embedding_backward",
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
-                  "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward")
+                  "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
+                  "modern_d_transformer", "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -194,9 +195,22 @@ class ReferenceAdapter(Adapter):
         return {"X": dX} | _sum_grads(per_column, ())
 
     # -- extras -------------------------------------------------------------------------------
+    def modern_d_transformer(self, x, params, config):
+        return _rows(lambda b: ref.modern_d_transformer(x[b], params, config).T, len(x))
+
+    def modern_d_transformer_cached(self, x, params, config, prefill):
+        """Without a cache: Algorithm 65 recomputed on every prefix, as Algorithm 14 decodes
+        (the prefill's rows from one pass over the first ``prefill`` tokens)."""
+        def row(b):
+            P = [ref.modern_d_transformer(x[b, :prefill], params, config).T]
+            P += [ref.modern_d_transformer(x[b, :t + 1], params, config).T[-1:]
+                  for t in range(prefill, x.shape[1])]
+            return np.concatenate(P)
+        return _rows(row, len(x))
+
     def count_parameters(self, algorithm, sizes):
         """The reference takes exactly the canonical parameters (or the primitive's own)."""
-        if algorithm in ARCH_FORWARD:
+        if algorithm in ARCH_FORWARD or algorithm == "modern_d_transformer":
             return parameter_count(sizes)
         from conformance.strategies import attention_shapes, mlp_shapes
 

@@ -18,6 +18,7 @@ from conformance.adapter import Adapter
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.models import MODEL_CLASSES
+from torch_impl.modern_decoder import ModernDTransformer
 
 Array = np.ndarray
 LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
@@ -61,7 +62,7 @@ class TorchAdapter(Adapter):
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward")
+                  "ed_transformer_backward", "modern_d_transformer", "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -96,6 +97,18 @@ class TorchAdapter(Adapter):
 
     def d_transformer(self, x, params, config):
         return _np(torch_impl.d_transformer(_t(x), params, config))
+
+    def modern_d_transformer(self, x, params, config):
+        return _np(torch_impl.modern_d_transformer(_t(x), _tensors(params), config))
+
+    def modern_d_transformer_cached(self, x, params, config, prefill):
+        """Prefill, then one token per step through ModernDTransformer's ring-buffer cache."""
+        model = ModernDTransformer.from_canonical(config, _tensors(params))
+        cache, tokens = model.new_cache(x.shape[0]), _t(x)
+        with torch.no_grad():
+            logits = [model(tokens[:, :prefill], cache)]
+            logits += [model(tokens[:, t:t + 1], cache) for t in range(prefill, x.shape[1])]
+        return _np(torch.softmax(torch.cat(logits, dim=1), dim=-1))
 
     # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
     def _epoch(self, config, params, eta, loss_fn, rows):
@@ -165,6 +178,8 @@ class TorchAdapter(Adapter):
         """Parameters of the nn.Modules torch_impl builds for ``algorithm``."""
         if algorithm in ("d_transformer", "e_transformer", "ed_transformer"):
             module = MODEL_CLASSES[type(sizes)](sizes)
+        elif algorithm == "modern_d_transformer":
+            module = ModernDTransformer(sizes)
         elif algorithm == "mhattention":
             module = MultiHeadAttention(sizes["d_x"], sizes["H"])
         elif algorithm == "layer_norm":

@@ -12,9 +12,15 @@ Try one by hand::
 
 from __future__ import annotations
 
-from conformance.mutants import attention, decoder, position_wise, training_memory
+from conformance.mutants import (
+    attention,
+    decoder,
+    modern_decoder,
+    position_wise,
+    training_memory,
+)
 
-MODULES = (attention, position_wise, decoder, training_memory)
+MODULES = (attention, position_wise, decoder, training_memory, modern_decoder)
 
 
 def catalogue() -> list[type]:

@@ -1,0 +1,143 @@
+"""The modern decoder-only transformer, forward (spec: Algorithm 65,
+spec/algorithms/65-modern-d-transformer.md).
+
+Literal float64 mirror: one sequence, column layout X in R^{d_e x l}, loops over layers, heads
+and positions where the pseudocode loops. Parameters are the canonical mapping of
+``formal_transformers.canonical.modern_shapes``; the config is a ``ModernDTransformerConfig``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from formal_transformers.hyperparameters import ModernDTransformerConfig
+from reference_numpy.activations import activation_function
+from reference_numpy.architectures import (
+    Params,
+    check_model_parameters,
+    check_token_sequence,
+    group,
+)
+from reference_numpy.attention import softmax_columns
+from reference_numpy.layer_norm import layer_norm
+from reference_numpy.modern_primitives import (
+    alibi_slopes,
+    rms_norm,
+    rope_frequencies,
+    rope_rotate,
+    softcap,
+)
+
+
+def sigma(name: str):
+    """The MLP's activation: Algorithm 16's, plus SiLU x / (1 + e^-x) (SwiGLU)."""
+    if name == "silu":
+        return lambda a: a / (1.0 + np.exp(-a))
+    return activation_function(name)
+
+
+def norm_columns(X: np.ndarray, p: dict[str, np.ndarray], c: ModernDTransformerConfig
+                 ) -> np.ndarray:
+    """Norm(X[:, t] | p) for every column: layer norm (gamma, beta) or RMSNorm (gamma)."""
+    columns = []
+    for t in range(X.shape[1]):
+        if c.norm == "layer_norm":
+            columns.append(layer_norm(X[:, t], gamma=p["gamma"], beta=p["beta"], eps=c.norm_eps))
+        else:
+            columns.append(rms_norm(X[:, t], p["gamma"], c.norm_eps, c.norm_offset))
+    return np.stack(columns, axis=1)
+
+
+def window_mask(l: int, w: int | None) -> np.ndarray:
+    """Mask[t_z, t_x] = [t_z <= t_x] and [t_z > t_x - w] (no second condition if w is None)."""
+    Mask = np.zeros((l, l), dtype=bool)
+    for t_x in range(l):
+        for t_z in range(l):
+            Mask[t_z, t_x] = t_z <= t_x and (w is None or t_z > t_x - w)
+    return Mask
+
+
+def gq_self_attention(X_tilde: np.ndarray, a: dict[str, np.ndarray],
+                      c: ModernDTransformerConfig, w: int | None) -> np.ndarray:
+    """Lines 6-14 of Algorithm 65: grouped-query causal self-attention, (d_e, l) -> (d_e, l)."""
+    l, d = X_tilde.shape[1], c.d_head
+    omega = rope_frequencies(c) if c.positions == "rope" else None
+    slopes = alibi_slopes(c.H) if c.positions == "alibi" else None
+    Mask = window_mask(l, w)  # Alg 65 L12
+    ones = np.ones((1, l))
+    Ys = []
+    for h in range(c.H):  # Alg 65 L6
+        g = (h * c.G) // c.H  # Alg 65 L6: query head h reads kv head g
+        Q = a["W_q"][h] @ X_tilde + a.get("b_q", np.zeros((c.H, d)))[h][:, None] @ ones
+        K = a["W_k"][g] @ X_tilde + a.get("b_k", np.zeros((c.G, d)))[g][:, None] @ ones
+        V = a["W_v"][g] @ X_tilde + a.get("b_v", np.zeros((c.G, d)))[g][:, None] @ ones
+        for t in range(l):
+            if c.qk_norm == "per_head":  # Alg 65 L7
+                Q[:, t] = rms_norm(Q[:, t], a["q_norm.gamma"], c.norm_eps, c.norm_offset)
+                K[:, t] = rms_norm(K[:, t], a["k_norm.gamma"], c.norm_eps, c.norm_offset)
+            if omega is not None:  # Alg 65 L8
+                Q[:, t] = rope_rotate(Q[:, t], t, omega, c.rope_layout)
+                K[:, t] = rope_rotate(K[:, t], t, omega, c.rope_layout)
+        S = c.scale * (K.T @ Q)  # Alg 65 L9
+        if c.attn_softcap is not None:
+            S = softcap(S, c.attn_softcap)  # Alg 65 L10
+        if slopes is not None:
+            for t_z in range(l):
+                for t_x in range(l):
+                    S[t_z, t_x] -= slopes[h] * (t_x - t_z)  # Alg 65 L11
+        S = np.where(Mask, S, -np.inf)  # Alg 65 L12
+        Ys.append(V @ softmax_columns(S))  # Alg 65 L13
+    b_o = a.get("b_o", np.zeros(c.d_e))
+    return a["W_o"] @ np.concatenate(Ys, axis=0) + b_o[:, None] @ ones  # Alg 65 L14
+
+
+def mlp_block(X_tilde: np.ndarray, m: dict[str, np.ndarray], c: ModernDTransformerConfig
+              ) -> np.ndarray:
+    """Line 17 of Algorithm 65: gated or plain MLP, (d_e, l) -> (d_e, l)."""
+    phi, ones = sigma(c.activation), np.ones((1, X_tilde.shape[1]))
+
+    def bias(name: str, size: int) -> np.ndarray:
+        return m.get(name, np.zeros(size))[:, None] @ ones
+
+    if c.mlp == "plain":
+        hidden = phi(m["W_mlp1"] @ X_tilde + bias("b_mlp1", c.d_mlp))
+        return m["W_mlp2"] @ hidden + bias("b_mlp2", c.d_e)  # Alg 65 L17
+    gate = phi(m["W_gate"] @ X_tilde + bias("b_gate", c.d_mlp))
+    up = m["W_up"] @ X_tilde + bias("b_up", c.d_mlp)
+    return m["W_down"] @ (gate * up) + bias("b_down", c.d_e)  # Alg 65 L17
+
+
+def modern_d_transformer(x, params: Params, config: ModernDTransformerConfig) -> np.ndarray:
+    """Modern decoder-only transformer (spec: Algorithm 65).
+
+    x: (l,) token ids. Returns P: (N_V, l); column t is the distribution of x[t+1].
+    """
+    c = config
+    params = check_model_parameters(c, params)
+    x = check_token_sequence("x", x, c)  # Alg 65 L1
+    kappa = np.sqrt(c.d_e) if c.embedding_scale else 1.0
+    columns = []
+    for t in range(len(x)):  # Alg 65 L2
+        e_t = kappa * params["W_e"][:, x[t]]
+        if c.positions == "learned":
+            e_t = e_t + params["W_p"][:, t]
+        columns.append(e_t)
+    X = np.stack(columns, axis=1)  # Alg 65 L3
+    for l in range(c.L):  # Alg 65 L4
+        p = f"layers.{l}"
+        X_tilde = norm_columns(X, group(params, f"{p}.ln1"), c)  # Alg 65 L5
+        A = gq_self_attention(X_tilde, group(params, f"{p}.mha"), c, c.window(l))
+        if c.post_norms:  # Alg 65 L15
+            A = norm_columns(A, group(params, f"{p}.ln1_post"), c)
+        X = X + A  # Alg 65 L15
+        X_tilde = norm_columns(X, group(params, f"{p}.ln2"), c)  # Alg 65 L16
+        M = mlp_block(X_tilde, group(params, f"{p}.mlp"), c)
+        if c.post_norms:  # Alg 65 L18
+            M = norm_columns(M, group(params, f"{p}.ln2_post"), c)
+        X = X + M  # Alg 65 L18
+    X = norm_columns(X, group(params, "ln_f"), c)  # Alg 65 L19
+    W_u = params["W_e"].T if c.tie_embeddings else params["W_u"]
+    Z = W_u @ X  # Alg 65 L20
+    if c.final_softcap is not None:
+        Z = softcap(Z, c.final_softcap)  # Alg 65 L21
+    return softmax_columns(Z)  # Alg 65 L22
