@@ -48,7 +48,11 @@ INFERENCE = ("d_inference", "ed_inference")
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
             "mhattention_backward", "layer_norm_backward", "mlp_backward",
             "unembedding_backward")
-ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
+# Modern primitives (spec: Algorithms 24-31, issue 13): each convention is a hyperparameter the
+# method receives; an implementation of one convention only fixes it in ``constrain``.
+MODERN = ("rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
+          "gated_mlp_backward")
+ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "modern_d_transformer_cached")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
@@ -198,6 +202,46 @@ class Adapter:
 
     def unembedding_backward(self, X: Array, params: Params, y: Array) -> dict[str, Array]:
         """Alg 23: gradient of sum_{b,t} -log P[b, t, y[b, t]]. Returns {"X", "W_u"}."""
+        raise NotImplementedError
+
+    # -- modern primitives (spec: Algorithms 24-31) -------------------------------------------
+    # constrain(alg, sizes) sees the conventions among the sizes (rope: "layout", "scaling",
+    # "fraction"; rmsnorm: "offset"; gated_mlp: "activation", "bias") and may fix them to the
+    # ones the implementation declares.
+    def rope(self, X: Array, positions: Array, config: Any) -> Array:
+        """Alg 25. X (B, H, l, d) queries or keys, positions (l,) int64 >= 0, config a
+        formal_transformers.rope.Rope (layout, theta, fraction, scaling). Returns (B, H, l, d).
+        """
+        raise NotImplementedError
+
+    def rmsnorm(self, X: Array, params: Params, eps: float, offset: bool) -> Array:
+        """Alg 27 at every position. X (B, l, d_e); gamma (d_e,); gain gamma + offset.
+
+        Returns (B, l, d_e).
+        """
+        raise NotImplementedError
+
+    def gated_mlp(self, X: Array, params: Params, activation: str) -> Array:
+        """Alg 28. X (B, l, d_e); W_gate, W_up (d_mlp, d_e), W_down (d_e, d_mlp), optional
+        b_gate, b_up (d_mlp,), b_down (d_e,); activation "silu", "gelu" or "gelu_tanh".
+
+        Returns (B, l, d_e).
+        """
+        raise NotImplementedError
+
+    def rope_backward(self, X: Array, positions: Array, config: Any, dY: Array
+                      ) -> dict[str, Array]:
+        """Alg 29. dY (B, H, l, d). Returns {"X"}."""
+        raise NotImplementedError
+
+    def rmsnorm_backward(self, X: Array, params: Params, eps: float, offset: bool, dY: Array
+                         ) -> dict[str, Array]:
+        """Alg 30. Returns {"X", "gamma"} (gamma summed over the batch and positions)."""
+        raise NotImplementedError
+
+    def gated_mlp_backward(self, X: Array, params: Params, activation: str, dY: Array
+                           ) -> dict[str, Array]:
+        """Alg 31. Returns {"X"} and one gradient per parameter given (biases optional)."""
         raise NotImplementedError
 
     # -- extras --------------------------------------------------------------------------------

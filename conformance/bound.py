@@ -136,6 +136,17 @@ class Bound:
     def mlp(self, X, params, activation):
         return self._array("mlp", self._call("mlp", X, params, activation), X.shape, X.dtype)
 
+    def rope(self, X, positions, config):
+        return self._array("rope", self._call("rope", X, positions, config), X.shape, X.dtype)
+
+    def rmsnorm(self, X, params, eps, offset):
+        return self._array("rmsnorm", self._call("rmsnorm", X, params, eps, offset), X.shape,
+                           X.dtype)
+
+    def gated_mlp(self, X, params, activation):
+        return self._array("gated_mlp", self._call("gated_mlp", X, params, activation),
+                           X.shape, X.dtype)
+
     def _probs(self, method, x, params, config, *args):
         out = self._call(method, *args, params, config)
         return self._array(method, out, x.shape + (config.N_V,), params["W_u"].dtype)

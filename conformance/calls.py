@@ -19,12 +19,15 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "mhattention": ("b", "t_x", "i"), "layer_norm": ("b", "t", "i"),
         "unembedding": ("b", "t", "v"), "mlp": ("b", "t", "i"),
         "d_transformer": ("b", "t", "v"), "e_transformer": ("b", "t", "v"),
-        "ed_transformer": ("b", "t", "v"), "modern_d_transformer": ("b", "t", "v")}
+        "ed_transformer": ("b", "t", "v"), "rope": ("b", "h", "t", "i"),
+        "rmsnorm": ("b", "t", "i"), "gated_mlp": ("b", "t", "i"),
+        "modern_d_transformer": ("b", "t", "v")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "attention": ("X", "Z"), "mhattention": ("X", "Z"), "layer_norm": ("X",),
            "unembedding": ("X",), "mlp": ("X",), "d_transformer": ("x",),
-           "e_transformer": ("x",), "ed_transformer": ("z", "x"),
+           "e_transformer": ("x",), "ed_transformer": ("z", "x"), "rope": ("X",),
+           "rmsnorm": ("X",), "gated_mlp": ("X",),
            "modern_d_transformer": ("x",)}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
@@ -50,15 +53,22 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.ed_transformer(d["z"], d["x"], d["params"], d["config"])
     if alg in ("d_transformer", "e_transformer", "modern_d_transformer"):
         return getattr(bound, alg)(d["x"], d["params"], d["config"])
+    if alg == "rope":
+        return bound.rope(d["X"], d["positions"], d["rope"])
+    if alg == "rmsnorm":
+        return bound.rmsnorm(d["X"], d["params"], d["eps"], d["offset"])
+    if alg == "gated_mlp":
+        return bound.gated_mlp(d["X"], d["params"], d["activation"])
     raise KeyError(f"no forward dispatch for {alg!r}")
 
 
 def backward_inputs(alg: str, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The differentiable inputs of backward algorithm ``alg`` (named as in its gradient dict)."""
-    params = dict(data["params"])
+    params = dict(data.get("params", {}))
     if alg in ("attention_backward", "mhattention_backward"):
         return {"X": data["X"], "Z": data["Z"]} | params
-    if alg in ("layer_norm_backward", "mlp_backward", "unembedding_backward"):
+    if alg in ("layer_norm_backward", "mlp_backward", "unembedding_backward", "rope_backward",
+               "rmsnorm_backward", "gated_mlp_backward"):
         return {"X": data["X"]} | params
     return params  # embeddings and architectures: the parameters only
 
@@ -72,7 +82,7 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
     """
     d = data
     expected = {k: v.shape for k, v in backward_inputs(alg, d).items()}
-    dtype = next(iter(d["params"].values())).dtype
+    dtype = next(iter(d["params"].values())).dtype if d.get("params") else d["X"].dtype
     args: tuple[Any, ...]
     kwargs: dict[str, Any] = {}
     if alg == "token_embedding_backward":
@@ -87,6 +97,12 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
         args = (d["X"], d["params"], d["activation"], upstream)
     elif alg == "unembedding_backward":
         args = (d["X"], d["params"], upstream)
+    elif alg == "rope_backward":
+        args = (d["X"], d["positions"], d["rope"], upstream)
+    elif alg == "rmsnorm_backward":
+        args = (d["X"], d["params"], d["eps"], d["offset"], upstream)
+    elif alg == "gated_mlp_backward":
+        args = (d["X"], d["params"], d["activation"], upstream)
     elif alg == "ed_transformer_backward":
         args = (d["z"], d["x"], d["params"], d["config"], upstream)
     elif alg in ("d_transformer_backward", "e_transformer_backward"):
@@ -118,6 +134,8 @@ def output_shape(alg: str, data: Mapping[str, Any]) -> tuple[int, ...]:
         "attention": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
         "mhattention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
         "layer_norm": lambda: d["X"].shape, "mlp": lambda: d["X"].shape,
+        "rope": lambda: d["X"].shape, "rmsnorm": lambda: d["X"].shape,
+        "gated_mlp": lambda: d["X"].shape,
         "unembedding": lambda: d["X"].shape[:2] + p["W_u"].shape[:1],
     }
     if alg in ARCHITECTURES:

@@ -14,16 +14,18 @@ import numpy as np
 from hypothesis import strategies as st
 
 from conformance.strategies import SCALES, SEEDS, Case, random_parameters
+from conformance.strategies_modern import rope_scaling
 from formal_transformers.canonical import parameter_shapes
 from formal_transformers.hyperparameters import (
+    ACTIVATIONS,
     ATTENTION_BIASES,
-    MODERN_ACTIVATIONS,
+    GATED_ACTIVATIONS,
     POSITIONS,
-    ROPE_LAYOUTS,
     DTransformerConfig,
     ModernDTransformerConfig,
     gpt2_selections,
 )
+from formal_transformers.rope import LAYOUTS, SCALINGS, Rope
 
 ALG = "modern_d_transformer"
 
@@ -37,7 +39,7 @@ def modern_fields(draw, l_max: tuple[int, int] = (2, 7)) -> dict[str, Any]:
     L = draw(st.integers(1, 2))
     norm = draw(st.sampled_from(["layer_norm", "rmsnorm"]))
     positions = draw(st.sampled_from(POSITIONS))
-    scaling = draw(st.sampled_from(["none", "linear", "llama3"]))
+    mlp = draw(st.sampled_from(["plain", "gated"]))
     window = st.one_of(st.none(), st.integers(1, 3))
     fields: dict[str, Any] = {
         "N_V": draw(st.integers(2, 7)), "l_max": draw(st.integers(*l_max)),
@@ -45,12 +47,13 @@ def modern_fields(draw, l_max: tuple[int, int] = (2, 7)) -> dict[str, Any]:
         "G": G, "d_head": d_head, "norm": norm,
         "norm_offset": norm == "rmsnorm" and draw(st.booleans()),
         "norm_eps": draw(st.sampled_from([1e-6, 1e-3, 0.1])), "post_norms": draw(st.booleans()),
-        "positions": positions, "rope_layout": draw(st.sampled_from(ROPE_LAYOUTS)),
-        "rope_theta": draw(st.sampled_from([10.0, 1e4])),
-        "rope_fraction": draw(st.sampled_from([0.5, 1.0])) if d_head == 4 else 1.0,
-        "rope_scaling": scaling, "rope_factor": 1.0 if scaling == "none" else 4.0,
-        "rope_original_l_max": 4, "mlp": draw(st.sampled_from(["plain", "gated"])),
-        "activation": draw(st.sampled_from(MODERN_ACTIVATIONS)),
+        "positions": positions,
+        "rope": Rope(layout=draw(st.sampled_from(LAYOUTS)),
+                     theta=draw(st.sampled_from([10.0, 1e4])),
+                     fraction=draw(st.sampled_from([0.5, 1.0])) if d_head == 4 else 1.0,
+                     scaling=rope_scaling(draw, draw(st.sampled_from(SCALINGS)))),
+        "mlp": mlp, "activation": draw(st.sampled_from(
+            GATED_ACTIVATIONS if mlp == "gated" else ACTIVATIONS)),
         "windows": draw(st.none() | st.lists(window, min_size=L, max_size=L).map(tuple)),
         "qk_norm": draw(st.sampled_from(["none", "per_head"])),
         "attn_softcap": draw(st.sampled_from([None, 1.0, 5.0])),

@@ -346,6 +346,9 @@ def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
                 "token_embedding": lambda c, d, **o: embedding_cases(c, d, "token", **o),
                 "positional_embedding": lambda c, d, **o: embedding_cases(c, d, "positional",
                                                                           **o)}
+    from conformance.strategies_modern import BUILDERS as MODERN_BUILDERS
+
+    builders |= MODERN_BUILDERS
     return builders[base](constrain, dtype, **options)
 
 

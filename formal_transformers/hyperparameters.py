@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from formal_transformers.errors import ConfigError
+from formal_transformers.rope import Rope, RopeScaling
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 
@@ -129,10 +130,8 @@ class EDTransformerConfig(_ConfigMixin):
 
 NORMS = ("layer_norm", "rmsnorm")
 POSITIONS = ("learned", "rope", "alibi", "none")
-ROPE_LAYOUTS = ("half_split", "interleaved")
-ROPE_SCALINGS = ("none", "linear", "llama3")
 MLPS = ("plain", "gated")
-MODERN_ACTIVATIONS = ACTIVATIONS + ("silu",)
+GATED_ACTIVATIONS = ("silu", "gelu", "gelu_tanh")  # Algorithm 28's phi
 ATTENTION_BIASES = ("none", "qkv", "all")
 QK_NORMS = ("none", "per_head")
 
@@ -179,14 +178,7 @@ class ModernDTransformerConfig(_ConfigMixin):
     norm_eps: float = 1e-6
     post_norms: bool = False
     positions: str = "rope"
-    rope_layout: str = "half_split"
-    rope_theta: float = 10000.0
-    rope_fraction: float = 1.0
-    rope_scaling: str = "none"
-    rope_factor: float = 1.0
-    rope_low_freq_factor: float = 1.0
-    rope_high_freq_factor: float = 4.0
-    rope_original_l_max: int = 8192
+    rope: Rope = dataclasses.field(default_factory=Rope)
     mlp: str = "gated"
     activation: str = "silu"
     windows: tuple[int | None, ...] | None = None
@@ -208,26 +200,31 @@ class ModernDTransformerConfig(_ConfigMixin):
                 raise ConfigError(f"ModernDTransformerConfig.d_e must be divisible by H when "
                                   f"d_head is not given, got d_e={self.d_e}, H={self.H}")
             object.__setattr__(self, "d_head", self.d_e // self.H)
-        _require_positive(self, "G", "d_head", "rope_original_l_max")
+        _require_positive(self, "G", "d_head")
         if self.H % self.G != 0:
             raise ConfigError(f"ModernDTransformerConfig.G must divide H (each kv head serves "
                               f"H / G query heads), got H={self.H}, G={self.G}")
         for name, choices in (("norm", NORMS), ("positions", POSITIONS), ("mlp", MLPS),
-                              ("rope_layout", ROPE_LAYOUTS), ("rope_scaling", ROPE_SCALINGS),
-                              ("activation", MODERN_ACTIVATIONS), ("qk_norm", QK_NORMS),
+                              ("qk_norm", QK_NORMS),
                               ("attention_bias", ATTENTION_BIASES)):
             _require_choice(self, name, choices)
+        _require_choice(self, "activation",
+                        GATED_ACTIVATIONS if self.mlp == "gated" else ACTIVATIONS)
         eps = self.norm_eps
         if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 <= eps < 1:
             raise ConfigError(f"ModernDTransformerConfig.norm_eps must be a float in [0, 1), "
                               f"got {eps!r}")
-        for name in ("attn_softcap", "final_softcap", "attn_scale", "rope_theta", "rope_factor"):
+        for name in ("attn_softcap", "final_softcap", "attn_scale"):
             _require_optional_positive_float(self, name)
-        if not 0 < self.rope_fraction <= 1 or (
-                self.positions == "rope" and int(round(self.rope_fraction * self.d_head)) % 2):
-            raise ConfigError(f"ModernDTransformerConfig.rope_fraction must be in (0, 1] and "
-                              f"rotate an even number of the d_head={self.d_head} features, "
-                              f"got {self.rope_fraction!r}")
+        if isinstance(self.rope, dict):  # from to_dict()
+            rope = dict(self.rope)
+            object.__setattr__(self, "rope", Rope(**rope | {
+                "scaling": RopeScaling(**rope.get("scaling", {}))}))
+        if not isinstance(self.rope, Rope):
+            raise ConfigError(f"ModernDTransformerConfig.rope must be a "
+                              f"formal_transformers.rope.Rope, got {self.rope!r}")
+        if self.positions == "rope":
+            self.rope.rotated_features(self.d_head)  # even and >= 2, else ConfigError
         if self.norm_offset and self.norm != "rmsnorm":
             raise ConfigError("ModernDTransformerConfig.norm_offset (scale 1 + w) applies to "
                               f"norm='rmsnorm' only, got norm={self.norm!r}")
@@ -257,11 +254,6 @@ class ModernDTransformerConfig(_ConfigMixin):
     def d_mid(self) -> int:
         """Value size of one head (d_head)."""
         return self.d_head  # type: ignore[return-value]
-
-    @property
-    def rotated(self) -> int:
-        """Number of features of each head that RoPE rotates (an even number <= d_head)."""
-        return int(round(self.rope_fraction * self.d_head))  # type: ignore[operator]
 
     @property
     def scale(self) -> float:

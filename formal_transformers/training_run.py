@@ -222,8 +222,8 @@ Callback = Callable[[RunState, dict[str, Any]], None]
 
 
 def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = None,
-          on_record: Callback | None = None, stop: Callable[[], bool] | None = None
-          ) -> dict[str, Any]:
+          on_record: Callback | None = None, stop: Callable[[], bool] | None = None,
+          distributed: str | None = None) -> dict[str, Any]:
     """Train (or resume) ``run`` up to step ``until`` (default run.steps); returns a summary.
 
     With ``out``, checkpoints, metrics.json and loss_curve.png are written there; a
@@ -232,13 +232,20 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
     ``stop`` is asked after every step; when it says True the run ends there as if ``until``
     had been reached (evaluated and checkpointed), e.g. on Ctrl-C. Resuming with a larger
     ``steps`` stretches the learning-rate schedule to the new length from the current step.
+
+    ``distributed`` ('ddp' or 'fsdp'): every rank of the current process group calls this with
+    the same arguments; each step is one global batch split over the ranks, rank 0 alone
+    writes to ``out`` and calls ``on_record``, and rank 0's ``stop`` decides for all
+    (formal_transformers.distributed_run starts the ranks).
     """
     out = Path(out) if out is not None else None
     state, ck = _resume(run, out)
     source = source_from_dict(run.source)
     config = config_from_dict(run.model)
     params = ck.params if ck else initial_parameters(config, run)
-    backend = make_backend(run.impl, config, params, run.to_dict(), ck.optimizer if ck else {})
+    backend = make_backend(run.impl, config, params, run.to_dict(), ck.optimizer if ck else {},
+                           distributed)
+    writer = distributed is None or backend.rank == 0
     until = run.steps if until is None else min(until, run.steps)
     window: list[tuple[float, int, int]] = []
     while state.step < until:
@@ -248,7 +255,10 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
         state.train_seconds += time.perf_counter() - t0
         window.append((loss, len(batch), target_count(run.arch, batch)))
         state.step += 1
-        final = state.step == until or (stop is not None and stop())
+        asked = stop is not None and stop()
+        if distributed is not None:
+            asked = backend.agree(asked)
+        final = state.step == until or asked
         if state.step % run.log_every == 0 or final:
             record = _record(run, state, window)
             window = []
@@ -256,10 +266,10 @@ def train(run: RunConfig, out: str | Path | None = None, *, until: int | None = 
                 state.last_eval = source.evaluate(backend.log_probs)
                 record |= state.last_eval
             state.history.append(record)
-            if on_record is not None:
+            if on_record is not None and writer:
                 on_record(state, record)
         if out is not None and (state.step % run.checkpoint_every == 0 or final):
-            _save(out, run, state, config, backend, source)
+            _save(out, run, state, config, backend, source, write=writer)
         if final:
             break
     return summary(run, state, source, out)
@@ -277,13 +287,18 @@ def _record(run: RunConfig, state: RunState, window: list[tuple[float, int, int]
 
 
 def _save(out: Path, run: RunConfig, state: RunState, config: Config, backend: Any,
-          source: Source) -> None:
+          source: Source, write: bool = True) -> None:
+    """Checkpoint, metrics and plot; ``write=False`` (a distributed run's other ranks) only
+    takes part in gathering the parameters and optimizer state."""
     from formal_transformers import render
 
+    params, optimizer_state = backend.parameters(), backend.optimizer_state()
+    if not write:
+        return
     state_json = {"step": state.step, "run": run.to_dict(), "history": state.history,
                   "train_seconds": state.train_seconds, "last_eval": state.last_eval}
-    ckpt_io.save_checkpoint(out, ckpt_io.Checkpoint(config, backend.parameters(),
-                                                    backend.optimizer_state(), state_json))
+    ckpt_io.save_checkpoint(out, ckpt_io.Checkpoint(config, params, optimizer_state,
+                                                    state_json))
     write_json(out / ckpt_io.METRICS_FILE, summary(run, state, source, out))
     title = f"{run.arch} on {source.name} ({run.impl}, {run.optimizer})"
     atomic_write(out / ckpt_io.PLOT_FILE, lambda tmp: render.loss_curve(

@@ -16,10 +16,13 @@ from reference_numpy.backward import (
     unembedding_backward,
 )
 from reference_numpy.embeddings import positional_embedding, token_embedding
+from reference_numpy.gated_mlp import gated_mlp, gated_mlp_backward
 from reference_numpy.inference import d_inference, ed_inference
 from reference_numpy.layer_norm import layer_norm
 from reference_numpy.mlp import mlp
 from reference_numpy.modern_decoder import modern_d_transformer
+from reference_numpy.rmsnorm import rmsnorm, rmsnorm_backward
+from reference_numpy.rope import rope, rope_backward
 from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
 
@@ -47,5 +50,11 @@ REGISTRY = {
     "layer_norm_backward": layer_norm_backward,
     "mlp_backward": mlp_backward,
     "unembedding_backward": unembedding_backward,
+    "rope": rope,
+    "rmsnorm": rmsnorm,
+    "gated_mlp": gated_mlp,
+    "rope_backward": rope_backward,
+    "rmsnorm_backward": rmsnorm_backward,
+    "gated_mlp_backward": gated_mlp_backward,
     "modern_d_transformer": modern_d_transformer,
 }

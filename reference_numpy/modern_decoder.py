@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from formal_transformers.hyperparameters import ModernDTransformerConfig
-from reference_numpy.activations import activation_function
 from reference_numpy.architectures import (
     Params,
     check_model_parameters,
@@ -19,21 +18,12 @@ from reference_numpy.architectures import (
     group,
 )
 from reference_numpy.attention import softmax_columns
+from reference_numpy.gated_mlp import gated_mlp
 from reference_numpy.layer_norm import layer_norm
-from reference_numpy.modern_primitives import (
-    alibi_slopes,
-    rms_norm,
-    rope_frequencies,
-    rope_rotate,
-    softcap,
-)
-
-
-def sigma(name: str):
-    """The MLP's activation: Algorithm 16's, plus SiLU x / (1 + e^-x) (SwiGLU)."""
-    if name == "silu":
-        return lambda a: a / (1.0 + np.exp(-a))
-    return activation_function(name)
+from reference_numpy.mlp import mlp
+from reference_numpy.modern_primitives import alibi_slopes, softcap
+from reference_numpy.rmsnorm import rmsnorm
+from reference_numpy.rope import rope
 
 
 def norm_columns(X: np.ndarray, p: dict[str, np.ndarray], c: ModernDTransformerConfig
@@ -44,7 +34,7 @@ def norm_columns(X: np.ndarray, p: dict[str, np.ndarray], c: ModernDTransformerC
         if c.norm == "layer_norm":
             columns.append(layer_norm(X[:, t], gamma=p["gamma"], beta=p["beta"], eps=c.norm_eps))
         else:
-            columns.append(rms_norm(X[:, t], p["gamma"], c.norm_eps, c.norm_offset))
+            columns.append(rmsnorm(X[:, t], p["gamma"], c.norm_eps, c.norm_offset))
     return np.stack(columns, axis=1)
 
 
@@ -61,7 +51,6 @@ def gq_self_attention(X_tilde: np.ndarray, a: dict[str, np.ndarray],
                       c: ModernDTransformerConfig, w: int | None) -> np.ndarray:
     """Lines 6-14 of Algorithm 65: grouped-query causal self-attention, (d_e, l) -> (d_e, l)."""
     l, d = X_tilde.shape[1], c.d_head
-    omega = rope_frequencies(c) if c.positions == "rope" else None
     slopes = alibi_slopes(c.H) if c.positions == "alibi" else None
     Mask = window_mask(l, w)  # Alg 65 L12
     ones = np.ones((1, l))
@@ -71,13 +60,12 @@ def gq_self_attention(X_tilde: np.ndarray, a: dict[str, np.ndarray],
         Q = a["W_q"][h] @ X_tilde + a.get("b_q", np.zeros((c.H, d)))[h][:, None] @ ones
         K = a["W_k"][g] @ X_tilde + a.get("b_k", np.zeros((c.G, d)))[g][:, None] @ ones
         V = a["W_v"][g] @ X_tilde + a.get("b_v", np.zeros((c.G, d)))[g][:, None] @ ones
-        for t in range(l):
-            if c.qk_norm == "per_head":  # Alg 65 L7
-                Q[:, t] = rms_norm(Q[:, t], a["q_norm.gamma"], c.norm_eps, c.norm_offset)
-                K[:, t] = rms_norm(K[:, t], a["k_norm.gamma"], c.norm_eps, c.norm_offset)
-            if omega is not None:  # Alg 65 L8
-                Q[:, t] = rope_rotate(Q[:, t], t, omega, c.rope_layout)
-                K[:, t] = rope_rotate(K[:, t], t, omega, c.rope_layout)
+        if c.qk_norm == "per_head":  # Alg 65 L7
+            for t in range(l):
+                Q[:, t] = rmsnorm(Q[:, t], a["q_norm.gamma"], c.norm_eps, c.norm_offset)
+                K[:, t] = rmsnorm(K[:, t], a["k_norm.gamma"], c.norm_eps, c.norm_offset)
+        if c.positions == "rope":  # Alg 65 L8: column t rotated by position t (Algorithm 25)
+            Q, K = rope(Q, np.arange(l), c.rope), rope(K, np.arange(l), c.rope)
         S = c.scale * (K.T @ Q)  # Alg 65 L9
         if c.attn_softcap is not None:
             S = softcap(S, c.attn_softcap)  # Alg 65 L10
@@ -93,18 +81,11 @@ def gq_self_attention(X_tilde: np.ndarray, a: dict[str, np.ndarray],
 
 def mlp_block(X_tilde: np.ndarray, m: dict[str, np.ndarray], c: ModernDTransformerConfig
               ) -> np.ndarray:
-    """Line 17 of Algorithm 65: gated or plain MLP, (d_e, l) -> (d_e, l)."""
-    phi, ones = sigma(c.activation), np.ones((1, X_tilde.shape[1]))
-
-    def bias(name: str, size: int) -> np.ndarray:
-        return m.get(name, np.zeros(size))[:, None] @ ones
-
+    """Line 17 of Algorithm 65: gated (Algorithm 28) or plain (Algorithm 16) MLP, (d_e, l)."""
     if c.mlp == "plain":
-        hidden = phi(m["W_mlp1"] @ X_tilde + bias("b_mlp1", c.d_mlp))
-        return m["W_mlp2"] @ hidden + bias("b_mlp2", c.d_e)  # Alg 65 L17
-    gate = phi(m["W_gate"] @ X_tilde + bias("b_gate", c.d_mlp))
-    up = m["W_up"] @ X_tilde + bias("b_up", c.d_mlp)
-    return m["W_down"] @ (gate * up) + bias("b_down", c.d_e)  # Alg 65 L17
+        zeros = {"b_mlp1": np.zeros(c.d_mlp), "b_mlp2": np.zeros(c.d_e)}
+        return mlp(X_tilde, **(zeros | m), activation=c.activation)  # Alg 65 L17
+    return gated_mlp(X_tilde, activation=c.activation, **m)  # Alg 65 L17
 
 
 def modern_d_transformer(x, params: Params, config: ModernDTransformerConfig) -> np.ndarray:

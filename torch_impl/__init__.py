@@ -21,6 +21,7 @@ from torch_impl.backward import (
     unembedding_backward,
 )
 from torch_impl.embeddings import positional_embedding, token_embedding
+from torch_impl.gated_mlp import gated_mlp, gated_mlp_backward
 from torch_impl.inference import d_inference, ed_inference
 from torch_impl.layer_norm import layer_norm
 from torch_impl.mlp import mlp
@@ -33,6 +34,8 @@ from torch_impl.models import (
     ed_transformer,
 )
 from torch_impl.modern_decoder import ModernDTransformer, modern_d_transformer
+from torch_impl.rmsnorm import rmsnorm, rmsnorm_backward
+from torch_impl.rope import rope, rope_backward
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 
@@ -60,6 +63,12 @@ REGISTRY = {
     "layer_norm_backward": layer_norm_backward,
     "mlp_backward": mlp_backward,
     "unembedding_backward": unembedding_backward,
+    "rope": rope,
+    "rmsnorm": rmsnorm,
+    "gated_mlp": gated_mlp,
+    "rope_backward": rope_backward,
+    "rmsnorm_backward": rmsnorm_backward,
+    "gated_mlp_backward": gated_mlp_backward,
     "modern_d_transformer": modern_d_transformer,
 }
 

@@ -25,15 +25,9 @@ from formal_transformers.hyperparameters import ModernDTransformerConfig
 from formal_transformers.validation import check_finite
 from torch_impl._checks import check_token_batch
 from torch_impl.models import _NUMPY_TO_TORCH, Get, _numpy, probabilities
-from torch_impl.modern_primitives import (
-    Norm,
-    alibi_bias,
-    apply_rope,
-    modern_activation,
-    rope_frequencies,
-    softcap,
-)
+from torch_impl.modern_primitives import Norm, alibi_bias, mlp_activation, softcap
 from torch_impl.ring_kv_cache import RingKVCache
+from torch_impl.rope import rope
 
 
 class GQAttention(nn.Module):
@@ -69,8 +63,8 @@ class GQAttention(nn.Module):
             views[f"{prefix}.b_o"] = get(self.out.bias)
         return views
 
-    def forward(self, X: torch.Tensor, freqs: torch.Tensor | None, offset: int,
-                cache: RingKVCache | None, layer: int) -> torch.Tensor:
+    def forward(self, X: torch.Tensor, offset: int, cache: RingKVCache | None, layer: int
+                ) -> torch.Tensor:
         """X: (B, T, d_e) at positions offset .. offset + T - 1 -> (B, T, d_e)."""
         c = self.c
         B, T, _ = X.shape
@@ -81,9 +75,8 @@ class GQAttention(nn.Module):
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q_pos = torch.arange(offset, offset + T, device=X.device)
-        if freqs is not None:
-            q = apply_rope(q, q_pos, freqs, c.rope_layout)
-            k = apply_rope(k, q_pos, freqs, c.rope_layout)
+        if c.positions == "rope":
+            q, k = rope(q, q_pos, c.rope), rope(k, q_pos, c.rope)  # Algorithm 25
         if cache is not None:
             k, v, k_pos = cache.update(layer, k, v)  # (B, G, n, d_head), (n,)
         else:
@@ -125,7 +118,7 @@ class GatedMLP(nn.Module):
         self.gated, self.d_mlp = c.mlp == "gated", c.d_mlp
         self.fc1 = nn.Linear(c.d_e, (2 if self.gated else 1) * c.d_mlp, bias=c.mlp_bias)
         self.fc2 = nn.Linear(c.d_mlp, c.d_e, bias=c.mlp_bias)
-        self.phi = modern_activation(c.activation)
+        self.phi = mlp_activation(c.activation, self.gated)
 
     def canonical_views(self, prefix: str, get: Get) -> dict[str, torch.Tensor]:
         W, b = get(self.fc1.weight), get(self.fc1.bias) if self.fc1.bias is not None else None
@@ -168,8 +161,8 @@ class ModernBlock(nn.Module):
                 views |= module.canonical_views(f"{prefix}.{name}", get)
         return views
 
-    def forward(self, X, freqs, offset, cache, layer):
-        A = self.mha(self.ln1(X), freqs, offset, cache, layer)
+    def forward(self, X, offset, cache, layer):
+        A = self.mha(self.ln1(X), offset, cache, layer)
         X = X + (self.ln1_post(A) if self.ln1_post is not None else A)
         M = self.mlp(self.ln2(X))
         return X + (self.ln2_post(M) if self.ln2_post is not None else M)
@@ -186,8 +179,6 @@ class ModernDTransformer(nn.Module):
         self.layers = nn.ModuleList(ModernBlock(c, c.window(l)) for l in range(c.L))
         self.ln_f = Norm(c.d_e, c.norm, c.norm_eps, c.norm_offset)
         self.lm_head = None if c.tie_embeddings else nn.Linear(c.d_e, c.N_V, bias=False)
-        freqs = rope_frequencies(c) if c.positions == "rope" else None
-        self.register_buffer("freqs", freqs, persistent=False)
 
     def canonical_views(self, get: Get) -> dict[str, torch.Tensor]:
         views = {"W_e": get(self.wte.weight).T}
@@ -213,8 +204,6 @@ class ModernDTransformer(nn.Module):
             dtype = first.dtype if isinstance(first, torch.Tensor) else _NUMPY_TO_TORCH.get(
                 np.asarray(first).dtype, torch.float32)
         model = cls(config).to(dtype=dtype, device=device)
-        if model.freqs is not None:
-            model.freqs = rope_frequencies(config).to(device)  # float64 angles, cast at use
         with torch.no_grad():
             for name, view in model.canonical_views(lambda p: p.data).items():
                 value = params[name]
@@ -250,7 +239,7 @@ class ModernDTransformer(nn.Module):
         if self.wpe is not None:
             X = X + self.wpe.weight[offset:offset + x.shape[1]]
         for l, layer in enumerate(self.layers):
-            X = layer(X, self.freqs, offset, cache, l)
+            X = layer(X, offset, cache, l)
         if cache is not None:
             cache.advance(x.shape[1])
         X = self.ln_f(X)

@@ -1,7 +1,9 @@
-"""The modern primitives as the modern decoder uses them (spec: Algorithm 65's lines 2-16).
+"""The normalisation module, soft-capping and ALiBi as the modern decoder uses them (spec:
+Algorithm 65).
 
-Interim module: the primitives' own entries (RoPE, RMSNorm, ALiBi, soft-capping; issue 13)
-land in torch_impl/{rope,rmsnorm,alibi,softcap}.py; this module then re-exports them instead.
+``Norm`` holds the gain (and offset) of one norm and calls the primitives' own functions:
+torch_impl.layer_norm (Algorithm 6) or torch_impl.rmsnorm (Algorithm 27). Soft-capping and
+ALiBi are interim here until their own entries (issue 13) land.
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from formal_transformers.hyperparameters import ModernDTransformerConfig
+from torch_impl.gated_mlp import GATED_ACTIVATIONS
+from torch_impl.layer_norm import layer_norm
 from torch_impl.mlp import activation_function
+from torch_impl.rmsnorm import rmsnorm
 
 
 class Norm(nn.Module):
-    """Layer norm (gamma, beta; Algorithm 6) or RMSNorm (gamma; scale 1 + gamma with
-    ``offset``) over the last axis, eps inside the root."""
+    """Layer norm (gamma, beta) or RMSNorm (gamma; gain 1 + gamma with ``offset``) over the
+    last axis, eps inside the root."""
 
     def __init__(self, d: int, kind: str, eps: float, offset: bool = False):
         super().__init__()
@@ -33,47 +36,14 @@ class Norm(nn.Module):
         return views
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        if self.kind == "layer_norm":
-            return F.layer_norm(X, X.shape[-1:], self.gamma, self.beta, self.eps)
-        scale = 1 + self.gamma if self.offset else self.gamma
-        return X * torch.rsqrt(X.pow(2).mean(-1, keepdim=True) + self.eps) * scale
+        if self.beta is not None:
+            return layer_norm(X, self.gamma, self.beta, self.eps)
+        return rmsnorm(X, self.gamma, self.eps, self.offset)
 
 
-def rope_frequencies(c: ModernDTransformerConfig) -> torch.Tensor:
-    """Angular frequencies omega_i = theta^(-2i / r), i < r / 2 (r rotated features), after
-    the config's scaling: (r / 2,) float64."""
-    r = c.rotated
-    omega = c.rope_theta ** (-torch.arange(0, r, 2, dtype=torch.float64) / r)
-    if c.rope_scaling == "linear":
-        return omega / c.rope_factor
-    if c.rope_scaling == "llama3":
-        wavelen = 2 * math.pi / omega
-        low = c.rope_original_l_max / c.rope_low_freq_factor
-        high = c.rope_original_l_max / c.rope_high_freq_factor
-        smooth = ((c.rope_original_l_max / wavelen - c.rope_low_freq_factor)
-                  / (c.rope_high_freq_factor - c.rope_low_freq_factor))
-        mid = (1 - smooth) * omega / c.rope_factor + smooth * omega
-        return torch.where(wavelen > low, omega / c.rope_factor,
-                           torch.where(wavelen < high, omega, mid))
-    return omega
-
-
-def apply_rope(q: torch.Tensor, positions: torch.Tensor, omega: torch.Tensor, layout: str
-               ) -> torch.Tensor:
-    """Rotate the first r features of every head: q (B, n, T, d_head), positions (T,).
-
-    half_split pairs feature i with i + r/2; interleaved pairs 2i with 2i + 1."""
-    r = 2 * omega.shape[0]
-    angles = positions.to(torch.float64)[:, None] * omega[None, :]  # (T, r/2)
-    cos, sin = angles.cos().to(q.dtype), angles.sin().to(q.dtype)
-    rot, rest = q[..., :r], q[..., r:]
-    if layout == "half_split":
-        a, b = rot[..., : r // 2], rot[..., r // 2:]
-        out = torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
-    else:
-        a, b = rot[..., 0::2], rot[..., 1::2]
-        out = torch.stack([a * cos - b * sin, b * cos + a * sin], dim=-1).flatten(-2)
-    return torch.cat([out, rest], dim=-1)
+def mlp_activation(name: str, gated: bool):
+    """phi of the gated MLP (Algorithm 28) or of the plain one (Algorithm 16)."""
+    return GATED_ACTIVATIONS[name] if gated else activation_function(name)
 
 
 def softcap(S: torch.Tensor, c: float) -> torch.Tensor:
@@ -97,8 +67,3 @@ def alibi_bias(H: int, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor
     """-m_h (t - s) for query positions t (T,) and key positions s (n,): (H, T, n)."""
     distance = (q_pos[:, None] - k_pos[None, :]).to(torch.float64)
     return -alibi_slopes(H)[:, None, None] * distance
-
-
-def modern_activation(name: str):
-    """phi of the (gated) MLP: Algorithm 16's activations plus SiLU (SwiGLU's x sigmoid(x))."""
-    return F.silu if name == "silu" else activation_function(name)

@@ -99,13 +99,24 @@ def make_adamw(model: nn.Module, lr: float = 3e-4, weight_decay: float = 0.1,
                              foreach=None if fused else True)
 
 
+def _gradient_sync(model: nn.Module, last: bool):
+    """Skip the gradient reduction of data-parallel wrappers on all but the last micro-batch:
+    DDP's ``no_sync`` context, FSDP2's ``set_requires_gradient_sync`` switch."""
+    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2 (fully_shard)
+        model.set_requires_gradient_sync(last)
+        return nullcontext()
+    if last or not hasattr(model, "no_sync"):
+        return nullcontext()
+    return model.no_sync()
+
+
 def accumulate_gradients(model: nn.Module, loss_fn: LossFn, batch: Batch,
                          micro_batch_size: int | None = None,
                          autocast_dtype: torch.dtype | None = None) -> float:
     """Backpropagate the batch mean of the per-sequence losses, one micro-batch at a time.
 
     Each micro-batch contributes sum(losses) / B, so the accumulated gradient equals the
-    full batch's. Under DDP the gradient all-reduce runs only on the last micro-batch.
+    full batch's. Under DDP and FSDP2 the gradient reduction runs only on the last micro-batch.
     Returns the batch objective (a float).
     """
     B = batch[0].shape[0]
@@ -118,7 +129,7 @@ def accumulate_gradients(model: nn.Module, loss_fn: LossFn, batch: Batch,
     for i, s in enumerate(starts):
         micro = [t[s:s + m] for t in batch]
         last = i == len(starts) - 1
-        sync = nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        sync = _gradient_sync(model, last)
         autocast = (torch.autocast(device_type, dtype=autocast_dtype)
                     if autocast_dtype is not None else nullcontext())
         with sync:

@@ -57,7 +57,8 @@ class ReferenceAdapter(Adapter):
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
-                  "modern_d_transformer", "modern_d_transformer_cached")
+                  "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
+                  "gated_mlp_backward", "modern_d_transformer", "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -90,6 +91,20 @@ class ReferenceAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _rows(lambda b: ref.mlp(X[b].T, **params, activation=activation).T, X.shape[0])
+
+    def rope(self, X, positions, config):
+        B, H = X.shape[:2]
+        return _rows(lambda b: np.stack([ref.rope(X[b, h].T, positions, config).T
+                                         for h in range(H)]), B)
+
+    def rmsnorm(self, X, params, eps, offset):
+        B, l, _ = X.shape
+        return _rows(lambda b: np.stack([ref.rmsnorm(X[b, t], params["gamma"], eps, offset)
+                                         for t in range(l)]), B)
+
+    def gated_mlp(self, X, params, activation):
+        return _rows(lambda b: ref.gated_mlp(X[b].T, **params, activation=activation).T,
+                     X.shape[0])
 
     def ed_transformer(self, z, x, params, config):
         return _rows(lambda b: architectures.ed_transformer(z[b], x[b], params, config).T,
@@ -193,6 +208,28 @@ class ReferenceAdapter(Adapter):
             dX[b, t] = g.pop("e")
             per_column.append(g)
         return {"X": dX} | _sum_grads(per_column, ())
+
+    def rope_backward(self, X, positions, config, dY):
+        dX = np.zeros_like(X)
+        for b, h in np.ndindex(*X.shape[:2]):
+            cache: dict = {}
+            ref.rope(X[b, h].T, positions, config, cache=cache)
+            dX[b, h] = ref.rope_backward(dY[b, h].T, cache)["X"].T
+        return {"X": dX}
+
+    def rmsnorm_backward(self, X, params, eps, offset, dY):
+        per_column, dX = [], np.zeros_like(X)
+        for b, t in np.ndindex(*X.shape[:2]):
+            cache: dict = {}
+            ref.rmsnorm(X[b, t], params["gamma"], eps, offset, cache=cache)
+            g = ref.rmsnorm_backward(dY[b, t], cache)
+            dX[b, t] = g.pop("e")
+            per_column.append(g)
+        return {"X": dX} | _sum_grads(per_column, ())
+
+    def gated_mlp_backward(self, X, params, activation, dY):
+        return self._columns_backward(ref.gated_mlp, ref.gated_mlp_backward, X, (X,), dY,
+                                      ("X",), **params, activation=activation)
 
     # -- extras -------------------------------------------------------------------------------
     def modern_d_transformer(self, x, params, config):

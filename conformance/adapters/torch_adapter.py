@@ -62,7 +62,9 @@ class TorchAdapter(Adapter):
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward", "modern_d_transformer", "modern_d_transformer_cached")
+                  "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
+                  "rmsnorm_backward", "gated_mlp_backward", "modern_d_transformer",
+                  "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -88,6 +90,15 @@ class TorchAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _np(torch_impl.mlp(_t(X), **_tensors(params), activation=activation))
+
+    def rope(self, X, positions, config):
+        return _np(torch_impl.rope(_t(X), _t(positions), config))
+
+    def rmsnorm(self, X, params, eps, offset):
+        return _np(torch_impl.rmsnorm(_t(X), _t(params["gamma"]), eps, offset))
+
+    def gated_mlp(self, X, params, activation):
+        return _np(torch_impl.gated_mlp(_t(X), **_tensors(params), activation=activation))
 
     def ed_transformer(self, z, x, params, config):
         return _np(torch_impl.ed_transformer(_t(z), _t(x), params, config))
@@ -172,6 +183,17 @@ class TorchAdapter(Adapter):
     def unembedding_backward(self, X, params, y):
         ones = torch.ones(y.shape, dtype=_t(X).dtype)
         return _grads(torch_impl.unembedding_backward(ones, _t(X), _t(params["W_u"]), _t(y)))
+
+    def rope_backward(self, X, positions, config, dY):
+        return _grads(torch_impl.rope_backward(_t(dY), _t(X), _t(positions), config))
+
+    def rmsnorm_backward(self, X, params, eps, offset, dY):
+        return _grads(torch_impl.rmsnorm_backward(_t(dY), _t(X), _t(params["gamma"]), eps,
+                                                  offset))
+
+    def gated_mlp_backward(self, X, params, activation, dY):
+        return _grads(torch_impl.gated_mlp_backward(_t(dY), _t(X), **_tensors(params),
+                                                    activation=activation))
 
     # -- extras -------------------------------------------------------------------------------
     def count_parameters(self, algorithm, sizes):

@@ -60,10 +60,11 @@ class RopeLayoutSwapped(ModernTorch):
     selections = {"positions": "rope"}
 
     def build(self, config, params):
-        other = {"half_split": "interleaved", "interleaved": "half_split"}[config.rope_layout]
+        other = {"half_split": "interleaved", "interleaved": "half_split"}[config.rope.layout]
         model = ModernDTransformer.from_canonical(config, _tensors(params))
         for layer in model.layers:
-            layer.mha.c = dataclasses.replace(config, rope_layout=other)
+            layer.mha.c = dataclasses.replace(
+                config, rope=dataclasses.replace(config.rope, layout=other))
         return model
 
 

@@ -20,10 +20,10 @@ from conformance.strategies import cases_for, regressions
 from reference_numpy import training
 
 PRIMITIVES = ("token_embedding", "positional_embedding", "basic_attention", "attention",
-              "mhattention", "layer_norm", "unembedding", "mlp")
+              "mhattention", "layer_norm", "unembedding", "mlp", "rope", "rmsnorm", "gated_mlp")
 BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
              "mhattention_backward", "layer_norm_backward", "mlp_backward",
-             "unembedding_backward")
+             "unembedding_backward", "rope_backward", "rmsnorm_backward", "gated_mlp_backward")
 
 
 @check("reference.forward_agreement", PRIMITIVES, cases_for, dtypes="all", line=r"return")

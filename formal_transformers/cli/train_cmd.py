@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 from typing import Any
 
 from formal_transformers import render
 from formal_transformers.checkpoint import is_run_dir
+from formal_transformers.errors import ConfigError
 from formal_transformers.sources import SOURCE_ARCH, resolve_arch
 from formal_transformers.training_run import plan_resume, plan_run, train
 
@@ -52,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval-every", type=int, dest="eval_every", help="steps between evaluations")
     p.add_argument("--checkpoint-every", type=int, dest="checkpoint_every",
                    help="steps between checkpoints")
+    p.add_argument("--distributed", choices=("ddp", "fsdp"),
+                   help="data-parallel training on --nproc local processes (torch_impl): DDP "
+                        "replicas or FSDP2 shards; each step is still one global batch")
+    p.add_argument("--nproc", type=int, default=None,
+                   help="processes for --distributed (default 2); --batch-size must divide")
     p.add_argument("--out", help="run directory (default: runs/<source>-<arch>)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=run)
@@ -106,8 +113,23 @@ def graceful_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
+def _trainer(args: argparse.Namespace, run_config):
+    """training_run.train, or (--distributed) its form on --nproc ranks, checked before any
+    process starts or any file is written."""
+    if args.distributed is None:
+        if args.nproc is not None:
+            raise ConfigError("--nproc needs --distributed ddp or --distributed fsdp")
+        return train
+    from formal_transformers.distributed_run import check_distributed, train_distributed
+
+    nproc = 2 if args.nproc is None else args.nproc
+    check_distributed(run_config, args.distributed, nproc)
+    return functools.partial(train_distributed, strategy=args.distributed, nproc=nproc)
+
+
 def run(args: argparse.Namespace) -> int:
     run_config, out = plan(args)
+    trainer = _trainer(args, run_config)
     title = f"train {run_config.arch} on {run_config.source['name']}"
     with render.progress() as bar:
         task = bar.add_task(title, total=run_config.steps, info="")
@@ -119,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(task, completed=state.step, info=info)
 
         with graceful_interrupt() as interrupted:
-            result = train(run_config, out, on_record=show, stop=interrupted)
+            result = trainer(run_config, out, on_record=show, stop=interrupted)
     if interrupted():
         render.console(stderr=True).print(
             f"interrupted at step {result['step']}: checkpoint written to {out}; run the same "

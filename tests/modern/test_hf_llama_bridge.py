@@ -11,6 +11,7 @@ import torch
 from formal_transformers.canonical import random_parameters
 from formal_transformers.errors import UnsupportedVariantError
 from formal_transformers.hyperparameters import ModernDTransformerConfig
+from formal_transformers.rope import Rope, RopeScaling
 from torch_impl.interop.hf_llama import (
     build_hf_model,
     canonical_to_hf,
@@ -22,11 +23,11 @@ from torch_impl.modern_decoder import ModernDTransformer
 
 SMALL = dict(N_V=13, l_max=12, d_e=16, d_mlp=24, L=2, H=4, G=2)
 FAMILY_CONFIGS = {
-    "LlamaForCausalLM": ModernDTransformerConfig(**SMALL, rope_theta=500.0),
+    "LlamaForCausalLM": ModernDTransformerConfig(**SMALL, rope=Rope(theta=500.0)),
     "LlamaForCausalLM/llama3": ModernDTransformerConfig(
-        **SMALL, rope_theta=50.0, rope_scaling="llama3", rope_factor=8.0,
-        rope_low_freq_factor=1.0, rope_high_freq_factor=4.0, rope_original_l_max=6,
-        attention_bias="all", mlp_bias=True),
+        **SMALL, rope=Rope(theta=50.0, scaling=RopeScaling(
+            "llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+            original_max_position=6)), attention_bias="all", mlp_bias=True),
     "MistralForCausalLM": ModernDTransformerConfig(**SMALL, windows=(3, 3)),
     "Qwen2ForCausalLM": ModernDTransformerConfig(**SMALL, attention_bias="qkv",
                                                  tie_embeddings=True),
@@ -72,7 +73,7 @@ def test_round_trips_are_exact(key):
 
 @pytest.mark.parametrize(("family", "change", "field"), [
     ("LlamaForCausalLM", {"windows": (3, None)}, "windows"),
-    ("LlamaForCausalLM", {"rope_layout": "interleaved"}, "rope_layout"),
+    ("LlamaForCausalLM", {"rope": Rope(layout="interleaved")}, "rope"),
     ("MistralForCausalLM", {"windows": (3, 4)}, "windows"),
     ("Qwen2ForCausalLM", {"attention_bias": "all"}, "attention_bias"),
     ("Gemma2ForCausalLM", {"norm": "layer_norm"}, "norm"),

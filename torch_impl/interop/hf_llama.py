@@ -17,7 +17,7 @@ Four architecture classes share one state-dict layout (``model.layers.{l}.self_a
   unembedding.
 
 Conventions of the Hugging Face code (transformers 5.x, read from its modeling files):
-``rotate_half`` pairs feature i with i + d/2 (our ``rope_layout="half_split"``); ``repeat_kv``
+``rotate_half`` pairs feature i with i + d/2 (our ``Rope(layout="half_split")``); ``repeat_kv``
 repeats every kv head H/G times in place, so query head h uses kv head floor(h G / H); the
 sliding-window mask keeps key s for query t iff t - w < s <= t (w keys).
 
@@ -39,6 +39,7 @@ import torch
 from formal_transformers.canonical import check_parameters, parameter_shapes
 from formal_transformers.errors import ParameterFileError, UnsupportedVariantError
 from formal_transformers.hyperparameters import ModernDTransformerConfig
+from formal_transformers.rope import Rope, RopeScaling
 
 FAMILIES = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Gemma2ForCausalLM")
 ACTIVATION_FROM_HF = {"silu": "silu", "swish": "silu", "gelu_pytorch_tanh": "gelu_tanh",
@@ -62,16 +63,16 @@ def _rope_fields(family: str, c) -> dict[str, Any]:
     if fraction not in (None, 1, 1.0):
         raise _refuse(family, "partial_rotary_factor", fraction,
                       "this family rotates every feature of a head")
-    fields: dict[str, Any] = {"rope_theta": float(rp.get("rope_theta", 10000.0)),
-                              "rope_layout": getattr(c, "rope_layout", "half_split"),
-                              "rope_scaling": "none" if kind == "default" else kind}
-    if kind in ("linear", "llama3"):
-        fields["rope_factor"] = float(rp["factor"])
-    if kind == "llama3":
-        fields |= {"rope_low_freq_factor": float(rp["low_freq_factor"]),
-                   "rope_high_freq_factor": float(rp["high_freq_factor"]),
-                   "rope_original_l_max": int(rp["original_max_position_embeddings"])}
-    return fields
+    scaling = RopeScaling()
+    if kind == "linear":
+        scaling = RopeScaling("linear", factor=float(rp["factor"]))
+    elif kind == "llama3":
+        scaling = RopeScaling("llama3", factor=float(rp["factor"]),
+                              low_freq_factor=float(rp["low_freq_factor"]),
+                              high_freq_factor=float(rp["high_freq_factor"]),
+                              original_max_position=int(rp["original_max_position_embeddings"]))
+    return {"rope": Rope(layout=getattr(c, "rope_layout", "half_split"),
+                         theta=float(rp.get("rope_theta", 10000.0)), scaling=scaling)}
 
 
 def _windows(family: str, c) -> tuple[int | None, ...] | None:
@@ -143,14 +144,14 @@ def hf_config(config: ModernDTransformerConfig, family: str):
     c = config
     if c.activation not in ACTIVATION_TO_HF:
         raise UnsupportedVariantError(f"activation {c.activation!r} has no {family} equivalent")
-    rope: dict[str, Any] = {"rope_theta": c.rope_theta,
-                            "rope_type": "default" if c.rope_scaling == "none" else c.rope_scaling}
-    if c.rope_scaling != "none":
-        rope["factor"] = c.rope_factor
-    if c.rope_scaling == "llama3":
-        rope |= {"low_freq_factor": c.rope_low_freq_factor,
-                 "high_freq_factor": c.rope_high_freq_factor,
-                 "original_max_position_embeddings": c.rope_original_l_max}
+    s = c.rope.scaling
+    rope: dict[str, Any] = {"rope_theta": c.rope.theta,
+                            "rope_type": "default" if s.kind == "none" else s.kind}
+    if s.kind != "none":
+        rope["factor"] = s.factor
+    if s.kind == "llama3":
+        rope |= {"low_freq_factor": s.low_freq_factor, "high_freq_factor": s.high_freq_factor,
+                 "original_max_position_embeddings": s.original_max_position}
     kw: dict[str, Any] = dict(
         vocab_size=c.N_V, max_position_embeddings=c.l_max, hidden_size=c.d_e,
         intermediate_size=c.d_mlp, num_hidden_layers=c.L, num_attention_heads=c.H,
