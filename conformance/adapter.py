@@ -313,8 +313,9 @@ def _signature(fn: Any) -> str:
 
 def load_adapter(spec: str | None) -> object:
     """The adapter named on the command line: None or "torch" for the bundled torch
-    implementation, "reference" for reference_numpy, or "module:Object" (a class, called with
-    no arguments, or an instance). The current directory is importable, like ``python -m``."""
+    implementation, "reference" for reference_numpy, "hf:DIR" for a transformers model saved
+    with save_pretrained, or "module:Object" (a class, called with no arguments, or an
+    instance). The current directory is importable, like ``python -m``."""
     if spec in (None, "torch"):
         from conformance.adapters.torch_adapter import TorchAdapter
 
@@ -323,9 +324,14 @@ def load_adapter(spec: str | None) -> object:
         from conformance.adapters.reference import ReferenceAdapter
 
         return _checked(ReferenceAdapter())
+    if spec.startswith("hf:"):
+        from conformance.adapters.hf_dir import HFDirAdapter
+
+        return _checked(HFDirAdapter(spec[3:]))
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise AdapterError(f"--impl must be 'torch', 'reference' or 'module:Object', got {spec!r}")
+        raise AdapterError(f"--impl must be 'torch', 'reference', 'hf:DIR' or 'module:Object', "
+                           f"got {spec!r}")
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "algorithm x property. Exit status 0 only when no check failed.")
     p.add_argument("--impl", default=None, metavar="module:Object",
                    help="the adapter: 'torch' (default, the bundled torch_impl), 'reference' "
-                        "(reference_numpy) or module:Object (a class or an instance)")
+                        "(reference_numpy), hf:DIR (a Llama/Mistral/Qwen2/Gemma2 model saved "
+                        "with save_pretrained) or module:Object (a class or an instance)")
     p.add_argument("--profile", choices=("quick", "ci", "thorough"), default="ci",
                    help="examples per check: quick (about a minute), ci (default), thorough")
     p.add_argument("--seed", type=int, default=0, help="seed of the example search (default 0)")

@@ -248,8 +248,14 @@ def hf_to_canonical(state_dict: Mapping[str, torch.Tensor], hf_cfg, family: str 
 def canonical_to_hf(config: ModernDTransformerConfig, params: Mapping[str, np.ndarray],
                     family: str):
     """(transformers config, ``family`` state dict of tensors) from canonical parameters."""
+    return hf_config(config, family), hf_state_dict(config, params, family)
+
+
+def hf_state_dict(config: ModernDTransformerConfig, params: Mapping[str, np.ndarray],
+                  family: str) -> dict[str, torch.Tensor]:
+    """The ``family`` state dict (tensors sharing memory with contiguous arrays) of canonical
+    parameters, name by name; no check that the family can express ``config``."""
     check_parameters(config, params)
-    cfg = hf_config(config, family)
     sd: dict[str, torch.Tensor] = {}
     for hf, canon in _pairs(config, family):
         value = np.ascontiguousarray(params[canon].T if canon == "W_e" else params[canon])
@@ -260,7 +266,7 @@ def canonical_to_hf(config: ModernDTransformerConfig, params: Mapping[str, np.nd
         sd[hf] = torch.from_numpy(value)
     if config.tie_embeddings:
         sd["lm_head.weight"] = sd["model.embed_tokens.weight"]
-    return cfg, sd
+    return sd
 
 
 def build_hf_model(config: ModernDTransformerConfig, params: Mapping[str, np.ndarray],
