@@ -43,6 +43,9 @@ Params = Mapping[str, np.ndarray]
 FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attention",
            "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
            "e_transformer", "d_transformer", "modern_d_transformer")
+# The modern attention primitives (spec: Algorithms 40-49).
+ATTENTION_VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm",
+                      "softcap", "gq_attention_backward", "qk_norm_backward", "softcap_backward")
 TRAINING = ("ed_training", "e_training", "d_training")
 INFERENCE = ("d_inference", "ed_inference")
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
@@ -52,7 +55,7 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
 # method receives; an implementation of one convention only fixes it in ``constrain``.
 MODERN = ("rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
           "gated_mlp_backward")
-ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN
+ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VARIANTS
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "modern_d_transformer_cached")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
@@ -129,6 +132,47 @@ class Adapter:
 
     def d_transformer(self, x: Array, params: Params, config: Any) -> Array:
         """Alg 10. x (B, l) int; canonical params. Returns P (B, l, N_V)."""
+        raise NotImplementedError
+
+    # -- modern attention primitives (spec: Algorithms 40-49) --------------------------------
+    def gq_attention(self, X: Array, Z: Array, params: Params, mask: Array | None = None
+                     ) -> Array:
+        """Alg 40. Like mhattention, but W_k (G, d_attn, d_z), b_k (G, d_attn), W_v (G, d_mid,
+        d_z), b_v (G, d_mid) with G | H; query head h reads kv head floor(h G / H)."""
+        raise NotImplementedError
+
+    def sliding_window_mask(self, l: int, w: int) -> Array:
+        """Alg 42. Returns the bool Mask (l, l), Mask[t_z, t_x] = [t_x - w < t_z <= t_x]."""
+        raise NotImplementedError
+
+    def block_sparse_mask(self, l: int, b: int, c: int) -> Array:
+        """Alg 43. Returns the bool Mask (l, l) of the fixed pattern (block b, c summaries)."""
+        raise NotImplementedError
+
+    def qk_norm(self, X: Array, params: Params, H: int, axis: str, eps: float) -> Array:
+        """Alg 44 at every position. X (B, l, H*d_attn), heads stacked on the features;
+        gamma (d_attn,) for axis "per_head", (H*d_attn,) for "projection". Returns X's shape."""
+        raise NotImplementedError
+
+    def softcap(self, X: Array, Z: Array, params: Params, c: float, mask: Array | None = None
+                ) -> Array:
+        """Alg 46. Like attention, with the scaled scores capped to c tanh(S / c) before the
+        mask. Returns (B, l_x, d_out)."""
+        raise NotImplementedError
+
+    def gq_attention_backward(self, X: Array, Z: Array, params: Params, dY: Array,
+                              mask: Array | None = None) -> dict[str, Array]:
+        """Alg 41. Returns {"X", "Z", "W_q", ..., "W_o", "b_o"}; kv gradients (G, ...)."""
+        raise NotImplementedError
+
+    def qk_norm_backward(self, X: Array, params: Params, H: int, axis: str, eps: float,
+                         dY: Array) -> dict[str, Array]:
+        """Alg 45. dY (B, l, H*d_attn). Returns {"X", "gamma"}."""
+        raise NotImplementedError
+
+    def softcap_backward(self, X: Array, Z: Array, params: Params, c: float, dY: Array,
+                         mask: Array | None = None) -> dict[str, Array]:
+        """Alg 47. Returns {"X", "Z", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v"}."""
         raise NotImplementedError
 
     def modern_d_transformer(self, x: Array, params: Params, config: Any) -> Array:

@@ -146,6 +146,30 @@ class Bound:
     def gated_mlp(self, X, params, activation):
         return self._array("gated_mlp", self._call("gated_mlp", X, params, activation),
                            X.shape, X.dtype)
+    def gq_attention(self, X, Z, params, mask=None):
+        out = self._call("gq_attention", X, Z, params, mask=mask)
+        return self._array("gq_attention", out, X.shape[:2] + params["W_o"].shape[:1], X.dtype)
+
+    def _mask(self, method, l, *args):
+        arr = np.asarray(self._call(method, l, *args))
+        if arr.shape != (l, l) or arr.dtype != np.bool_:
+            raise AdapterError(f"{self.name}.{method} returned {describe(arr)}, expected a bool "
+                               f"array of shape {(l, l)}")
+        return arr
+
+    def sliding_window_mask(self, l, w):
+        return self._mask("sliding_window_mask", l, w)
+
+    def block_sparse_mask(self, l, b, c):
+        return self._mask("block_sparse_mask", l, b, c)
+
+    def qk_norm(self, X, params, H, axis, eps):
+        return self._array("qk_norm", self._call("qk_norm", X, params, H, axis, eps), X.shape,
+                           X.dtype)
+
+    def softcap(self, X, Z, params, c, mask=None):
+        out = self._call("softcap", X, Z, params, c, mask=mask)
+        return self._array("softcap", out, X.shape[:2] + params["W_v"].shape[:1], X.dtype)
 
     def _probs(self, method, x, params, config, *args):
         out = self._call(method, *args, params, config)

@@ -21,13 +21,17 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "d_transformer": ("b", "t", "v"), "e_transformer": ("b", "t", "v"),
         "ed_transformer": ("b", "t", "v"), "rope": ("b", "h", "t", "i"),
         "rmsnorm": ("b", "t", "i"), "gated_mlp": ("b", "t", "i"),
+        "gq_attention": ("b", "t_x", "i"),
+        "sliding_window_mask": ("t_z", "t_x"), "block_sparse_mask": ("t_z", "t_x"),
+        "qk_norm": ("b", "t", "i"), "softcap": ("b", "t_x", "i"),
         "modern_d_transformer": ("b", "t", "v")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "attention": ("X", "Z"), "mhattention": ("X", "Z"), "layer_norm": ("X",),
            "unembedding": ("X",), "mlp": ("X",), "d_transformer": ("x",),
            "e_transformer": ("x",), "ed_transformer": ("z", "x"), "rope": ("X",),
-           "rmsnorm": ("X",), "gated_mlp": ("X",),
+           "rmsnorm": ("X",), "gated_mlp": ("X",), "gq_attention": ("X", "Z"),
+           "qk_norm": ("X",), "softcap": ("X", "Z"),
            "modern_d_transformer": ("x",)}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
@@ -59,14 +63,27 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.rmsnorm(d["X"], d["params"], d["eps"], d["offset"])
     if alg == "gated_mlp":
         return bound.gated_mlp(d["X"], d["params"], d["activation"])
+    if alg == "gq_attention":
+        return bound.gq_attention(d["X"], d["Z"], d["params"], d.get("mask"))
+    if alg == "sliding_window_mask":
+        return bound.sliding_window_mask(d["l"], d["w"])
+    if alg == "block_sparse_mask":
+        return bound.block_sparse_mask(d["l"], d["b"], d["c"])
+    if alg == "qk_norm":
+        return bound.qk_norm(d["X"], d["params"], d["H"], d["axis"], d["eps"])
+    if alg == "softcap":
+        return bound.softcap(d["X"], d["Z"], d["params"], d["c"], d.get("mask"))
     raise KeyError(f"no forward dispatch for {alg!r}")
 
 
 def backward_inputs(alg: str, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The differentiable inputs of backward algorithm ``alg`` (named as in its gradient dict)."""
     params = dict(data.get("params", {}))
-    if alg in ("attention_backward", "mhattention_backward"):
+    if alg in ("attention_backward", "mhattention_backward", "gq_attention_backward",
+               "softcap_backward"):
         return {"X": data["X"], "Z": data["Z"]} | params
+    if alg == "qk_norm_backward":
+        return {"X": data["X"]} | params
     if alg in ("layer_norm_backward", "mlp_backward", "unembedding_backward", "rope_backward",
                "rmsnorm_backward", "gated_mlp_backward"):
         return {"X": data["X"]} | params
@@ -89,8 +106,12 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
         args = (d["x"], d["params"], upstream)
     elif alg == "positional_embedding_backward":
         args = (d["l"], d["params"], upstream)
-    elif alg in ("attention_backward", "mhattention_backward"):
+    elif alg in ("attention_backward", "mhattention_backward", "gq_attention_backward"):
         args, kwargs = (d["X"], d["Z"], d["params"], upstream), {"mask": d.get("mask")}
+    elif alg == "softcap_backward":
+        args, kwargs = (d["X"], d["Z"], d["params"], d["c"], upstream), {"mask": d.get("mask")}
+    elif alg == "qk_norm_backward":
+        args = (d["X"], d["params"], d["H"], d["axis"], d["eps"], upstream)
     elif alg == "layer_norm_backward":
         args = (d["X"], d["params"], d["eps"], upstream)
     elif alg == "mlp_backward":
@@ -137,6 +158,9 @@ def output_shape(alg: str, data: Mapping[str, Any]) -> tuple[int, ...]:
         "rope": lambda: d["X"].shape, "rmsnorm": lambda: d["X"].shape,
         "gated_mlp": lambda: d["X"].shape,
         "unembedding": lambda: d["X"].shape[:2] + p["W_u"].shape[:1],
+        "gq_attention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
+        "qk_norm": lambda: d["X"].shape,
+        "softcap": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
     }
     if alg in ARCHITECTURES:
         return d["x"].shape + (d["config"].N_V,)

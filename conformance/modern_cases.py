@@ -21,6 +21,7 @@ from formal_transformers.hyperparameters import (
     ATTENTION_BIASES,
     GATED_ACTIVATIONS,
     POSITIONS,
+    QK_NORMS,
     DTransformerConfig,
     ModernDTransformerConfig,
     gpt2_selections,
@@ -55,8 +56,8 @@ def modern_fields(draw, l_max: tuple[int, int] = (2, 7)) -> dict[str, Any]:
         "mlp": mlp, "activation": draw(st.sampled_from(
             GATED_ACTIVATIONS if mlp == "gated" else ACTIVATIONS)),
         "windows": draw(st.none() | st.lists(window, min_size=L, max_size=L).map(tuple)),
-        "qk_norm": draw(st.sampled_from(["none", "per_head"])),
-        "attn_softcap": draw(st.sampled_from([None, 1.0, 5.0])),
+        "qk_norm": draw(st.sampled_from(QK_NORMS)),
+        "attn_softcap": None if positions == "alibi" else draw(st.sampled_from([None, 1.0, 5.0])),
         "final_softcap": draw(st.sampled_from([None, 2.0])),
         "attn_scale": draw(st.sampled_from([None, 0.3])),
         "attention_bias": draw(st.sampled_from(ATTENTION_BIASES)),

@@ -333,6 +333,10 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
 def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
     """The default cases of a forward or backward algorithm (a backward gets its forward's)."""
     base = alg.removesuffix("_backward")
+    from conformance import variant_strategies  # the modern primitives (Algorithms 40-49)
+
+    if base in variant_strategies.VARIANTS:
+        return variant_strategies.variant_cases_for(alg, constrain, dtype, **options)
     if base in ("attention", "mhattention"):
         return attention_cases(constrain, dtype, base == "mhattention", **options)
     if base in CONFIG_CLASSES:

@@ -49,16 +49,20 @@ def rope_config(sizes: dict[str, Any], scaling: RopeScaling, theta: float) -> Ro
 
 
 @st.composite
-def rope_cases(draw, constrain: Constrain, dtype: Any, positions: str = "any") -> Case:
+def rope_cases(draw, constrain: Constrain, dtype: Any, positions: str = "any",
+               H: tuple[int, int] = (1, 2), scalings: tuple[str, ...] = SCALINGS,
+               theta: float | None = None) -> Case:
     """X (B, H, l, d), positions (l,) and a Rope config for Algorithm 25.
 
     positions: "consecutive" (offset + 0..l-1, a chunk or cache step at a drawn offset),
-    "random" (any integers in [0, 64)) or "any".
+    "random" (any integers in [0, 64)) or "any"; ``scalings`` the kinds drawn (before
+    constrain); ``theta`` fixes the base (else drawn from THETAS).
     """
-    sizes = _sizes(draw, constrain, "rope", {"B": [1, 2], "H": [1, 2], "l": [1, 5],
+    sizes = _sizes(draw, constrain, "rope", {"B": [1, 2], "H": list(H), "l": [1, 5],
                                               "pairs": [1, 3], "rest": [0, 2], "layout": LAYOUTS,
-                                              "scaling": SCALINGS})
-    config = rope_config(sizes, rope_scaling(draw, sizes["scaling"]), draw(st.sampled_from(THETAS)))
+                                              "scaling": scalings})
+    config = rope_config(sizes, rope_scaling(draw, sizes["scaling"]),
+                         theta or draw(st.sampled_from(THETAS)))
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     d, l = 2 * sizes["pairs"] + sizes["rest"], sizes["l"]
@@ -71,8 +75,10 @@ def rope_cases(draw, constrain: Constrain, dtype: Any, positions: str = "any") -
 
 
 @st.composite
-def rmsnorm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False) -> Case:
-    """X (B, l, d_e), gamma, eps and offset for Algorithm 27 (gain gamma + offset near 1)."""
+def rmsnorm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False,
+                  unit_gain: bool = False) -> Case:
+    """X (B, l, d_e), gamma, eps and offset for Algorithm 27 (gain gamma + offset near 1;
+    exactly 1 with ``unit_gain``: gamma = 1 without offset, gamma = 0 with it)."""
     sizes = _sizes(draw, constrain, "rmsnorm", {"B": [1, 3], "l": [1, 4], "d_e": [1, 6],
                                                  "offset": (False, True)})
     eps = 0.0 if eps_zero else draw(EPS)
@@ -81,6 +87,8 @@ def rmsnorm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False
     X = (draw(SCALES) * rng.standard_normal((sizes["B"], sizes["l"], sizes["d_e"]))
          + rng.standard_normal()).astype(dtype)
     gamma = random_parameters({"gamma": (sizes["d_e"],)}, rng, 1.0, np.float64)["gamma"]
+    if unit_gain:
+        gamma = np.ones_like(gamma)
     gamma = (gamma - 1.0 if sizes["offset"] else gamma).astype(dtype)
     return Case("rmsnorm", sizes, seed, {"X": X, "params": {"gamma": gamma}, "eps": eps,
                                          "offset": bool(sizes["offset"])})

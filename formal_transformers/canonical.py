@@ -77,7 +77,7 @@ def norm_shapes(prefix: str, d: int, norm: str) -> dict[str, Shape]:
 
 def gq_attention_shapes(prefix: str, c: ModernDTransformerConfig) -> dict[str, Shape]:
     """Grouped-query self-attention of the modern decoder: H query heads, G key/value heads,
-    each of size d_head; biases as ``attention_bias`` selects; per-head QK-norm gains."""
+    each of size d_head; biases as ``attention_bias`` selects; QK-norm gains (Algorithm 44)."""
     H, G, d, d_e = c.H, c.G, c.d_head, c.d_e
     shapes: dict[str, Shape] = {f"{prefix}.W_q": (H, d, d_e), f"{prefix}.W_k": (G, d, d_e),
                                 f"{prefix}.W_v": (G, d, d_e)}
@@ -85,6 +85,8 @@ def gq_attention_shapes(prefix: str, c: ModernDTransformerConfig) -> dict[str, S
         shapes |= {f"{prefix}.b_q": (H, d), f"{prefix}.b_k": (G, d), f"{prefix}.b_v": (G, d)}
     if c.qk_norm == "per_head":
         shapes |= {f"{prefix}.q_norm.gamma": (d,), f"{prefix}.k_norm.gamma": (d,)}
+    elif c.qk_norm == "projection":
+        shapes |= {f"{prefix}.q_norm.gamma": (H * d,), f"{prefix}.k_norm.gamma": (G * d,)}
     shapes[f"{prefix}.W_o"] = (d_e, H * d)
     if c.attention_bias == "all":
         shapes[f"{prefix}.b_o"] = (d_e,)

@@ -133,7 +133,7 @@ POSITIONS = ("learned", "rope", "alibi", "none")
 MLPS = ("plain", "gated")
 GATED_ACTIVATIONS = ("silu", "gelu", "gelu_tanh")  # Algorithm 28's phi
 ATTENTION_BIASES = ("none", "qkv", "all")
-QK_NORMS = ("none", "per_head")
+QK_NORMS = ("none", "per_head", "projection")  # Algorithm 44's axis, or no QK-norm
 
 
 def _require_choice(config: Any, name: str, choices: tuple[str, ...]) -> None:
@@ -225,6 +225,9 @@ class ModernDTransformerConfig(_ConfigMixin):
                               f"formal_transformers.rope.Rope, got {self.rope!r}")
         if self.positions == "rope":
             self.rope.rotated_features(self.d_head)  # even and >= 2, else ConfigError
+        if self.positions == "alibi" and self.attn_softcap is not None:
+            raise ConfigError("ModernDTransformerConfig: positions='alibi' with attn_softcap is "
+                              "not supported (no model combines the two)")
         if self.norm_offset and self.norm != "rmsnorm":
             raise ConfigError("ModernDTransformerConfig.norm_offset (scale 1 + w) applies to "
                               f"norm='rmsnorm' only, got norm={self.norm!r}")

@@ -17,12 +17,16 @@ from reference_numpy.backward import (
 )
 from reference_numpy.embeddings import positional_embedding, token_embedding
 from reference_numpy.gated_mlp import gated_mlp, gated_mlp_backward
+from reference_numpy.gq_attention import gq_attention, gq_attention_backward
 from reference_numpy.inference import d_inference, ed_inference
 from reference_numpy.layer_norm import layer_norm
+from reference_numpy.masks import block_sparse_mask, sliding_window_mask
 from reference_numpy.mlp import mlp
 from reference_numpy.modern_decoder import modern_d_transformer
+from reference_numpy.qk_norm import qk_norm, qk_norm_backward
 from reference_numpy.rmsnorm import rmsnorm, rmsnorm_backward
 from reference_numpy.rope import rope, rope_backward
+from reference_numpy.softcap import softcap_attention, softcap_backward
 from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
 
@@ -56,5 +60,13 @@ REGISTRY = {
     "rope_backward": rope_backward,
     "rmsnorm_backward": rmsnorm_backward,
     "gated_mlp_backward": gated_mlp_backward,
+    "gq_attention": gq_attention,
+    "sliding_window_mask": sliding_window_mask,
+    "block_sparse_mask": block_sparse_mask,
+    "qk_norm": qk_norm,
+    "softcap": softcap_attention,
+    "gq_attention_backward": gq_attention_backward,
+    "qk_norm_backward": qk_norm_backward,
+    "softcap_backward": softcap_backward,
     "modern_d_transformer": modern_d_transformer,
 }

@@ -13,17 +13,22 @@ import numpy as np
 from formal_transformers.hyperparameters import ModernDTransformerConfig
 from reference_numpy.architectures import (
     Params,
+    causal_mask,
     check_model_parameters,
     check_token_sequence,
     group,
 )
 from reference_numpy.attention import softmax_columns
 from reference_numpy.gated_mlp import gated_mlp
+from reference_numpy.gq_attention import kv_head
 from reference_numpy.layer_norm import layer_norm
+from reference_numpy.masks import sliding_window_mask
 from reference_numpy.mlp import mlp
-from reference_numpy.modern_primitives import alibi_slopes, softcap
+from reference_numpy.modern_primitives import alibi_slopes
+from reference_numpy.qk_norm import qk_norm
 from reference_numpy.rmsnorm import rmsnorm
 from reference_numpy.rope import rope
+from reference_numpy.softcap import soft_cap
 
 
 def norm_columns(X: np.ndarray, p: dict[str, np.ndarray], c: ModernDTransformerConfig
@@ -38,43 +43,41 @@ def norm_columns(X: np.ndarray, p: dict[str, np.ndarray], c: ModernDTransformerC
     return np.stack(columns, axis=1)
 
 
-def window_mask(l: int, w: int | None) -> np.ndarray:
-    """Mask[t_z, t_x] = [t_z <= t_x] and [t_z > t_x - w] (no second condition if w is None)."""
-    Mask = np.zeros((l, l), dtype=bool)
-    for t_x in range(l):
-        for t_z in range(l):
-            Mask[t_z, t_x] = t_z <= t_x and (w is None or t_z > t_x - w)
-    return Mask
-
-
 def gq_self_attention(X_tilde: np.ndarray, a: dict[str, np.ndarray],
                       c: ModernDTransformerConfig, w: int | None) -> np.ndarray:
-    """Lines 6-14 of Algorithm 65: grouped-query causal self-attention, (d_e, l) -> (d_e, l)."""
+    """Lines 6-14 of Algorithm 65: grouped-query causal self-attention, (d_e, l) -> (d_e, l).
+
+    The G kv heads' keys and values are computed once each; query head h reads kv head
+    floor(h G / H) (Algorithm 40's ``kv_head``)."""
     l, d = X_tilde.shape[1], c.d_head
+    ones, positions = np.ones((1, l)), np.arange(l)
+    b_q, b_k, b_v = (a.get(f"b_{s}", np.zeros((n, d))) for s, n in (("q", c.H), ("k", c.G),
+                                                                      ("v", c.G)))
+    Q = [a["W_q"][h] @ X_tilde + b_q[h][:, None] @ ones for h in range(c.H)]  # Alg 65 L6
+    K = [a["W_k"][g] @ X_tilde + b_k[g][:, None] @ ones for g in range(c.G)]  # Alg 65 L6
+    V = [a["W_v"][g] @ X_tilde + b_v[g][:, None] @ ones for g in range(c.G)]  # Alg 65 L6
+    if c.qk_norm != "none":  # Alg 65 L7: Algorithm 44 on the stacked heads
+        Q = np.split(qk_norm(np.concatenate(Q), a["q_norm.gamma"], c.H, c.qk_norm, c.norm_eps),
+                     c.H)
+        K = np.split(qk_norm(np.concatenate(K), a["k_norm.gamma"], c.G, c.qk_norm, c.norm_eps),
+                     c.G)
+    if c.positions == "rope":  # Alg 65 L8: column t rotated by position t (Algorithm 25)
+        Q = [rope(Q_h, positions, c.rope) for Q_h in Q]
+        K = [rope(K_g, positions, c.rope) for K_g in K]
     slopes = alibi_slopes(c.H) if c.positions == "alibi" else None
-    Mask = window_mask(l, w)  # Alg 65 L12
-    ones = np.ones((1, l))
+    Mask = causal_mask(l) if w is None else sliding_window_mask(l, w)  # Alg 65 L12
     Ys = []
     for h in range(c.H):  # Alg 65 L6
-        g = (h * c.G) // c.H  # Alg 65 L6: query head h reads kv head g
-        Q = a["W_q"][h] @ X_tilde + a.get("b_q", np.zeros((c.H, d)))[h][:, None] @ ones
-        K = a["W_k"][g] @ X_tilde + a.get("b_k", np.zeros((c.G, d)))[g][:, None] @ ones
-        V = a["W_v"][g] @ X_tilde + a.get("b_v", np.zeros((c.G, d)))[g][:, None] @ ones
-        if c.qk_norm == "per_head":  # Alg 65 L7
-            for t in range(l):
-                Q[:, t] = rmsnorm(Q[:, t], a["q_norm.gamma"], c.norm_eps, c.norm_offset)
-                K[:, t] = rmsnorm(K[:, t], a["k_norm.gamma"], c.norm_eps, c.norm_offset)
-        if c.positions == "rope":  # Alg 65 L8: column t rotated by position t (Algorithm 25)
-            Q, K = rope(Q, np.arange(l), c.rope), rope(K, np.arange(l), c.rope)
-        S = c.scale * (K.T @ Q)  # Alg 65 L9
+        g = kv_head(h, c.H, c.G)
+        S = c.scale * (K[g].T @ Q[h])  # Alg 65 L9
         if c.attn_softcap is not None:
-            S = softcap(S, c.attn_softcap)  # Alg 65 L10
+            S = soft_cap(S, c.attn_softcap)  # Alg 65 L10
         if slopes is not None:
             for t_z in range(l):
                 for t_x in range(l):
                     S[t_z, t_x] -= slopes[h] * (t_x - t_z)  # Alg 65 L11
         S = np.where(Mask, S, -np.inf)  # Alg 65 L12
-        Ys.append(V @ softmax_columns(S))  # Alg 65 L13
+        Ys.append(V[g] @ softmax_columns(S))  # Alg 65 L13
     b_o = a.get("b_o", np.zeros(c.d_e))
     return a["W_o"] @ np.concatenate(Ys, axis=0) + b_o[:, None] @ ones  # Alg 65 L14
 
@@ -120,5 +123,5 @@ def modern_d_transformer(x, params: Params, config: ModernDTransformerConfig) ->
     W_u = params["W_e"].T if c.tie_embeddings else params["W_u"]
     Z = W_u @ X  # Alg 65 L20
     if c.final_softcap is not None:
-        Z = softcap(Z, c.final_softcap)  # Alg 65 L21
+        Z = soft_cap(Z, c.final_softcap)  # Alg 65 L21
     return softmax_columns(Z)  # Alg 65 L22

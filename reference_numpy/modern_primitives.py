@@ -1,20 +1,13 @@
-"""Soft-capping and ALiBi slopes as Algorithm 65 uses them (float64).
+"""ALiBi slopes as Algorithm 65 uses them (float64).
 
-Interim module: the primitives' own entries (issue 13: softcap, alibi) replace these
-functions when they land; RoPE, RMSNorm and the gated MLP are already theirs
-(reference_numpy/{rope,rmsnorm,gated_mlp}.py).
+Interim module: the ALiBi entry of issue 13 replaces this function when it lands; every other
+primitive of Algorithm 65 is already its own entry (reference_numpy/{rope,rmsnorm,gated_mlp,
+gq_attention,masks,qk_norm,softcap}.py).
 """
 
 from __future__ import annotations
 
 import math
-
-import numpy as np
-
-
-def softcap(S: np.ndarray, c: float) -> np.ndarray:
-    """c tanh(S / c), elementwise."""
-    return c * np.tanh(S / c)
 
 
 def alibi_slopes(H: int) -> list[float]:

@@ -22,8 +22,10 @@ from torch_impl.backward import (
 )
 from torch_impl.embeddings import positional_embedding, token_embedding
 from torch_impl.gated_mlp import gated_mlp, gated_mlp_backward
+from torch_impl.gq_attention import gq_attention, gq_attention_backward
 from torch_impl.inference import d_inference, ed_inference
 from torch_impl.layer_norm import layer_norm
+from torch_impl.masks import block_sparse_mask, sliding_window_mask
 from torch_impl.mlp import mlp
 from torch_impl.models import (
     DTransformer,
@@ -34,8 +36,10 @@ from torch_impl.models import (
     ed_transformer,
 )
 from torch_impl.modern_decoder import ModernDTransformer, modern_d_transformer
+from torch_impl.qk_norm import qk_norm, qk_norm_backward
 from torch_impl.rmsnorm import rmsnorm, rmsnorm_backward
 from torch_impl.rope import rope, rope_backward
+from torch_impl.softcap import softcap_attention, softcap_backward
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 
@@ -69,6 +73,14 @@ REGISTRY = {
     "rope_backward": rope_backward,
     "rmsnorm_backward": rmsnorm_backward,
     "gated_mlp_backward": gated_mlp_backward,
+    "gq_attention": gq_attention,
+    "sliding_window_mask": sliding_window_mask,
+    "block_sparse_mask": block_sparse_mask,
+    "qk_norm": qk_norm,
+    "softcap": softcap_attention,
+    "gq_attention_backward": gq_attention_backward,
+    "qk_norm_backward": qk_norm_backward,
+    "softcap_backward": softcap_backward,
     "modern_d_transformer": modern_d_transformer,
 }
 

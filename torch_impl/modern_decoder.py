@@ -25,9 +25,11 @@ from formal_transformers.hyperparameters import ModernDTransformerConfig
 from formal_transformers.validation import check_finite
 from torch_impl._checks import check_token_batch
 from torch_impl.models import _NUMPY_TO_TORCH, Get, _numpy, probabilities
-from torch_impl.modern_primitives import Norm, alibi_bias, mlp_activation, softcap
+from torch_impl.modern_primitives import Norm, alibi_bias, mlp_activation
+from torch_impl.qk_norm import qk_norm
 from torch_impl.ring_kv_cache import RingKVCache
 from torch_impl.rope import rope
+from torch_impl.softcap import capped_sdpa, soft_cap
 
 
 class GQAttention(nn.Module):
@@ -40,9 +42,12 @@ class GQAttention(nn.Module):
         H, G, d = c.H, c.G, c.d_head
         self.qkv = nn.Linear(c.d_e, (H + 2 * G) * d, bias=c.attention_bias in ("qkv", "all"))
         self.out = nn.Linear(H * d, c.d_e, bias=c.attention_bias == "all")
-        per_head = c.qk_norm == "per_head"
-        self.q_norm = Norm(d, "rmsnorm", c.norm_eps, c.norm_offset) if per_head else None
-        self.k_norm = Norm(d, "rmsnorm", c.norm_eps, c.norm_offset) if per_head else None
+        if c.qk_norm == "none":
+            self.q_gamma = self.k_gamma = None
+        else:  # Algorithm 44's gains: (d_head,) per head, (heads d_head,) over the projection
+            per_head = c.qk_norm == "per_head"
+            self.q_gamma = nn.Parameter(torch.ones(d if per_head else H * d))
+            self.k_gamma = nn.Parameter(torch.ones(d if per_head else G * d))
 
     def canonical_views(self, prefix: str, get: Get) -> dict[str, torch.Tensor]:
         c = self.c
@@ -55,9 +60,9 @@ class GQAttention(nn.Module):
             views |= {f"{prefix}.b_{s}": b.view(n, c.d_head)
                       for s, b, n in zip("qkv", get(self.qkv.bias).split(sizes), heads,
                                          strict=True)}
-        if self.q_norm is not None:
-            views |= self.q_norm.canonical_views(f"{prefix}.q_norm", get)
-            views |= self.k_norm.canonical_views(f"{prefix}.k_norm", get)
+        if self.q_gamma is not None:
+            views[f"{prefix}.q_norm.gamma"] = get(self.q_gamma)
+            views[f"{prefix}.k_norm.gamma"] = get(self.k_gamma)
         views[f"{prefix}.W_o"] = get(self.out.weight)
         if self.out.bias is not None:
             views[f"{prefix}.b_o"] = get(self.out.bias)
@@ -72,8 +77,9 @@ class GQAttention(nn.Module):
         q = q.view(B, T, c.H, c.d_head).transpose(1, 2)  # (B, H, T, d_head)
         k = k.view(B, T, c.G, c.d_head).transpose(1, 2)  # (B, G, T, d_head)
         v = v.view(B, T, c.G, c.d_head).transpose(1, 2)  # (B, G, T, d_head)
-        if self.q_norm is not None:
-            q, k = self.q_norm(q), self.k_norm(k)
+        if self.q_gamma is not None:  # Algorithm 44
+            q = qk_norm(q, self.q_gamma, c.qk_norm, c.norm_eps)
+            k = qk_norm(k, self.k_gamma, c.qk_norm, c.norm_eps)
         q_pos = torch.arange(offset, offset + T, device=X.device)
         if c.positions == "rope":
             q, k = rope(q, q_pos, c.rope), rope(k, q_pos, c.rope)  # Algorithm 25
@@ -94,19 +100,17 @@ class GQAttention(nn.Module):
         return allowed
 
     def _attend(self, q, k, v, allowed, q_pos, k_pos) -> torch.Tensor:
+        """q (B, H, T, d), k and v (B, G, n, d), allowed (T, n) -> (B, H, T, d)."""
         c = self.c
-        if c.attn_softcap is None and c.positions != "alibi":
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=c.scale,
-                                                  enable_gqa=c.G != c.H)
-        rep = c.H // c.G
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)  # (B, H, n, d)
-        S = (q @ k.transpose(-1, -2)) * c.scale  # (B, H, T, n)
-        if c.attn_softcap is not None:
-            S = softcap(S, c.attn_softcap)  # before the mask
-        if c.positions == "alibi":
-            S = S + alibi_bias(c.H, q_pos, k_pos).to(S.dtype)
-        S = S.masked_fill(~allowed, float("-inf"))
-        return torch.softmax(S, dim=-1) @ v
+        if c.attn_softcap is not None:  # Algorithm 46's math path; its scale is 1/sqrt(d)
+            q = q * (c.scale * c.d_head ** 0.5)
+            return capped_sdpa(q, k, v, c.attn_softcap, mask=allowed.transpose(0, 1))
+        mask = allowed
+        if c.positions == "alibi":  # the bias rides in SDPA's float mask, -inf where masked
+            bias = alibi_bias(c.H, q_pos, k_pos).to(q.dtype)  # (H, T, n)
+            mask = bias.masked_fill(~allowed, float("-inf"))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=c.scale,
+                                              enable_gqa=c.G != c.H)
 
 
 class GatedMLP(nn.Module):
@@ -244,7 +248,7 @@ class ModernDTransformer(nn.Module):
             cache.advance(x.shape[1])
         X = self.ln_f(X)
         logits = X @ self.wte.weight.T if self.lm_head is None else self.lm_head(X)
-        return softcap(logits, c.final_softcap) if c.final_softcap is not None else logits
+        return soft_cap(logits, c.final_softcap) if c.final_softcap is not None else logits
 
 
 def modern_d_transformer(x: torch.Tensor, params: Mapping[str, object],

@@ -1,9 +1,8 @@
-"""The normalisation module, soft-capping and ALiBi as the modern decoder uses them (spec:
-Algorithm 65).
+"""The normalisation module and ALiBi as the modern decoder uses them (spec: Algorithm 65).
 
 ``Norm`` holds the gain (and offset) of one norm and calls the primitives' own functions:
-torch_impl.layer_norm (Algorithm 6) or torch_impl.rmsnorm (Algorithm 27). Soft-capping and
-ALiBi are interim here until their own entries (issue 13) land.
+torch_impl.layer_norm (Algorithm 6) or torch_impl.rmsnorm (Algorithm 27). ALiBi is interim
+here until its own entry (issue 13) lands.
 """
 
 from __future__ import annotations
@@ -44,11 +43,6 @@ class Norm(nn.Module):
 def mlp_activation(name: str, gated: bool):
     """phi of the gated MLP (Algorithm 28) or of the plain one (Algorithm 16)."""
     return GATED_ACTIVATIONS[name] if gated else activation_function(name)
-
-
-def softcap(S: torch.Tensor, c: float) -> torch.Tensor:
-    """c tanh(S / c): |result| < c, ~S for |S| << c."""
-    return c * torch.tanh(S / c)
 
 
 def alibi_slopes(H: int) -> torch.Tensor:

@@ -9,6 +9,8 @@ Signature and layout (stable; the modern decoder builds on it)::
         config: formal_transformers.rope.Rope. Y has the shape and dtype of X.
     rope_frequencies(d_r, config, device) -> omega: (d_r / 2,) float64 tensor.
     rope_backward(dY, X, positions, config) -> {"X": dX}, by autograd (Algorithm 29).
+    cos_sin(positions, omega, X) and rotate(x, cos, sin, layout): the two steps of rope, for
+        callers that cache the cos/sin tables.
 
 Angles are formed in float64 and cos/sin are cast to X's dtype once, so a float32 call does not
 lose accuracy at large positions. The layouts differ only in which features form a pair:
@@ -50,13 +52,24 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def _cos_sin(positions: torch.Tensor, omega: torch.Tensor, X: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of p_t omega_i, (.., l, d_r / 2), broadcastable against X's (.., l, .)."""
+def cos_sin(positions: torch.Tensor, omega: torch.Tensor, X: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of p_t omega_i in X's dtype, (.., l, d_r / 2), broadcastable against X's
+    (.., l, .): (l, d_r/2) for positions (l,); (B, l, d_r/2) or (B, 1, l, d_r/2) for (B, l)."""
     angles = positions.to(torch.float64)[..., None] * omega  # (l, d_r/2) or (B, l, d_r/2)
     if positions.ndim == 2 and X.ndim == 4:
         angles = angles[:, None]  # (B, 1, l, d_r/2)
     return angles.cos().to(X.dtype), angles.sin().to(X.dtype)
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, layout: str) -> torch.Tensor:
+    """Algorithm 25 L5-7 on the rotated features x (.., l, d_r) with cos, sin (.., l, d_r/2)."""
+    if layout == "half_split":
+        cos, sin = torch.cat((cos, cos), dim=-1), torch.cat((sin, sin), dim=-1)  # (.., d_r)
+        return x * cos + _rotate_half(x) * sin
+    pairs = x.unflatten(-1, (x.shape[-1] // 2, 2))  # (.., l, d_r/2, 2)
+    a, b = pairs[..., 0], pairs[..., 1]
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
 
 
 def _check_positions(positions: object, X: torch.Tensor) -> None:
@@ -80,16 +93,8 @@ def rope(X: torch.Tensor, positions: torch.Tensor, config: Rope) -> torch.Tensor
         raise SpecShapeError(f"X must be (B, l, d) or (B, H, l, d), got {tuple(X.shape)}")
     _check_positions(positions, X)
     d_r = config.rotated_features(X.shape[-1])
-    cos, sin = _cos_sin(positions, rope_frequencies(d_r, config, X.device), X)
-    x, rest = X[..., :d_r], X[..., d_r:]
-    if config.layout == "half_split":
-        cos, sin = torch.cat((cos, cos), dim=-1), torch.cat((sin, sin), dim=-1)  # (.., d_r)
-        rotated = x * cos + _rotate_half(x) * sin
-    else:
-        pairs = x.unflatten(-1, (d_r // 2, 2))  # (.., l, d_r/2, 2)
-        a, b = pairs[..., 0], pairs[..., 1]
-        rotated = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
-    return torch.cat((rotated, rest), dim=-1)
+    cos, sin = cos_sin(positions, rope_frequencies(d_r, config, X.device), X)
+    return torch.cat((rotate(X[..., :d_r], cos, sin, config.layout), X[..., d_r:]), dim=-1)
 
 
 def rope_backward(dY: torch.Tensor, X: torch.Tensor, positions: torch.Tensor, config: Rope

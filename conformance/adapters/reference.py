@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 import reference_numpy as ref
-from conformance.adapter import Adapter
+from conformance.adapter import ATTENTION_VARIANTS, Adapter
 from formal_transformers.canonical import parameter_count
 from reference_numpy import architectures, architectures_backward, inference, training
 
@@ -58,7 +58,8 @@ class ReferenceAdapter(Adapter):
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
-                  "gated_mlp_backward", "modern_d_transformer", "modern_d_transformer_cached")
+                  "gated_mlp_backward", *ATTENTION_VARIANTS, "modern_d_transformer",
+                  "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -105,6 +106,41 @@ class ReferenceAdapter(Adapter):
     def gated_mlp(self, X, params, activation):
         return _rows(lambda b: ref.gated_mlp(X[b].T, **params, activation=activation).T,
                      X.shape[0])
+
+    # -- modern attention primitives (Algorithms 40-49) --------------------------------------
+    def gq_attention(self, X, Z, params, mask=None):
+        return _rows(lambda b: ref.gq_attention(X[b].T, Z[b].T, **params, Mask=mask).T,
+                     X.shape[0])
+
+    def sliding_window_mask(self, l, w):
+        return ref.sliding_window_mask(l, w)
+
+    def block_sparse_mask(self, l, b, c):
+        return ref.block_sparse_mask(l, b, c)
+
+    def qk_norm(self, X, params, H, axis, eps):
+        return _rows(lambda b: ref.qk_norm(X[b].T, params["gamma"], H, axis, eps).T,
+                     X.shape[0])
+
+    def softcap(self, X, Z, params, c, mask=None):
+        return _rows(lambda b: ref.softcap_attention(X[b].T, Z[b].T, **params, c=c,
+                                                     Mask=mask).T, X.shape[0])
+
+    def gq_attention_backward(self, X, Z, params, dY, mask=None):
+        return self._columns_backward(ref.gq_attention, ref.gq_attention_backward, X, (X, Z),
+                                      dY, ("X", "Z"), **params, Mask=mask)
+
+    def softcap_backward(self, X, Z, params, c, dY, mask=None):
+        return self._columns_backward(ref.softcap_attention, ref.softcap_backward, X, (X, Z),
+                                      dY, ("X", "Z"), **params, c=c, Mask=mask)
+
+    def qk_norm_backward(self, X, params, H, axis, eps, dY):
+        grads = []
+        for b in range(X.shape[0]):
+            cache: dict = {}
+            ref.qk_norm(X[b].T, params["gamma"], H, axis, eps, cache=cache)
+            grads.append(ref.qk_norm_backward(dY[b].T, cache))
+        return _sum_grads(grads, ("Q",), rename={"Q": "X"})
 
     def ed_transformer(self, z, x, params, config):
         return _rows(lambda b: architectures.ed_transformer(z[b], x[b], params, config).T,

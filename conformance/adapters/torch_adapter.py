@@ -12,9 +12,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+from einops import rearrange
 
 import torch_impl
-from conformance.adapter import Adapter
+from conformance.adapter import ATTENTION_VARIANTS, Adapter
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.models import MODEL_CLASSES
@@ -63,8 +64,8 @@ class TorchAdapter(Adapter):
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
                   "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
-                  "rmsnorm_backward", "gated_mlp_backward", "modern_d_transformer",
-                  "modern_d_transformer_cached")
+                  "rmsnorm_backward", "gated_mlp_backward", *ATTENTION_VARIANTS,
+                  "modern_d_transformer", "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -99,6 +100,37 @@ class TorchAdapter(Adapter):
 
     def gated_mlp(self, X, params, activation):
         return _np(torch_impl.gated_mlp(_t(X), **_tensors(params), activation=activation))
+    # -- modern attention primitives (Algorithms 40-49) --------------------------------------
+    def gq_attention(self, X, Z, params, mask=None):
+        return _np(torch_impl.gq_attention(_t(X), _t(Z), **_tensors(params), mask=_t(mask)))
+
+    def sliding_window_mask(self, l, w):
+        return _np(torch_impl.sliding_window_mask(l, w))
+
+    def block_sparse_mask(self, l, b, c):
+        return _np(torch_impl.block_sparse_mask(l, b, c))
+
+    def qk_norm(self, X, params, H, axis, eps):
+        q = rearrange(_t(X), "b l (h d) -> b h l d", h=H)  # (B, H, l, d_attn)
+        out = torch_impl.qk_norm(q, _t(params["gamma"]), axis, eps)
+        return _np(rearrange(out, "b h l d -> b l (h d)"))
+
+    def softcap(self, X, Z, params, c, mask=None):
+        return _np(torch_impl.softcap_attention(_t(X), _t(Z), **_tensors(params), c=c,
+                                                mask=_t(mask)))
+
+    def gq_attention_backward(self, X, Z, params, dY, mask=None):
+        return _grads(torch_impl.gq_attention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
+                                                       mask=_t(mask)))
+
+    def softcap_backward(self, X, Z, params, c, dY, mask=None):
+        return _grads(torch_impl.softcap_backward(_t(dY), _t(X), _t(Z), **_tensors(params), c=c,
+                                                  mask=_t(mask)))
+
+    def qk_norm_backward(self, X, params, H, axis, eps, dY):
+        heads = lambda a: rearrange(_t(a), "b l (h d) -> b h l d", h=H)  # noqa: E731
+        g = torch_impl.qk_norm_backward(heads(dY), heads(X), _t(params["gamma"]), axis, eps)
+        return {"X": _np(rearrange(g["q"], "b h l d -> b l (h d)")), "gamma": _np(g["gamma"])}
 
     def ed_transformer(self, z, x, params, config):
         return _np(torch_impl.ed_transformer(_t(z), _t(x), params, config))

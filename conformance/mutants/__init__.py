@@ -14,13 +14,17 @@ from __future__ import annotations
 
 from conformance.mutants import (
     attention,
+    attention_variants,
     decoder,
     modern_decoder,
+    modern_position_wise,
     position_wise,
+    rope,
     training_memory,
 )
 
-MODULES = (attention, position_wise, decoder, training_memory, modern_decoder)
+MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
+           attention_variants, modern_decoder)
 
 
 def catalogue() -> list[type]:

@@ -21,7 +21,8 @@ from conformance.strategies import cases_for, regressions
 
 BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
              "mhattention_backward", "layer_norm_backward", "mlp_backward",
-             "unembedding_backward", "rope_backward", "rmsnorm_backward", "gated_mlp_backward")
+             "unembedding_backward", "rope_backward", "rmsnorm_backward", "gated_mlp_backward",
+             "gq_attention_backward", "qk_norm_backward", "softcap_backward")
 STEP = {"float64": (1e-5, 1e-6), "float32": (2e-2, 2e-2), "float16": (2e-1, 2e-1)}  # (h, rtol)
 
 

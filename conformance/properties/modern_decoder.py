@@ -60,7 +60,7 @@ def modern_count(c: ModernDTransformerConfig) -> int:
     attn = (c.H + 2 * c.G) * c.d_head * d + d * c.H * c.d_head
     attn += {"none": 0, "qkv": (c.H + 2 * c.G) * c.d_head,
              "all": (c.H + 2 * c.G) * c.d_head + d}[c.attention_bias]
-    attn += 2 * c.d_head if c.qk_norm == "per_head" else 0
+    attn += {"none": 0, "per_head": 2 * c.d_head, "projection": (c.H + c.G) * c.d_head}[c.qk_norm]
     k = 3 if c.mlp == "gated" else 2
     mlp = k * d * c.d_mlp + ((k - 1) * c.d_mlp + d if c.mlp_bias else 0)
     norms = (4 if c.post_norms else 2) * n_norm * d
