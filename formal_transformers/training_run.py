@@ -28,7 +28,13 @@ from formal_transformers.atomic import atomic_write, write_json
 from formal_transformers.canonical import init_parameters, parameter_shapes
 from formal_transformers.errors import CheckpointError, ConfigError
 from formal_transformers.hyperparameters import Config, config_from_dict
-from formal_transformers.sources import Batch, Source, make_source, source_from_dict
+from formal_transformers.sources import (
+    Batch,
+    Source,
+    make_source,
+    resolve_arch,
+    source_from_dict,
+)
 from formal_transformers.training_backends import make_backend
 
 OPTIMIZERS, IMPLS, DTYPES, INITS = ("adamw", "sgd"), ("torch", "reference"), \
@@ -143,6 +149,7 @@ def plan_run(source: str | None = None, *, text: str | None = None, arch: str | 
     src_options = {**preset.pop("source", {}), **small, **(source_options or {})}
     seed = settings.get("seed", 0)
     src = make_source(source, text=text, arch=arch, seed=seed, **src_options)
+    arch = resolve_arch(source, text, arch)  # the model's: src.arch is the batches' format
     if settings.get("impl") == "reference":
         preset["dtype"] = "float64"
     run_fields = {**preset, **settings}
@@ -150,8 +157,8 @@ def plan_run(source: str | None = None, *, text: str | None = None, arch: str | 
     if src.arch != "encoder-decoder":
         for name in ("L_enc", "L_dec"):
             sizes.pop(name, None)
-    config = config_from_dict({"arch": src.arch, "N_V": src.N_V, "l_max": src.length, **sizes})
-    return RunConfig(arch=src.arch, source=src.to_dict(), model=config.to_dict(), **run_fields)
+    config = config_from_dict({"arch": arch, "N_V": src.N_V, "l_max": src.length, **sizes})
+    return RunConfig(arch=arch, source=src.to_dict(), model=config.to_dict(), **run_fields)
 
 
 def initial_parameters(config: Config, run: RunConfig) -> dict[str, np.ndarray]:

@@ -225,15 +225,26 @@ class ModernDTransformer(nn.Module):
         return RingKVCache([c.window(l) for l in range(c.L)], B, c.G, capacity or c.l_max,
                            c.d_head, w.dtype, w.device)
 
+    def check_tokens(self, name: str, x: torch.Tensor, offset: int = 0) -> None:
+        """x: (B, l) ids in [0, N_V) that fit in the context after ``offset`` cached tokens
+        (skipped while torch.compile traces: the range check reads data)."""
+        if torch.compiler.is_compiling():
+            return
+        check_token_batch(name, x, self.config.N_V, self.config.l_max)
+        if offset + x.shape[1] > self.config.l_max:
+            raise SequenceLengthError(f"{name} has {x.shape[1]} tokens after {offset} cached "
+                                      f"ones, more than l_max = {self.config.l_max}")
+
     def forward(self, x: torch.Tensor, cache: RingKVCache | None = None) -> torch.Tensor:
         """x: (B, T) ids after ``cache.length`` cached tokens -> logits (B, T, N_V)."""
         offset = cache.length if cache is not None else 0
-        if not torch.compiler.is_compiling():
-            check_token_batch("x", x, self.config.N_V, self.config.l_max)
-            if offset + x.shape[1] > self.config.l_max:
-                raise SequenceLengthError(f"x has {x.shape[1]} tokens after {offset} cached "
-                                          f"ones, more than l_max = {self.config.l_max}")
+        self.check_tokens("x", x, offset)
         return self._logits(x, cache, offset)
+
+    def last_logits(self, x: torch.Tensor, cache: RingKVCache | None) -> torch.Tensor:
+        """Logits of the last position only, (B, N_V), without input checks: the decode step
+        of Algorithm 14 (torch_impl.inference.d_inference)."""
+        return self._logits(x, cache, cache.length if cache is not None else 0)[:, -1]
 
     def _logits(self, x, cache, offset):
         c = self.config
