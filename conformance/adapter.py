@@ -355,11 +355,21 @@ def _signature(fn: Any) -> str:
     return "(" + ", ".join(params) + ")"
 
 
-def load_adapter(spec: str | None) -> object:
+def load_adapter(spec: str | None, mapping: str | None = None) -> object:
     """The adapter named on the command line: None or "torch" for the bundled torch
     implementation, "reference" for reference_numpy, "hf:DIR" for a transformers model saved
     with save_pretrained, or "module:Object" (a class, called with no arguments, or an
-    instance). The current directory is importable, like ``python -m``."""
+    instance). With ``mapping`` (``--map FILE.toml``), "module:Object" is instead a factory of
+    the user's nn.Module of the modern decoder, put behind the protocol by the mapping file
+    (conformance/adapters/mapped.py). The current directory is importable, like ``python -m``.
+    """
+    if mapping is not None:
+        from conformance.adapters.mapped import MappedModule
+
+        if spec is None or ":" not in spec:
+            raise AdapterError(f"--map needs --impl module:Factory (the nn.Module to build), "
+                               f"got --impl {spec!r}")
+        return _checked(MappedModule(_import_object(spec), mapping))
     if spec in (None, "torch"):
         from conformance.adapters.torch_adapter import TorchAdapter
 
@@ -372,6 +382,20 @@ def load_adapter(spec: str | None) -> object:
         from conformance.adapters.hf_dir import HFDirAdapter
 
         return _checked(HFDirAdapter(spec[3:]))
+    obj = _import_object(spec)
+    if isinstance(obj, type):
+        attr = spec.partition(":")[2]
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: {exc} "
+                               "(an adapter class must be constructible with no arguments)"
+                               ) from None
+    return _checked(obj)
+
+
+def _import_object(spec: str) -> Any:
+    """The object ``module:attr.path`` names (the current directory importable)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise AdapterError(f"--impl must be 'torch', 'reference', 'hf:DIR' or 'module:Object', "
@@ -388,14 +412,7 @@ def load_adapter(spec: str | None) -> object:
         if not hasattr(obj, part):
             raise AdapterError(f"--impl {spec}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    if isinstance(obj, type):
-        try:
-            obj = obj()
-        except Exception as exc:
-            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: {exc} "
-                               "(an adapter class must be constructible with no arguments)"
-                               ) from None
-    return _checked(obj)
+    return obj
 
 
 def _checked(adapter: object) -> object:

@@ -117,6 +117,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "text": {"d_e": 128, "H": 4, "L": 4, "d_mlp": 512},
 }
 MODEL_PRESETS["copy"] = MODEL_PRESETS["reverse"]
+# The modern decoder on the same sources: grouped kv heads and the gated MLP at ~8/3 d_e wide
+# (Llama's rule: three matrices cost what Algorithm 16's two do at 4 d_e).
+MODERN_PRESETS: dict[str, dict[str, Any]] = {"markov": {"G": 1, "d_mlp": 86},
+                                             "text": {"G": 2, "d_mlp": 344}}
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     "markov": {"lr": 1e-2, "batch_size": 32, "steps": 800},
     # Order 1: the spec's post-LN encoder leaves its unigram plateau on an order-2 chain
@@ -153,7 +157,8 @@ def plan_run(source: str | None = None, *, text: str | None = None, arch: str | 
     if settings.get("impl") == "reference":
         preset["dtype"] = "float64"
     run_fields = {**preset, **settings}
-    sizes = {**MODEL_PRESETS[key or ""], **(model or {})}
+    modern = MODERN_PRESETS.get(key or "", {}) if arch == "modern-decoder" else {}
+    sizes = {**MODEL_PRESETS[key or ""], **modern, **(model or {})}
     if src.arch != "encoder-decoder":
         for name in ("L_enc", "L_dec"):
             sizes.pop(name, None)

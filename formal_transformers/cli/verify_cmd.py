@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the adapter: 'torch' (default, the bundled torch_impl), 'reference' "
                         "(reference_numpy), hf:DIR (a Llama/Mistral/Qwen2/Gemma2 model saved "
                         "with save_pretrained) or module:Object (a class or an instance)")
+    p.add_argument("--map", default=None, metavar="FILE.toml",
+                   help="a mapping file that puts --impl module:Factory (your nn.Module of the "
+                        "modern decoder) behind the suite without an adapter class")
     p.add_argument("--profile", choices=("quick", "ci", "thorough"), default="ci",
                    help="examples per check: quick (about a minute), ci (default), thorough")
     p.add_argument("--seed", type=int, default=0, help="seed of the example search (default 0)")
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from conformance import report, runner
     from conformance.adapter import load_adapter
 
-    adapter = load_adapter(args.impl)
+    adapter = load_adapter(args.impl, args.map)
     out = render.console()
     out.print(f"Verifying [bold]{adapter.name}[/bold] (profile {args.profile}, seed {args.seed})")
     start = time.perf_counter()
