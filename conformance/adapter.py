@@ -53,9 +53,12 @@ BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attent
             "unembedding_backward")
 # Modern primitives (spec: Algorithms 24-31, issue 13): each convention is a hyperparameter the
 # method receives; an implementation of one convention only fixes it in ``constrain``.
-MODERN = ("rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
-          "gated_mlp_backward")
-ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VARIANTS
+MODERN = ("sinusoidal_embedding", "rope", "alibi", "rmsnorm", "gated_mlp", "rope_backward",
+          "rmsnorm_backward", "gated_mlp_backward")
+# Vision (spec: Algorithms 75-78, issue 17): images (B, C, h, w), channel axis first.
+VISION = ("patch_extraction", "patch_embedding", "vit_classifier", "vit_classifier_backward")
+ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VARIANTS
+              + VISION)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "modern_d_transformer_cached")
 SUPPORTED_DTYPES = ("float16", "float32", "float64")
@@ -250,8 +253,20 @@ class Adapter:
 
     # -- modern primitives (spec: Algorithms 24-31) -------------------------------------------
     # constrain(alg, sizes) sees the conventions among the sizes (rope: "layout", "scaling",
-    # "fraction"; rmsnorm: "offset"; gated_mlp: "activation", "bias") and may fix them to the
-    # ones the implementation declares.
+    # "rest"; rmsnorm: "offset"; gated_mlp: "activation", "bias"; alibi: "form";
+    # sinusoidal_embedding: "index_offset") and may fix them to the ones it declares.
+    def sinusoidal_embedding(self, positions: Array, d_e: int, base: float, index_offset: int,
+                             dtype: str) -> Array:
+        """Alg 24. positions (l,) int64 >= 0. Returns (l, d_e) in ``dtype``."""
+        raise NotImplementedError
+
+    def alibi(self, positions_x: Array, positions_z: Array, H: int, form: str, dtype: str
+              ) -> Array:
+        """Alg 26. Query positions (l_x,), key positions (l_z,) int64; form "signed",
+        "symmetric" or "key_position". Returns the bias (H, l_z, l_x) in ``dtype``, oriented
+        like Mask[t_z, t_x]."""
+        raise NotImplementedError
+
     def rope(self, X: Array, positions: Array, config: Any) -> Array:
         """Alg 25. X (B, H, l, d) queries or keys, positions (l,) int64 >= 0, config a
         formal_transformers.rope.Rope (layout, theta, fraction, scaling). Returns (B, H, l, d).
@@ -289,11 +304,34 @@ class Adapter:
         raise NotImplementedError
 
     # -- extras --------------------------------------------------------------------------------
+    # -- vision (spec: Algorithms 75-78) ------------------------------------------------------
+    def patch_extraction(self, I: Array, patch_size: int) -> Array:
+        """Alg 75. I (B, C, h, w) -> (B, N, C P^2): row n of image b is the spec's column n of
+        X_p (patches row-major over the grid; channel, row, column inside a patch)."""
+        raise NotImplementedError
+
+    def patch_embedding(self, I: Array, params: Params, patch_size: int) -> Array:
+        """Alg 76. I (B, C, h, w); params W_pe (d_e, C P^2), b_pe, e_cls (d_e,), and W_p
+        (d_e, N + 1) unless positions are none. Returns X (B, N + 1, d_e), class token first."""
+        raise NotImplementedError
+
+    def vit_classifier(self, I: Array, params: Params, config: Any) -> Array:
+        """Alg 77. I (B, C, h, w); canonical ViT parameters; config a ViTConfig. Returns
+        p (B, n_classes), one distribution over the classes per image."""
+        raise NotImplementedError
+
+    def vit_classifier_backward(self, I: Array, params: Params, config: Any, dp: Array
+                                ) -> dict[str, Array]:
+        """Alg 78. Gradients of sum(p * dp), dp (B, n_classes): one entry per canonical
+        parameter (summed over the batch) and "I" (B, C, h, w)."""
+        raise NotImplementedError
+
     def count_parameters(self, algorithm: str, sizes: Any) -> int:
         """Number of scalar parameters of the implementation's ``algorithm`` module.
 
         ``sizes`` is the architecture config for ed/e/d_transformer, else a dict of sizes
-        (mhattention: H, d_attn, d_mid, d_x, d_z, d_out; layer_norm: d_e; mlp: d_e, d_mlp).
+        (mhattention: H, d_attn, d_mid, d_x, d_z, d_out; layer_norm: d_e; mlp: d_e, d_mlp;
+        rmsnorm: d_e; gated_mlp: d_e, d_mlp, bias).
         """
         raise NotImplementedError
 

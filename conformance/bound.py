@@ -136,6 +136,14 @@ class Bound:
     def mlp(self, X, params, activation):
         return self._array("mlp", self._call("mlp", X, params, activation), X.shape, X.dtype)
 
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        out = self._call("sinusoidal_embedding", positions, d_e, base, index_offset, dtype)
+        return self._array("sinusoidal_embedding", out, (positions.shape[0], d_e), dtype)
+
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        out = self._call("alibi", positions_x, positions_z, H, form, dtype)
+        return self._array("alibi", out, (H, positions_z.shape[0], positions_x.shape[0]), dtype)
+
     def rope(self, X, positions, config):
         return self._array("rope", self._call("rope", X, positions, config), X.shape, X.dtype)
 
@@ -170,6 +178,22 @@ class Bound:
     def softcap(self, X, Z, params, c, mask=None):
         out = self._call("softcap", X, Z, params, c, mask=mask)
         return self._array("softcap", out, X.shape[:2] + params["W_v"].shape[:1], X.dtype)
+
+    def patch_extraction(self, I, patch_size):
+        B, C, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        return self._array("patch_extraction", self._call("patch_extraction", I, patch_size),
+                           (B, N, C * patch_size ** 2), I.dtype)
+
+    def patch_embedding(self, I, params, patch_size):
+        B, _, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        out = self._call("patch_embedding", I, params, patch_size)
+        return self._array("patch_embedding", out, (B, N + 1, params["W_pe"].shape[0]), I.dtype)
+
+    def vit_classifier(self, I, params, config):
+        out = self._call("vit_classifier", I, params, config)
+        return self._array("vit_classifier", out, (I.shape[0], config.n_classes), I.dtype)
 
     def _probs(self, method, x, params, config, *args):
         out = self._call(method, *args, params, config)

@@ -22,8 +22,8 @@ from conformance.bound import Bound
 _CHECKS: list[Check] = []
 PROPERTY_MODULES = ("reference", "permutation", "causal", "memory", "mask", "batch", "softmax",
                     "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient",
-                    "rope", "rmsnorm", "gated_mlp", "attention_variants",
-                    "modern_decoder")
+                    "rope", "rmsnorm", "gated_mlp", "positions", "attention_variants",
+                    "vision", "modern_decoder")
 
 
 @dataclass(frozen=True)

@@ -351,8 +351,9 @@ def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
                 "positional_embedding": lambda c, d, **o: embedding_cases(c, d, "positional",
                                                                           **o)}
     from conformance.strategies_modern import BUILDERS as MODERN_BUILDERS
+    from conformance.strategies_vision import BUILDERS as VISION_BUILDERS
 
-    builders |= MODERN_BUILDERS
+    builders |= MODERN_BUILDERS | VISION_BUILDERS
     return builders[base](constrain, dtype, **options)
 
 

@@ -119,3 +119,34 @@ def loss_curve(path: str, history: Sequence[dict[str, Any]], limits: Sequence[An
     fig.savefig(path, dpi=100, format="png")
     plt.close(fig)
     return path
+
+
+def vit_attention_figure(path: str, image, patch_size: int, attention, true: int,
+                         predicted: int, bayes: int, template_at: tuple[int, int]) -> str:
+    """A PNG of one image (C, h, w; channel 0 shown) with its patch grid drawn, beside the class
+    token's attention over the patches (an n_h x n_w array), titled with the true, predicted
+    and Bayes classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 4))
+    a.imshow(image[0], cmap="gray")
+    h, w = image.shape[1:]
+    for r in range(0, h + 1, patch_size):
+        a.axhline(r - 0.5, color="tab:orange", linewidth=1)
+    for c in range(0, w + 1, patch_size):
+        a.axvline(c - 0.5, color="tab:orange", linewidth=1)
+    a.set_title(f"class {true}, template at patch {tuple(template_at)}\n"
+                f"its {h // patch_size} x {w // patch_size} patches")
+    shown = b.imshow(attention, cmap="viridis", vmin=0)
+    b.set_title(f"class token's attention, last layer\npredicted {predicted}, Bayes {bayes}")
+    for ax in (a, b):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=b, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
+    plt.close(fig)
+    return path

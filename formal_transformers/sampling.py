@@ -51,8 +51,9 @@ def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature
         result = _transduce(model, source, prompt, max_new_tokens, rng, opts)
     elif arch == "encoder":
         result = _fill(model, source, prompt, rng, opts)
-    else:  # pragma: no cover - load_checkpoint accepts only the three architectures
-        raise CheckpointError(f"{checkpoint}: cannot sample from arch {arch!r}")
+    else:  # a classifier has nothing to sample
+        raise CheckpointError(f"{checkpoint}: cannot sample from arch {arch!r}; a ViT "
+                              "classifier is run with `formal-transformers classify`")
     return {"arch": arch, "source": source.name, "temperature": temperature, "seed": seed,
             "step": ck.step, **result}
 

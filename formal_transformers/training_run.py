@@ -115,6 +115,7 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "masked-markov": {"d_e": 64, "H": 4, "L": 2, "d_mlp": 256},
     "reverse": {"d_e": 64, "H": 4, "L_enc": 2, "L_dec": 2, "d_mlp": 256},
     "text": {"d_e": 128, "H": 4, "L": 4, "d_mlp": 512},
+    "images": {"d_e": 32, "H": 2, "L": 1, "d_mlp": 64},
 }
 MODEL_PRESETS["copy"] = MODEL_PRESETS["reverse"]
 # The modern decoder on the same sources: grouped kv heads and the gated MLP at ~8/3 d_e wide
@@ -131,11 +132,13 @@ RUN_PRESETS: dict[str, dict[str, Any]] = {
     "reverse": {"lr": 2e-3, "batch_size": 64, "steps": 1800, "warmup": 300,
                 "betas": (0.9, 0.98)},
     "text": {"lr": 1e-3, "batch_size": 32, "steps": 2000, "source": {"length": 128}},
+    "images": {"lr": 3e-3, "batch_size": 64, "steps": 1500, "warmup": 100},
 }
 RUN_PRESETS["copy"] = RUN_PRESETS["reverse"]
 REFERENCE_VALIDATION = {"markov": {"n_validation": 64}, "masked-markov": {"n_validation": 64},
                         "reverse": {"n_validation_per_length": 4},
-                        "copy": {"n_validation_per_length": 4}, "text": {"n_validation": 16}}
+                        "copy": {"n_validation_per_length": 4}, "text": {"n_validation": 16},
+                        "images": {"n_validation": 64}}
 
 
 def plan_run(source: str | None = None, *, text: str | None = None, arch: str | None = None,
@@ -162,7 +165,9 @@ def plan_run(source: str | None = None, *, text: str | None = None, arch: str | 
     if src.arch != "encoder-decoder":
         for name in ("L_enc", "L_dec"):
             sizes.pop(name, None)
-    config = config_from_dict({"arch": arch, "N_V": src.N_V, "l_max": src.length, **sizes})
+    # what the data fix: vocabulary and context, or (images) the ViT's input and classes
+    fixed = getattr(src, "model_fields", None) or {"N_V": src.N_V, "l_max": src.length}
+    config = config_from_dict({"arch": arch, **fixed, **sizes})
     return RunConfig(arch=arch, source=src.to_dict(), model=config.to_dict(), **run_fields)
 
 
@@ -194,6 +199,8 @@ def target_count(arch: str, batch: Batch) -> int:
     """Number of loss terms in a batch: next-token targets, or masked positions (Algs 11-13)."""
     if arch == "encoder":
         return int(batch.masked.sum())
+    if arch == "vit":  # one label per image
+        return len(batch)
     return int(batch.x.shape[0] * (batch.x.shape[1] - 1))
 
 

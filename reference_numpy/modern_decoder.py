@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from formal_transformers.hyperparameters import ModernDTransformerConfig
+from reference_numpy.alibi import alibi
 from reference_numpy.architectures import (
     Params,
     causal_mask,
@@ -24,7 +25,6 @@ from reference_numpy.gq_attention import kv_head
 from reference_numpy.layer_norm import layer_norm
 from reference_numpy.masks import sliding_window_mask
 from reference_numpy.mlp import mlp
-from reference_numpy.modern_primitives import alibi_slopes
 from reference_numpy.qk_norm import qk_norm
 from reference_numpy.rmsnorm import rmsnorm
 from reference_numpy.rope import rope
@@ -64,7 +64,7 @@ def gq_self_attention(X_tilde: np.ndarray, a: dict[str, np.ndarray],
     if c.positions == "rope":  # Alg 65 L8: column t rotated by position t (Algorithm 25)
         Q = [rope(Q_h, positions, c.rope) for Q_h in Q]
         K = [rope(K_g, positions, c.rope) for K_g in K]
-    slopes = alibi_slopes(c.H) if c.positions == "alibi" else None
+    Bias = alibi(positions, positions, c.H) if c.positions == "alibi" else None  # (H, l, l)
     Mask = causal_mask(l) if w is None else sliding_window_mask(l, w)  # Alg 65 L12
     Ys = []
     for h in range(c.H):  # Alg 65 L6
@@ -72,10 +72,8 @@ def gq_self_attention(X_tilde: np.ndarray, a: dict[str, np.ndarray],
         S = c.scale * (K[g].T @ Q[h])  # Alg 65 L9
         if c.attn_softcap is not None:
             S = soft_cap(S, c.attn_softcap)  # Alg 65 L10
-        if slopes is not None:
-            for t_z in range(l):
-                for t_x in range(l):
-                    S[t_z, t_x] -= slopes[h] * (t_x - t_z)  # Alg 65 L11
+        if Bias is not None:
+            S = S + Bias[h]  # Alg 65 L11: -m_h (t_x - t_z), Algorithm 26 (signed)
         S = np.where(Mask, S, -np.inf)  # Alg 65 L12
         Ys.append(V[g] @ softmax_columns(S))  # Alg 65 L13
     b_o = a.get("b_o", np.zeros(c.d_e))

@@ -276,6 +276,11 @@ def model_from_canonical(config: Config, params: Mapping[str, object],
         from torch_impl.modern_decoder import ModernDTransformer
 
         return ModernDTransformer.from_canonical(config, params, dtype, device)
+    if type(config) not in MODEL_CLASSES:
+        from torch_impl.vision import ViTClassifier  # vision builds on this module
+
+        if isinstance(config, ViTClassifier.config_class):
+            return ViTClassifier.from_canonical(config, params, dtype, device)
     return MODEL_CLASSES[type(config)].from_canonical(config, params, dtype, device)
 
 

@@ -24,8 +24,9 @@ from formal_transformers.errors import SequenceLengthError
 from formal_transformers.hyperparameters import ModernDTransformerConfig
 from formal_transformers.validation import check_finite
 from torch_impl._checks import check_token_batch
+from torch_impl.alibi import alibi
 from torch_impl.models import _NUMPY_TO_TORCH, Get, _numpy, probabilities
-from torch_impl.modern_primitives import Norm, alibi_bias, mlp_activation
+from torch_impl.modern_primitives import Norm, mlp_activation
 from torch_impl.qk_norm import qk_norm
 from torch_impl.ring_kv_cache import RingKVCache
 from torch_impl.rope import rope
@@ -107,7 +108,7 @@ class GQAttention(nn.Module):
             return capped_sdpa(q, k, v, c.attn_softcap, mask=allowed.transpose(0, 1))
         mask = allowed
         if c.positions == "alibi":  # the bias rides in SDPA's float mask, -inf where masked
-            bias = alibi_bias(c.H, q_pos, k_pos).to(q.dtype)  # (H, T, n)
+            bias = alibi(q_pos, k_pos, c.H, dtype=q.dtype)  # (H, T, n), Algorithm 26
             mask = bias.masked_fill(~allowed, float("-inf"))
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=c.scale,
                                               enable_gqa=c.G != c.H)

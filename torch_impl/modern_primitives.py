@@ -1,13 +1,11 @@
-"""The normalisation module and ALiBi as the modern decoder uses them (spec: Algorithm 65).
+"""The norm module and the MLP activation as the modern decoder uses them (spec: Algorithm 65).
 
 ``Norm`` holds the gain (and offset) of one norm and calls the primitives' own functions:
-torch_impl.layer_norm (Algorithm 6) or torch_impl.rmsnorm (Algorithm 27). ALiBi is interim
-here until its own entry (issue 13) lands.
+torch_impl.layer_norm (Algorithm 6) or torch_impl.rmsnorm (Algorithm 27); ``mlp_activation``
+picks phi from Algorithm 28's or Algorithm 16's table.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn as nn
@@ -43,21 +41,3 @@ class Norm(nn.Module):
 def mlp_activation(name: str, gated: bool):
     """phi of the gated MLP (Algorithm 28) or of the plain one (Algorithm 16)."""
     return GATED_ACTIVATIONS[name] if gated else activation_function(name)
-
-
-def alibi_slopes(H: int) -> torch.Tensor:
-    """The ALiBi head slopes, the paper code's rule for H not a power of two: (H,)."""
-    def power_of_two(n: int) -> list[float]:
-        start = 2 ** (-8 / n)
-        return [start ** (i + 1) for i in range(n)]
-    n = 2 ** math.floor(math.log2(H))
-    slopes = power_of_two(n)
-    if n < H:
-        slopes += power_of_two(2 * n)[0::2][: H - n]
-    return torch.tensor(slopes, dtype=torch.float64)
-
-
-def alibi_bias(H: int, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
-    """-m_h (t - s) for query positions t (T,) and key positions s (n,): (H, T, n)."""
-    distance = (q_pos[:, None] - k_pos[None, :]).to(torch.float64)
-    return -alibi_slopes(H)[:, None, None] * distance

@@ -63,6 +63,13 @@ def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor
     return token_log_loss(model(x_tilde), x, masked)  # Alg 12 L6-7
 
 
+def vit_losses(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """-log p[y] per image, p = ViTClassifier(I) (spec: Algorithm 77), batch = (I (B, C, h, w),
+    y (B,) labels): the per-example loss whose batch mean train_step minimises."""
+    images, labels = batch
+    return -torch.log_softmax(model(images), dim=-1).gather(1, labels[:, None])[:, 0]
+
+
 def draw_masked(x: torch.Tensor, p_mask: float, rng: np.random.Generator) -> torch.Tensor:
     """Masking coin flips m_t ~ Bernoulli(p_mask), one per token of x (spec: Alg 12, L4).
 

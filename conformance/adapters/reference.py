@@ -14,6 +14,7 @@ import numpy as np
 
 import reference_numpy as ref
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
+from conformance.adapters.vision import VISION, ReferenceVision
 from formal_transformers.canonical import parameter_count
 from reference_numpy import architectures, architectures_backward, inference, training
 
@@ -44,7 +45,7 @@ def _sum_grads(per_row: list[dict[str, Array]], stacked: tuple[str, ...],
     return out
 
 
-class ReferenceAdapter(Adapter):
+class ReferenceAdapter(ReferenceVision, Adapter):
     """reference_numpy, float64, one sequence at a time."""
 
     name = "reference_numpy"
@@ -58,8 +59,8 @@ class ReferenceAdapter(Adapter):
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
-                  "gated_mlp_backward", *ATTENTION_VARIANTS, "modern_d_transformer",
-                  "modern_d_transformer_cached")
+                  "gated_mlp_backward", "sinusoidal_embedding", "alibi", *ATTENTION_VARIANTS,
+                  *VISION, "modern_d_transformer", "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -92,6 +93,12 @@ class ReferenceAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _rows(lambda b: ref.mlp(X[b].T, **params, activation=activation).T, X.shape[0])
+
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        return ref.sinusoidal_embedding(positions, d_e, base, index_offset).T.astype(dtype)
+
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        return ref.alibi(positions_x, positions_z, H, form).astype(dtype)
 
     def rope(self, X, positions, config):
         B, H = X.shape[:2]
@@ -283,13 +290,15 @@ class ReferenceAdapter(Adapter):
 
     def count_parameters(self, algorithm, sizes):
         """The reference takes exactly the canonical parameters (or the primitive's own)."""
-        if algorithm in ARCH_FORWARD or algorithm == "modern_d_transformer":
+        if algorithm in ARCH_FORWARD or algorithm in ("vit_classifier", "modern_d_transformer"):
             return parameter_count(sizes)
         from conformance.strategies import attention_shapes, mlp_shapes
+        from conformance.strategies_modern import gated_mlp_shapes
 
         shapes = {"mhattention": lambda s: attention_shapes(s, multi_head=True),
                   "layer_norm": lambda s: {"gamma": (s["d_e"],), "beta": (s["d_e"],)},
-                  "mlp": mlp_shapes}[algorithm](sizes)
+                  "mlp": mlp_shapes, "rmsnorm": lambda s: {"gamma": (s["d_e"],)},
+                  "gated_mlp": gated_mlp_shapes}[algorithm](sizes)
         return sum(int(np.prod(s)) for s in shapes.values())
 
     def _vjp(self, arch: str, tokens: tuple[Array, ...], params, config, dP):

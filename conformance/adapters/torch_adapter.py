@@ -16,10 +16,13 @@ from einops import rearrange
 
 import torch_impl
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
+from conformance.adapters.vision import VISION, TorchVision
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
+from torch_impl.gated_mlp import GatedMLP
 from torch_impl.models import MODEL_CLASSES
 from torch_impl.modern_decoder import ModernDTransformer
+from torch_impl.rmsnorm import RMSNorm
 
 Array = np.ndarray
 LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
@@ -42,7 +45,7 @@ def _grads(grads: Mapping[str, torch.Tensor]) -> dict[str, Array]:
     return {k: _np(v) for k, v in grads.items()}
 
 
-class TorchAdapter(Adapter):
+class TorchAdapter(TorchVision, Adapter):
     """torch_impl on the CPU, float32 and float64.
 
     ``threads`` (default 1) is passed to ``torch.set_num_threads`` on construction: the suite's
@@ -64,8 +67,9 @@ class TorchAdapter(Adapter):
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
                   "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
-                  "rmsnorm_backward", "gated_mlp_backward", *ATTENTION_VARIANTS,
-                  "modern_d_transformer", "modern_d_transformer_cached")
+                  "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
+                  *ATTENTION_VARIANTS, *VISION, "modern_d_transformer",
+                  "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -91,6 +95,15 @@ class TorchAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _np(torch_impl.mlp(_t(X), **_tensors(params), activation=activation))
+
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        return _np(torch_impl.sinusoidal_embedding(_t(positions), d_e, base, index_offset,
+                                                   getattr(torch, dtype)))
+
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        bias = torch_impl.alibi(_t(positions_x), _t(positions_z), H, getattr(torch, dtype),
+                                form)
+        return _np(bias.transpose(1, 2))  # (H, l_x, l_z) -> the protocol's (H, l_z, l_x)
 
     def rope(self, X, positions, config):
         return _np(torch_impl.rope(_t(X), _t(positions), config))
@@ -234,10 +247,18 @@ class TorchAdapter(Adapter):
             module = MODEL_CLASSES[type(sizes)](sizes)
         elif algorithm == "modern_d_transformer":
             module = ModernDTransformer(sizes)
+        elif algorithm == "vit_classifier":
+            from torch_impl.vision import ViTClassifier
+
+            module = ViTClassifier(sizes)
         elif algorithm == "mhattention":
             module = MultiHeadAttention(sizes["d_x"], sizes["H"])
         elif algorithm == "layer_norm":
             module = LayerNorm(sizes["d_e"])
+        elif algorithm == "rmsnorm":
+            module = RMSNorm(sizes["d_e"])
+        elif algorithm == "gated_mlp":
+            module = GatedMLP(sizes["d_e"], sizes["d_mlp"], bias=sizes["bias"])
         else:
             module = MLP(sizes["d_e"], sizes["d_mlp"], "relu")
         return sum(p.numel() for p in module.parameters())

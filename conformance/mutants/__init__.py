@@ -19,12 +19,14 @@ from conformance.mutants import (
     modern_decoder,
     modern_position_wise,
     position_wise,
+    positions,
     rope,
     training_memory,
+    vision,
 )
 
 MODULES = (attention, position_wise, decoder, training_memory, rope, modern_position_wise,
-           attention_variants, modern_decoder)
+           positions, attention_variants, vision, modern_decoder)
 
 
 def catalogue() -> list[type]:

@@ -26,6 +26,11 @@ def mlp_count(d_e: int, d_mlp: int) -> int:
     return 2 * d_e * d_mlp + d_mlp + d_e
 
 
+def gated_mlp_count(d_e: int, d_mlp: int, bias: bool) -> int:
+    """Algorithm 28, (M7b) of spec/memory.md: W_gate, W_up, W_down and the optional biases."""
+    return 3 * d_e * d_mlp + (2 * d_mlp + d_e if bias else 0)
+
+
 def architecture_count(c) -> int:
     """Algorithms 8-10 in closed form: embeddings, layers, final parts, unembedding."""
     d = c.d_e
@@ -50,8 +55,11 @@ def _sizes(draw, alg, constrain, dtype):
         H, d_head = draw(st.integers(1, 4)), draw(st.integers(1, 4))
         sizes = {"H": H, "d_attn": d_head, "d_mid": d_head, "d_x": H * d_head,
                  "d_z": H * d_head, "d_out": H * d_head}
-    elif alg == "layer_norm":
+    elif alg in ("layer_norm", "rmsnorm"):
         sizes = {"d_e": draw(st.integers(1, 8))}
+    elif alg == "gated_mlp":
+        sizes = {"d_e": draw(st.integers(1, 8)), "d_mlp": draw(st.integers(1, 8)),
+                 "bias": draw(st.booleans())}
     else:
         sizes = {"d_e": draw(st.integers(1, 8)), "d_mlp": draw(st.integers(1, 8))}
     return constrain(alg, sizes)
@@ -64,15 +72,25 @@ def formula(alg: str, sizes) -> int:
         return 2 * sizes["d_e"]
     if alg == "mlp":
         return mlp_count(**sizes)
+    if alg == "rmsnorm":
+        return sizes["d_e"]  # (M7a)
+    if alg == "gated_mlp":
+        return gated_mlp_count(**sizes)
     return architecture_count(sizes)
 
 
 @check("memory.parameter_count", ("mhattention", "layer_norm", "mlp", "d_transformer",
-                                  "e_transformer", "ed_transformer"), _sizes,
+                                  "e_transformer", "ed_transformer", "rmsnorm", "gated_mlp"),
+       _sizes,
        requires=("count_parameters",))
 def parameter_count_is_exact(ctx, sizes):
     """The adapter's parameter count equals the spec's closed form (and the canonical count)."""
-    want = formula(ctx.algorithm, sizes)
+    assert_count(ctx, sizes, formula(ctx.algorithm, sizes))
+
+
+def assert_count(ctx, sizes, want: int) -> None:
+    """``want`` (a closed form of spec/memory.md) equals the canonical count of an architecture
+    config and the adapter's count of ``ctx.algorithm`` at ``sizes``."""
     if not isinstance(sizes, dict) and parameter_count(sizes) != want:
         fail(f"formal_transformers.canonical.parameter_count = {parameter_count(sizes)} but "
              f"the closed form gives {want}", expected=str(want),

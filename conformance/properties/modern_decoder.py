@@ -9,13 +9,13 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from conformance import calls
-from conformance.assertions import assert_close, fail, tolerance
+from conformance.assertions import assert_close, tolerance
 from conformance.modern_cases import ALG, gpt2_cases, modern_cases, modern_fields
 from conformance.properties.causal import decoder_non_leakage
+from conformance.properties.memory import assert_count
 from conformance.properties.reference import forward_agreement
 from conformance.properties.structure import columns_are_distributions
 from conformance.registry import Check, check, register, up
-from formal_transformers.canonical import parameter_count
 from formal_transformers.hyperparameters import ModernDTransformerConfig
 
 register(Check("structure.distribution", ALG, columns_are_distributions,
@@ -77,13 +77,4 @@ def _modern_configs(draw, alg, constrain, dtype):
 @check("memory.parameter_count", (ALG,), _modern_configs, requires=("count_parameters",))
 def modern_parameter_count_is_exact(ctx, config):
     """The adapter's parameter count equals the closed form (and the canonical count)."""
-    want = modern_count(config)
-    if parameter_count(config) != want:
-        fail(f"formal_transformers.canonical.parameter_count = {parameter_count(config)} but "
-             f"the closed form gives {want}", expected=str(want),
-             observed=str(parameter_count(config)))
-    got = ctx.adapter.count_parameters(ALG, config)
-    ctx.observe(float(abs(got - want)))
-    if got != want:
-        fail(f"{ALG} has {got} parameters, the closed form gives {want} at {config}",
-             expected=str(want), observed=str(got))
+    assert_count(ctx, config, modern_count(config))

@@ -21,7 +21,8 @@ from reference_numpy import training
 
 PRIMITIVES = ("token_embedding", "positional_embedding", "basic_attention", "attention",
               "mhattention", "layer_norm", "unembedding", "mlp", "rope", "rmsnorm", "gated_mlp",
-              "gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm", "softcap")
+              "sinusoidal_embedding", "alibi", "gq_attention", "sliding_window_mask",
+              "block_sparse_mask", "qk_norm", "softcap")
 BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
              "mhattention_backward", "layer_norm_backward", "mlp_backward",
              "unembedding_backward", "rope_backward", "rmsnorm_backward", "gated_mlp_backward",

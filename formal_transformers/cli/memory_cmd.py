@@ -100,6 +100,12 @@ def human(n: int | float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if config.arch == "vit":  # N patches and the class token per image: nothing to choose
+        if args.seq is not None and args.seq != config.n_patches + 1:
+            raise ConfigError(f"--seq: a ViT of {config.height} x {config.width} images and "
+                              f"patch size {config.patch_size} reads N + 1 = "
+                              f"{config.n_patches + 1} tokens per image, not {args.seq}")
+        args.seq = config.n_patches + 1
     seq = args.seq or config.l_max
     paths = ("reference",) if args.reference else ("naive", "sdpa")
     if args.reference:
@@ -107,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     estimates = {p: training_memory(config, args.batch, seq, args.dtype, args.optimizer, p,
                                     args.src_seq, args.device) for p in paths}
     inference = None  # the KV cache is torch_impl's; the reference recomputes every prefix
-    if config.arch != "encoder" and not args.reference:
+    if config.arch not in ("encoder", "vit") and not args.reference:
         new = args.new_tokens or max(1, seq // 2)
         prompt = (seq - new + 1) if config.arch == "decoder" else (args.src_seq or seq)
         if prompt < 1:
@@ -136,7 +142,8 @@ def _print_prediction(config, args, seq, estimates, inference) -> None:
     counts = parameter_counts(config)
     render.table(f"Parameters ({config.arch})", ["component", "count", f"bytes ({args.dtype})"],
                  [(k, f"{v:,}", human(v * DTYPE_BYTES[args.dtype])) for k, v in counts.items()]
-                 + [("total, W_u tied to W_e", f"{tied_parameter_count(config):,}", "")])
+                 + ([("total, W_u tied to W_e", f"{tied_parameter_count(config):,}", "")]
+                    if config.arch != "vit" else []))
     paths = list(estimates)
     first = estimates[paths[0]]
     rows = []
