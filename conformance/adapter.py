@@ -45,7 +45,8 @@ FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attent
            "e_transformer", "d_transformer", "modern_d_transformer")
 # The modern attention primitives (spec: Algorithms 40-49).
 ATTENTION_VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm",
-                      "softcap", "gq_attention_backward", "qk_norm_backward", "softcap_backward")
+                      "softcap", "gq_attention_backward", "qk_norm_backward", "softcap_backward",
+                      "online_softmax_attention", "online_softmax_attention_backward")
 TRAINING = ("ed_training", "e_training", "d_training")
 INFERENCE = ("d_inference", "ed_inference")
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
@@ -61,7 +62,7 @@ ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VAR
               + VISION)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "modern_d_transformer_cached")
-SUPPORTED_DTYPES = ("float16", "float32", "float64")
+SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 
 class Adapter:
@@ -161,6 +162,17 @@ class Adapter:
                 ) -> Array:
         """Alg 46. Like attention, with the scaled scores capped to c tanh(S / c) before the
         mask. Returns (B, l_x, d_out)."""
+        raise NotImplementedError
+
+    def online_softmax_attention(self, X: Array, Z: Array, params: Params, block: int,
+                                 mask: Array | None = None) -> Array:
+        """Alg 48. Like attention, computed over key blocks of ``block`` keys (B_c)."""
+        raise NotImplementedError
+
+    def online_softmax_attention_backward(self, X: Array, Z: Array, params: Params,
+                                          block: int, dY: Array, mask: Array | None = None
+                                          ) -> dict[str, Array]:
+        """Alg 49. Returns {"X", "Z", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v"}."""
         raise NotImplementedError
 
     def gq_attention_backward(self, X: Array, Z: Array, params: Params, dY: Array,
@@ -369,6 +381,12 @@ def validate_adapter(adapter: object) -> None:
             or any(d not in SUPPORTED_DTYPES for d in dtypes)):
         raise AdapterError(f"{where}: attribute 'dtypes' must be a non-empty tuple drawn from "
                            f"{SUPPORTED_DTYPES}, got {dtypes!r}")
+    if "bfloat16" in dtypes:
+        try:
+            import ml_dtypes  # noqa: F401  (bfloat16 arrays are ml_dtypes' NumPy type)
+        except ImportError:
+            raise AdapterError(f"{where}: declares 'bfloat16', which needs the package "
+                               "ml_dtypes (pip install ml_dtypes)") from None
     algorithms = getattr(adapter, "algorithms", None)
     if not isinstance(algorithms, (tuple, list)):
         raise AdapterError(f"{where}: attribute 'algorithms' must be a tuple of algorithm ids, "
@@ -397,17 +415,19 @@ def load_adapter(spec: str | None, mapping: str | None = None) -> object:
     """The adapter named on the command line: None or "torch" for the bundled torch
     implementation, "reference" for reference_numpy, "hf:DIR" for a transformers model saved
     with save_pretrained, or "module:Object" (a class, called with no arguments, or an
-    instance). With ``mapping`` (``--map FILE.toml``), "module:Object" is instead a factory of
-    the user's nn.Module of the modern decoder, put behind the protocol by the mapping file
-    (conformance/adapters/mapped.py). The current directory is importable, like ``python -m``.
+    instance). With ``mapping`` (``--map FILE.toml``), "module:Object" (or the file's
+    ``factory``) is instead a factory of the user's nn.Module of the modern decoder, put behind
+    the protocol by the mapping file (conformance/adapters/mapped.py). The current directory
+    is importable, like ``python -m``.
     """
     if mapping is not None:
-        from conformance.adapters.mapped import MappedModule
+        from conformance.adapters.mapped import MappedModule, mapping_factory
 
-        if spec is None or ":" not in spec:
-            raise AdapterError(f"--map needs --impl module:Factory (the nn.Module to build), "
-                               f"got --impl {spec!r}")
-        return _checked(MappedModule(_import_object(spec), mapping))
+        factory = spec if spec is not None else mapping_factory(mapping)
+        if ":" not in factory:
+            raise AdapterError(f"--map needs the nn.Module to build as module:Factory (--impl or "
+                               f"the mapping's factory key), got {factory!r}")
+        return _checked(MappedModule(_import_object(factory), mapping))
     if spec in (None, "torch"):
         from conformance.adapters.torch_adapter import TorchAdapter
 
@@ -426,7 +446,8 @@ def load_adapter(spec: str | None, mapping: str | None = None) -> object:
         try:
             obj = obj()
         except Exception as exc:
-            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: {exc} "
+            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())} "
                                "(an adapter class must be constructible with no arguments)"
                                ) from None
     return _checked(obj)
@@ -443,8 +464,10 @@ def _import_object(spec: str) -> Any:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AdapterError(f"--impl {spec}: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # a syntax error or a failing import inside the module, too
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise AdapterError(f"--impl {spec}: cannot import module {module_name!r} ({detail})"
+                           ) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from conformance.adapter import EXTRAS
+from conformance.assertions import as_dtype
 from formal_transformers.errors import AdapterError
 
 Shape = tuple[int, ...]
@@ -39,6 +40,17 @@ def _copy(value: Any) -> Any:
     return value
 
 
+def _plain(value: Any) -> Any:
+    """A NumPy scalar returned by ``constrain`` as the Python number it stands for."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
 class Bound:
     """An adapter behind checked calls (see the module docstring)."""
 
@@ -58,7 +70,7 @@ class Bound:
         if not isinstance(out, Mapping) or set(out) != set(sizes):
             raise AdapterError(f"{self.name}.constrain({algorithm!r}, ...) must return a dict "
                                f"with the keys {sorted(sizes)}, got {out!r}")
-        return dict(out)
+        return {k: _plain(v) for k, v in out.items()}
 
     # -- the checked call ---------------------------------------------------------------------
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -85,7 +97,7 @@ class Bound:
         if arr.shape != tuple(shape):
             raise AdapterError(f"{self.name}.{method} returned {what} of shape {arr.shape}, "
                                f"expected {tuple(shape)}")
-        want = np.dtype(dtype)
+        want = as_dtype(dtype)
         if arr.dtype != want:
             raise AdapterError(f"{self.name}.{method} returned {what} of dtype {arr.dtype}, "
                                f"expected {want}")
@@ -178,6 +190,11 @@ class Bound:
     def softcap(self, X, Z, params, c, mask=None):
         out = self._call("softcap", X, Z, params, c, mask=mask)
         return self._array("softcap", out, X.shape[:2] + params["W_v"].shape[:1], X.dtype)
+
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        out = self._call("online_softmax_attention", X, Z, params, block, mask=mask)
+        return self._array("online_softmax_attention", out,
+                           X.shape[:2] + params["W_v"].shape[:1], X.dtype)
 
     def patch_extraction(self, I, patch_size):
         B, C, h, w = I.shape

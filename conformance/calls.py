@@ -25,6 +25,7 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "gq_attention": ("b", "t_x", "i"),
         "sliding_window_mask": ("t_z", "t_x"), "block_sparse_mask": ("t_z", "t_x"),
         "qk_norm": ("b", "t", "i"), "softcap": ("b", "t_x", "i"),
+        "online_softmax_attention": ("b", "t_x", "i"),
         "patch_extraction": ("b", "n", "i"), "patch_embedding": ("b", "t", "i"),
         "vit_classifier": ("b", "k"),
         "modern_d_transformer": ("b", "t", "v")}
@@ -36,6 +37,7 @@ BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "rmsnorm": ("X",), "gated_mlp": ("X",), "gq_attention": ("X", "Z"),
            "qk_norm": ("X",), "softcap": ("X", "Z"), "patch_extraction": ("I",),
            "patch_embedding": ("I",), "vit_classifier": ("I",),
+           "online_softmax_attention": ("X", "Z"),
            "modern_d_transformer": ("x",)}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
@@ -82,6 +84,9 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.qk_norm(d["X"], d["params"], d["H"], d["axis"], d["eps"])
     if alg == "softcap":
         return bound.softcap(d["X"], d["Z"], d["params"], d["c"], d.get("mask"))
+    if alg == "online_softmax_attention":
+        return bound.online_softmax_attention(d["X"], d["Z"], d["params"], d["block"],
+                                              d.get("mask"))
     if alg == "patch_extraction":
         return bound.patch_extraction(d["I"], d["patch_size"])
     if alg == "patch_embedding":
@@ -95,7 +100,7 @@ def backward_inputs(alg: str, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The differentiable inputs of backward algorithm ``alg`` (named as in its gradient dict)."""
     params = dict(data.get("params", {}))
     if alg in ("attention_backward", "mhattention_backward", "gq_attention_backward",
-               "softcap_backward"):
+               "softcap_backward", "online_softmax_attention_backward"):
         return {"X": data["X"], "Z": data["Z"]} | params
     if alg == "qk_norm_backward":
         return {"X": data["X"]} | params
@@ -127,6 +132,9 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
         args, kwargs = (d["X"], d["Z"], d["params"], upstream), {"mask": d.get("mask")}
     elif alg == "softcap_backward":
         args, kwargs = (d["X"], d["Z"], d["params"], d["c"], upstream), {"mask": d.get("mask")}
+    elif alg == "online_softmax_attention_backward":
+        args = (d["X"], d["Z"], d["params"], d["block"], upstream)
+        kwargs = {"mask": d.get("mask")}
     elif alg == "qk_norm_backward":
         args = (d["X"], d["params"], d["H"], d["axis"], d["eps"], upstream)
     elif alg == "layer_norm_backward":
@@ -180,6 +188,7 @@ def output_shape(alg: str, data: Mapping[str, Any]) -> tuple[int, ...]:
         "gq_attention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
         "qk_norm": lambda: d["X"].shape,
         "softcap": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
+        "online_softmax_attention": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
         "vit_classifier": lambda: (d["I"].shape[0], d["config"].n_classes),
     }
     if alg in ARCHITECTURES:

@@ -5,7 +5,6 @@ Library functions return data; CLI commands pass that data to these functions.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -53,8 +52,10 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 
 def print_json(data: Any) -> None:
-    """Print data as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """Print data as indented, strict JSON on stdout (no bare NaN: formal_transformers.atomic)."""
+    from formal_transformers.atomic import json_text
+
+    sys.stdout.write(json_text(data))
 
 
 def progress(transient: bool = False) -> Progress:
@@ -65,20 +66,23 @@ def progress(transient: bool = False) -> Progress:
 
 
 def algorithm(alg: Any) -> None:
-    """Print an algorithm's signature and numbered pseudocode (spec: spec/algorithms)."""
+    """Print an algorithm's signature and numbered pseudocode (spec: spec/algorithms), the
+    math as readable Unicode (formal_transformers.unimath; ``spec --json`` keeps LaTeX)."""
+    from formal_transformers.unimath import to_unicode as u
+
     out = console()
-    out.print(f"[bold]Algorithm {alg.number}: {alg.title}[/bold]  ({alg.origin})")
-    out.print(f"  {alg.signature}", markup=False)
-    out.print(f"  {alg.summary}", markup=False)
+    out.print(f"[bold]Algorithm {alg.number}: {u(alg.title)}[/bold]  ({alg.origin})")
+    out.print(f"  {u(alg.signature)}", markup=False)
+    out.print(f"  {u(alg.summary)}", markup=False)
     for label, items in (("Input", alg.inputs), ("Output", alg.outputs),
                          ("Parameters", alg.parameters), ("Hyperparameters", alg.hyperparameters)):
         if items:
             out.print(f"[bold]{label}:[/bold]")
             for s in items:
-                out.print(f"    {s.symbol} ∈ {s.type}  — {s.meaning}", markup=False)
+                out.print(f"    {u(s.symbol)} ∈ {u(s.type)}  — {u(s.meaning)}", markup=False)
     width = len(str(len(alg.pseudocode)))
     for line in alg.pseudocode:
-        out.print(f"  {line.number:>{width}}: {'  ' * line.depth}{line.text}", markup=False)
+        out.print(f"  {line.number:>{width}}: {'  ' * line.depth}{u(line.text)}", markup=False)
     out.print(f"[bold]Properties:[/bold] {', '.join(alg.properties)}")
 
 

@@ -24,6 +24,10 @@ from reference_numpy.layer_norm import layer_norm
 from reference_numpy.masks import block_sparse_mask, sliding_window_mask
 from reference_numpy.mlp import mlp
 from reference_numpy.modern_decoder import modern_d_transformer
+from reference_numpy.online_softmax import (
+    online_softmax_attention,
+    online_softmax_attention_backward,
+)
 from reference_numpy.qk_norm import qk_norm, qk_norm_backward
 from reference_numpy.rmsnorm import rmsnorm, rmsnorm_backward
 from reference_numpy.rope import rope, rope_backward
@@ -78,6 +82,8 @@ REGISTRY = {
     "gq_attention_backward": gq_attention_backward,
     "qk_norm_backward": qk_norm_backward,
     "softcap_backward": softcap_backward,
+    "online_softmax_attention": online_softmax_attention,
+    "online_softmax_attention_backward": online_softmax_attention_backward,
     "patch_extraction": patch_extraction,
     "patch_embedding": patch_embedding,
     "vit_classifier": vit_classifier,

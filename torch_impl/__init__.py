@@ -37,6 +37,10 @@ from torch_impl.models import (
     ed_transformer,
 )
 from torch_impl.modern_decoder import ModernDTransformer, modern_d_transformer
+from torch_impl.online_softmax import (
+    online_softmax_attention,
+    online_softmax_attention_backward,
+)
 from torch_impl.qk_norm import qk_norm, qk_norm_backward
 from torch_impl.rmsnorm import rmsnorm, rmsnorm_backward
 from torch_impl.rope import rope, rope_backward
@@ -92,6 +96,8 @@ REGISTRY = {
     "gq_attention_backward": gq_attention_backward,
     "qk_norm_backward": qk_norm_backward,
     "softcap_backward": softcap_backward,
+    "online_softmax_attention": online_softmax_attention,
+    "online_softmax_attention_backward": online_softmax_attention_backward,
     "patch_extraction": patch_extraction,
     "patch_embedding": patch_embedding,
     "vit_classifier": vit_classifier,

@@ -252,6 +252,7 @@ def run_all(names: list[str] | None = None, quick: bool = False,
 
 
 CPU_BENCHMARKS = ("reference", "gpt2_forward", "gpt2_decode")
+NEEDS_TRANSFORMERS = ("gpt2_forward", "gpt2_decode")  # baselines from Hugging Face
 
 
 def environment() -> dict:
@@ -259,9 +260,13 @@ def environment() -> dict:
     import os
     import platform
 
-    import transformers
+    try:
+        import transformers
+        version = transformers.__version__
+    except ImportError:
+        version = None
 
-    return {"torch": torch.__version__, "transformers": transformers.__version__,
+    return {"torch": torch.__version__, "transformers": version,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
             "python": platform.python_version()}

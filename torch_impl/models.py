@@ -110,6 +110,8 @@ class CanonicalModel(nn.Module):
     def embed(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """e_t = W_e[:, x[t]] + W_p[:, offset + t]: x (B, T) -> (B, T, d_e) (Algs 1-2)."""
         T = x.shape[1]
+        if x.dtype not in (torch.int64, torch.int32):  # any integer dtype, as the reference
+            x = x.long()
         return self.wte(x) + self.wpe.weight[offset:offset + T]
 
 

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from formal_transformers.errors import ConfigError
-from formal_transformers.validation import check_token_id
+from formal_transformers.validation import check_token_id, check_tokens
 from torch_impl.models import DTransformer, EDTransformer, ETransformer
 
 Batch = Sequence[torch.Tensor]  # tensors sharing the batch axis 0, e.g. (x,) or (z, x)
@@ -35,6 +35,8 @@ def token_log_loss(logits: torch.Tensor, targets: torch.Tensor,
     The log-softmax and its gradient are computed in at least float32 (bf16 logits upcast).
     """
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if not targets.dtype.is_floating_point:  # int8/int16/uint8 ids, as the reference takes
+        targets = targets.long()
     nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
     if weights is not None:
         nll = nll * weights.to(nll.dtype)
@@ -174,8 +176,12 @@ def _check_schedule(N_epochs: int, eta: float) -> None:
         raise ConfigError(f"eta (learning rate) must be a finite number > 0, got {eta!r}")
 
 
-def _row(x: object, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)[None]  # (1, l)
+def _row(name: str, x: object, device: torch.device, N_V: int) -> torch.Tensor:
+    """One sequence of token ids as a (1, l) long tensor; float or out-of-range ids are the
+    reference's typed errors (never truncated: 1.7 is not token 1)."""
+    arr = np.asarray(x)
+    check_tokens(name, arr, N_V)
+    return torch.as_tensor(arr, dtype=torch.long, device=device)[None]  # (1, l)
 
 
 def d_training(data: Sequence[object], params: dict, config, eta: float, N_epochs: int,
@@ -190,8 +196,8 @@ def d_training(data: Sequence[object], params: dict, config, eta: float, N_epoch
     model = DTransformer.from_canonical(config, params, dtype)
     device = model.lm_head.weight.device
     for _ in range(N_epochs):  # Alg 13 L1
-        for x in data:  # Alg 13 L2-6
-            train_step(model, eta, d_losses, (_row(x, device),))
+        for n, x in enumerate(data):  # Alg 13 L2-6
+            train_step(model, eta, d_losses, (_row(f"data[{n}]", x, device, config.N_V),))
     return model.to_canonical()  # Alg 13 L7
 
 
@@ -202,8 +208,10 @@ def ed_training(data: Sequence[tuple[object, object]], params: dict, config, eta
     model = EDTransformer.from_canonical(config, params, dtype)
     device = model.lm_head.weight.device
     for _ in range(N_epochs):  # Alg 11 L1
-        for z, x in data:  # Alg 11 L2-6
-            train_step(model, eta, ed_losses, (_row(z, device), _row(x, device)))
+        for n, (z, x) in enumerate(data):  # Alg 11 L2-6
+            batch = (_row(f"data[{n}].z", z, device, config.N_V),
+                     _row(f"data[{n}].x", x, device, config.N_V))
+            train_step(model, eta, ed_losses, batch)
     return model.to_canonical()  # Alg 11 L7
 
 
@@ -227,7 +235,7 @@ def e_training(data: Sequence[object], params: dict, config, eta: float, N_epoch
         return e_losses(m, batch, mask_token)
 
     for _ in range(N_epochs):  # Alg 12 L1
-        for x in data:  # Alg 12 L2-8
-            row = _row(x, device)
+        for n, x in enumerate(data):  # Alg 12 L2-8
+            row = _row(f"data[{n}]", x, device, config.N_V)
             train_step(model, eta, loss_fn, (row, draw_masked(row, p_mask, rng)))
     return model.to_canonical()  # Alg 12 L9

@@ -1,8 +1,9 @@
 """A user's own ``nn.Module`` of the modern decoder behind the adapter protocol, from a
 declarative mapping file instead of an adapter class
-(``formal-transformers verify --impl module:Factory --map mapping.toml``; spec: Algorithm 65).
+(``formal-transformers verify --map mapping.toml [--impl module:Factory]``; spec: Algorithm 65).
 
-The TOML file has four tables (examples/llama_style_mapping.toml is a complete one):
+The TOML file names the ``factory`` ("module:Name", unless --impl gives it) and has four
+tables (conformance/examples/llama_style_mapping.toml is a complete one):
 
 - ``[variants]``: the selections the module makes, as fields of ModernDTransformerConfig
   (``rope = {layout = "interleaved", theta = 1e4}``). A selection not listed keeps the
@@ -73,6 +74,22 @@ def _defaults() -> dict[str, Any]:
     return out
 
 
+def read_mapping(mapping: str | Path) -> dict[str, Any]:
+    """The parsed mapping file (AdapterError if it cannot be read)."""
+    try:
+        return tomllib.loads(Path(mapping).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise AdapterError(f"--map {mapping}: cannot read the mapping ({exc})") from None
+
+
+def mapping_factory(mapping: str | Path) -> str:
+    """The ``factory`` a mapping file names ("module:Name")."""
+    factory = read_mapping(mapping).get("factory")
+    if not isinstance(factory, str):
+        raise AdapterError(f"--map {mapping}: no factory = \"module:Name\" key, and no --impl")
+    return factory
+
+
 class MappedModule(Adapter):
     """``factory(**args)`` (an nn.Module class or function) under a mapping file."""
 
@@ -81,10 +98,7 @@ class MappedModule(Adapter):
 
     def __init__(self, factory, mapping: str | Path):
         path = Path(mapping)
-        try:
-            self.mapping = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise AdapterError(f"--map {mapping}: cannot read the mapping ({exc})") from None
+        self.mapping = read_mapping(path)
         missing = [t for t in ("variants", "args", "params") if t not in self.mapping]
         if missing:
             raise AdapterError(f"--map {mapping}: missing table [{missing[0]}]")

@@ -133,6 +133,15 @@ class ReferenceAdapter(ReferenceVision, Adapter):
         return _rows(lambda b: ref.softcap_attention(X[b].T, Z[b].T, **params, c=c,
                                                      Mask=mask).T, X.shape[0])
 
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        return _rows(lambda b: ref.online_softmax_attention(X[b].T, Z[b].T, **params, Mask=mask,
+                                                            block=block).T, X.shape[0])
+
+    def online_softmax_attention_backward(self, X, Z, params, block, dY, mask=None):
+        return self._columns_backward(ref.online_softmax_attention,
+                                      ref.online_softmax_attention_backward, X, (X, Z), dY,
+                                      ("X", "Z"), **params, Mask=mask, block=block)
+
     def gq_attention_backward(self, X, Z, params, dY, mask=None):
         return self._columns_backward(ref.gq_attention, ref.gq_attention_backward, X, (X, Z),
                                       dY, ("X", "Z"), **params, Mask=mask)

@@ -29,8 +29,13 @@ LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
 
 
 def _t(a):
-    """A tensor view of a NumPy array (None passes through)."""
-    return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+    """A tensor view of a NumPy array (None passes through; bfloat16 through its bits)."""
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    if a.dtype.name == "bfloat16":  # ml_dtypes.bfloat16, which torch.from_numpy cannot read
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def _tensors(params: Mapping[str, Array]) -> dict[str, torch.Tensor]:
@@ -38,7 +43,12 @@ def _tensors(params: Mapping[str, Array]) -> dict[str, torch.Tensor]:
 
 
 def _np(t: torch.Tensor) -> Array:
-    return t.detach().cpu().numpy()
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
 
 
 def _grads(grads: Mapping[str, torch.Tensor]) -> dict[str, Array]:
@@ -132,6 +142,14 @@ class TorchAdapter(TorchVision, Adapter):
         return _np(torch_impl.softcap_attention(_t(X), _t(Z), **_tensors(params), c=c,
                                                 mask=_t(mask)))
 
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        return _np(torch_impl.online_softmax_attention(_t(X), _t(Z), **_tensors(params),
+                                                       block=block, mask=_t(mask)))
+
+    def online_softmax_attention_backward(self, X, Z, params, block, dY, mask=None):
+        return _grads(torch_impl.online_softmax_attention_backward(
+            _t(dY), _t(X), _t(Z), **_tensors(params), block=block, mask=_t(mask)))
+
     def gq_attention_backward(self, X, Z, params, dY, mask=None):
         return _grads(torch_impl.gq_attention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
                                                        mask=_t(mask)))
@@ -141,8 +159,8 @@ class TorchAdapter(TorchVision, Adapter):
                                                   mask=_t(mask)))
 
     def qk_norm_backward(self, X, params, H, axis, eps, dY):
-        heads = lambda a: rearrange(_t(a), "b l (h d) -> b h l d", h=H)  # noqa: E731
-        g = torch_impl.qk_norm_backward(heads(dY), heads(X), _t(params["gamma"]), axis, eps)
+        dq, q = (rearrange(_t(a), "b l (h d) -> b h l d", h=H) for a in (dY, X))
+        g = torch_impl.qk_norm_backward(dq, q, _t(params["gamma"]), axis, eps)
         return {"X": _np(rearrange(g["q"], "b h l d -> b l (h d)")), "gamma": _np(g["gamma"])}
 
     def ed_transformer(self, z, x, params, config):

@@ -96,7 +96,7 @@ def assert_count(ctx, sizes, want: int) -> None:
              f"the closed form gives {want}", expected=str(want),
              observed=str(parameter_count(sizes)))
     got = ctx.adapter.count_parameters(ctx.algorithm, sizes)
-    ctx.observe(float(abs(got - want)))
+    ctx.observe(float(abs(got - want)), measure="count difference")
     if got != want:
         fail(f"{ctx.algorithm} has {got} parameters, the spec's formula gives {want} "
              f"(difference {got - want:+d}) at {sizes}", expected=str(want), observed=str(got))

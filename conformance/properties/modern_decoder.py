@@ -55,7 +55,7 @@ def cached_decoding_equals_the_full_pass(ctx, drawn):
 
 
 def modern_count(c: ModernDTransformerConfig) -> int:
-    """Closed form (M41) of spec/memory.md: the parameters of Algorithm 65."""
+    """Closed form (M66) of spec/memory.md: the parameters of Algorithm 65."""
     d, n_norm = c.d_e, 2 if c.norm == "layer_norm" else 1
     attn = (c.H + 2 * c.G) * c.d_head * d + d * c.H * c.d_head
     attn += {"none": 0, "qkv": (c.H + 2 * c.G) * c.d_head,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from formal_transformers import render
+from formal_transformers.atomic import STDOUT, check_json_destination, check_output_file, write_json
 from formal_transformers.classify import classify
 
 
@@ -23,15 +24,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the generated images")
     p.add_argument("--plot", metavar="PNG", help="also draw the first image, its patch grid "
                    "and the class token's attention over the patches")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--json", nargs="?", const=STDOUT, metavar="PATH",
+                   help="write the result as JSON to PATH (no PATH or '-': standard output, "
+                        "instead of the table)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_json_destination(args.json)
+    if args.plot is not None:
+        check_output_file(args.plot, "--plot")
     result = classify(args.checkpoint, n=args.n, seed=args.seed, plot=args.plot)
-    if args.json:
-        render.print_json(result)
-        return 0
+    if args.json is not None:
+        write_json(args.json, result)
+        if args.json == STDOUT:
+            return 0
     render.table(f"ViT trained on {result['source']} ({result['step']} steps): "
                  f"{result['correct']}/{result['n']} correct, Bayes "
                  f"{result['bayes_correct']}/{result['n']}, agreeing with Bayes on "

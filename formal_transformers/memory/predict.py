@@ -130,7 +130,7 @@ def kv_cache_bytes(config: Config, batch: int, capacity: int, b: int) -> int:
 
 def modern_kv_cache_bytes(config: ModernDTransformerConfig, batch: int, capacity: int, b: int
                           ) -> int:
-    """(M42) 2 B G d_head b sum_l min(w_l, T): the modern decoder's cache keeps G kv heads and
+    """(M67) 2 B G d_head b sum_l min(w_l, T): the modern decoder's cache keeps G kv heads and
     a windowed layer only its last w_l positions (torch_impl/ring_kv_cache.py)."""
     c = config
     slots = sum(capacity if c.window(l) is None else min(c.window(l), capacity)

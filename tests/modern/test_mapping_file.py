@@ -1,6 +1,6 @@
 """Bring your own nn.Module (conformance/adapters/mapped.py): the hand-written Llama-style
-module of examples/ passes under its mapping file; a mapping that declares the other RoPE
-layout or swaps the fused k/v rows fails; an incomplete mapping is refused by name."""
+module of conformance/examples/ passes under its mapping file; a mapping that declares the
+other RoPE layout or swaps the fused k/v rows fails; an incomplete mapping is refused by name."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ from conformance.runner import run
 from formal_transformers.errors import AdapterError
 
 ROOT = Path(__file__).resolve().parents[2]
-MAPPING = ROOT / "examples" / "llama_style_mapping.toml"
-FACTORY = "examples.llama_style:TinyLlama"
+MAPPING = ROOT / "conformance" / "examples" / "llama_style_mapping.toml"
 
 
 def _results(mapping: Path, only=("modern_d_transformer",), profile="quick"):
-    adapter = load_adapter(FACTORY, str(mapping))
+    adapter = load_adapter(None, str(mapping))  # the file's factory key names the module
     return {(r.property, r.dtype): r for r in run(adapter, profile, 0, only=only)
             if r.algorithm == "modern_d_transformer"}
 
@@ -59,5 +58,5 @@ def test_an_incomplete_mapping_is_refused_by_name(tmp_path):
     results = _results(partial, only=("reference.forward_agreement",))
     r = results[("reference.forward_agreement", "float64")]
     assert r.status == "error" and "layers.0.mlp.W_up" in r.reason
-    with pytest.raises(AdapterError, match="--map needs --impl module:Factory"):
+    with pytest.raises(AdapterError, match="--map needs the nn.Module to build"):
         load_adapter("torch", str(MAPPING))

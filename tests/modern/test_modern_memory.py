@@ -1,5 +1,5 @@
-"""Memory of the modern decoder (spec/memory.md section 10): the ring-buffer KV cache's
-measured bytes equal (M42) exactly; grouped-query attention divides them by H / G and a window
+"""Memory of the modern decoder (spec/memory.md section 11): the ring-buffer KV cache's
+measured bytes equal (M67) exactly; grouped-query attention divides them by H / G and a window
 caps a layer at w positions."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A hand-written Llama-style decoder of our own, in the style of Meta's reference code, to be
 verified through a declarative mapping file instead of an adapter class (see
-examples/llama_style_mapping.toml and examples/README.md, "Bring your own nn.Module").
+conformance/examples/llama_style_mapping.toml and examples/README.md, "Bring your model").
 
 Its conventions differ from ``transformers``' Llama on purpose, the way real checkpoints do:
 rotary embedding on interleaved pairs (2i, 2i + 1) through complex multiplication, one fused
