@@ -29,9 +29,9 @@ def test_modern_decoder_reaches_the_entropy_rate_of_an_order2_markov_chain():
     report = (f"val_loss {f['val_loss']:.4f} ± {f['val_loss_stderr']:.4f}, entropy rate "
               f"{H:.4f}, excess KL {f['kl_excess']:.4f}, {seconds:.1f} s")
     assert run.model["arch"] == "modern-decoder" and run.model["positions"] == "rope", run.model
-    # the decoder's test allows 120 s; the modern decoder's step costs ~1.3x (RoPE, gated MLP,
-    # the primitives' input checks) -- measured 98-155 s on the shared 2-core machine
-    assert seconds <= 180, report
+    # the decoder's bound; measured 25 s alone, up to 155 s beside other test runs on the shared
+    # 2-core machine (timings there are not meaningful)
+    assert seconds <= 120, report
     assert f["val_loss"] - H <= 0.02 and f["kl_excess"] <= 0.02, report
 
 
