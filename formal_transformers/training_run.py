@@ -130,10 +130,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "images": {"d_e": 32, "H": 2, "L": 1, "d_mlp": 64},
 }
 MODEL_PRESETS["copy"] = MODEL_PRESETS["reverse"]
-# The modern decoder on the same sources: grouped kv heads and the gated MLP at ~8/3 d_e wide
-# (Llama's rule: three matrices cost what Algorithm 16's two do at 4 d_e).
-MODERN_PRESETS: dict[str, dict[str, Any]] = {"markov": {"G": 1, "d_mlp": 86},
-                                             "text": {"G": 2, "d_mlp": 344}}
+# The modern decoder on the same sources, with grouped kv heads (one kv head on markov: MQA).
+# Measured on markov, seed 0: excess loss 0.0057 nats (G=1, d_mlp=128) vs 0.0104 with the
+# narrower gated MLP of Llama's 8/3 d_e rule (d_mlp=86).
+MODERN_PRESETS: dict[str, dict[str, Any]] = {"markov": {"G": 1}, "text": {"G": 2}}
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     "markov": {"lr": 1e-2, "batch_size": 32, "steps": 800},
     # Order 1: the spec's post-LN encoder leaves its unigram plateau on an order-2 chain
