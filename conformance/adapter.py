@@ -54,7 +54,7 @@ Params = Mapping[str, np.ndarray]
 
 FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attention",
            "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
-           "e_transformer", "d_transformer")
+           "e_transformer", "d_transformer", "modern_d_transformer")
 # The modern attention primitives (spec: Algorithms 40-49).
 ATTENTION_VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm",
                       "softcap", "gq_attention_backward", "qk_norm_backward", "softcap_backward",
@@ -76,7 +76,7 @@ ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + DECODING + MODERN
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "sampling_distribution", "d_transformer_padded",
           "e_transformer_padded", "ed_transformer_padded", "d_decode", "ed_decode",
-          "d_training_padded")
+          "d_training_padded", "modern_d_transformer_cached")
 SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 
@@ -204,6 +204,11 @@ class Adapter:
     def softcap_backward(self, X: Array, Z: Array, params: Params, c: float, dY: Array,
                          mask: Array | None = None) -> dict[str, Array]:
         """Alg 47. Returns {"X", "Z", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v"}."""
+        raise NotImplementedError
+
+    def modern_d_transformer(self, x: Array, params: Params, config: Any) -> Array:
+        """Alg 65. x (B, l) int; canonical params of a ModernDTransformerConfig (its selections
+        are the declared variants). Returns P (B, l, N_V)."""
         raise NotImplementedError
 
     # -- training (Algorithms 11-13): one epoch over the batch -------------------------------
@@ -439,6 +444,13 @@ class Adapter:
         with its real-token mask, as in d_transformer_padded (8-ed-transformer.md)."""
         raise NotImplementedError
 
+    def modern_d_transformer_cached(self, x: Array, params: Params, config: Any, prefill: int
+                                    ) -> Array:
+        """Alg 65 through the implementation's KV cache: the first ``prefill`` tokens of x
+        (B, l) in one pass, then one token per step. Returns P (B, l, N_V), row t from the
+        step that consumed token t."""
+        raise NotImplementedError
+
     def e_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array
                                ) -> dict[str, Array]:
         """Vector-Jacobian product of Alg 9, like d_transformer_backward."""
@@ -517,10 +529,23 @@ def _signature(fn: Any) -> str:
     return "(" + ", ".join(params) + ")"
 
 
-def load_adapter(spec: str | None) -> object:
+def load_adapter(spec: str | None, mapping: str | None = None) -> object:
     """The adapter named on the command line: None or "torch" for the bundled torch
-    implementation, "reference" for reference_numpy, or "module:Object" (a class, called with
-    no arguments, or an instance). The current directory is importable, like ``python -m``."""
+    implementation, "reference" for reference_numpy, "hf:DIR" for a transformers model saved
+    with save_pretrained, or "module:Object" (a class, called with no arguments, or an
+    instance). With ``mapping`` (``--map FILE.toml``), "module:Object" (or the file's
+    ``factory``) is instead a factory of the user's nn.Module of the modern decoder, put behind
+    the protocol by the mapping file (conformance/adapters/mapped.py). The current directory
+    is importable, like ``python -m``.
+    """
+    if mapping is not None:
+        from conformance.adapters.mapped import MappedModule, mapping_factory
+
+        factory = spec if spec is not None else mapping_factory(mapping)
+        if ":" not in factory:
+            raise AdapterError(f"--map needs the nn.Module to build as module:Factory (--impl or "
+                               f"the mapping's factory key), got {factory!r}")
+        return _checked(MappedModule(_import_object(factory), mapping))
     if spec in (None, "torch"):
         from conformance.adapters.torch_adapter import TorchAdapter
 
@@ -529,9 +554,29 @@ def load_adapter(spec: str | None) -> object:
         from conformance.adapters.reference import ReferenceAdapter
 
         return _checked(ReferenceAdapter())
+    if spec.startswith("hf:"):
+        from conformance.adapters.hf_dir import HFDirAdapter
+
+        return _checked(HFDirAdapter(spec[3:]))
+    obj = _import_object(spec)
+    if isinstance(obj, type):
+        attr = spec.partition(":")[2]
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())} "
+                               "(an adapter class must be constructible with no arguments)"
+                               ) from None
+    return _checked(obj)
+
+
+def _import_object(spec: str) -> Any:
+    """The object ``module:attr.path`` names (the current directory importable)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise AdapterError(f"--impl must be 'torch', 'reference' or 'module:Object', got {spec!r}")
+        raise AdapterError(f"--impl must be 'torch', 'reference', 'hf:DIR' or 'module:Object', "
+                           f"got {spec!r}")
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -546,15 +591,7 @@ def load_adapter(spec: str | None) -> object:
         if not hasattr(obj, part):
             raise AdapterError(f"--impl {spec}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    if isinstance(obj, type):
-        try:
-            obj = obj()
-        except Exception as exc:
-            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: "
-                               f"{' '.join(str(exc).split())} "
-                               "(an adapter class must be constructible with no arguments)"
-                               ) from None
-    return _checked(obj)
+    return obj
 
 
 def _checked(adapter: object) -> object:

@@ -246,6 +246,16 @@ class Bound:
     def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
         return self._probs("ed_transformer_padded", x, params, config, z, x, z_real, x_real)
 
+    def modern_d_transformer(self, x, params, config):
+        out = self._call("modern_d_transformer", x, params, config)
+        return self._array("modern_d_transformer", out, x.shape + (config.N_V,),
+                           params["W_e"].dtype)
+
+    def modern_d_transformer_cached(self, x, params, config, prefill):
+        out = self._call("modern_d_transformer_cached", x, params, config, prefill)
+        return self._array("modern_d_transformer_cached", out, x.shape + (config.N_V,),
+                           params["W_e"].dtype)
+
     # -- training -----------------------------------------------------------------------------
     def _step(self, method, params, out):
         if not isinstance(out, tuple) or len(out) != 2:

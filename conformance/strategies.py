@@ -391,6 +391,10 @@ def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
         return attention_cases(constrain, dtype, base == "mhattention", **options)
     if base in CONFIG_CLASSES:
         return architecture_cases(constrain, dtype, base, **options)
+    if base == "modern_d_transformer":
+        from conformance.modern_cases import modern_cases  # it builds on this module
+
+        return modern_cases(constrain, dtype, **options)
     builders = {"basic_attention": basic_attention_cases, "layer_norm": layer_norm_cases,
                 "mlp": mlp_cases, "unembedding": unembedding_cases,
                 "token_embedding": lambda c, d, **o: embedding_cases(c, d, "token", **o),

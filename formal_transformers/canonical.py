@@ -9,6 +9,9 @@ on a leading axis: ``layers.0.mha.W_q[h]`` is W_q^h of Algorithm 5.
                              ln_f.*, W_u
     ED transformer (Alg 8)   W_e, W_p, enc.layers.{l}.{mha,ln1,mlp,ln2}.*,
                              dec.layers.{l}.{self_mha,ln3,cross_mha,ln4,mlp,ln5}.*, W_u
+    modern D transformer     W_e, [W_p], layers.{l}.{ln1,mha,[ln1_post],ln2,mlp,[ln2_post]}.*,
+      (Alg 65)               ln_f.*, [W_u]: Algorithm 10's names where the meaning is the same;
+                             modern_shapes says which entries the selections add or drop
 
 Declared variants (``formal_transformers.hyperparameters.VARIANTS``) change the set:
 ``tied_unembedding`` has no ``W_u`` entry (W_u = W_e^T), ``bias=False`` has no ``b_*`` and
@@ -37,6 +40,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ModernDTransformerConfig,
     ViTConfig,
     config_from_dict,
 )
@@ -86,6 +90,62 @@ def _self_mha(prefix: str, c: Config) -> dict[str, Shape]:
     return mha_shapes(prefix, c.H, c.d_attn, c.d_mid, c.d_e, c.d_e, c.d_e)
 
 
+def norm_shapes(prefix: str, d: int, norm: str) -> dict[str, Shape]:
+    """Layer norm (gamma, beta; Algorithm 6) or RMSNorm (gamma only) over d features."""
+    return layer_norm_shapes(prefix, d) if norm == "layer_norm" else {f"{prefix}.gamma": (d,)}
+
+
+def gq_attention_shapes(prefix: str, c: ModernDTransformerConfig) -> dict[str, Shape]:
+    """Grouped-query self-attention of the modern decoder: H query heads, G key/value heads,
+    each of size d_head; biases as ``attention_bias`` selects; QK-norm gains (Algorithm 44)."""
+    H, G, d, d_e = c.H, c.G, c.d_head, c.d_e
+    shapes: dict[str, Shape] = {f"{prefix}.W_q": (H, d, d_e), f"{prefix}.W_k": (G, d, d_e),
+                                f"{prefix}.W_v": (G, d, d_e)}
+    if c.attention_bias in ("qkv", "all"):
+        shapes |= {f"{prefix}.b_q": (H, d), f"{prefix}.b_k": (G, d), f"{prefix}.b_v": (G, d)}
+    if c.qk_norm == "per_head":
+        shapes |= {f"{prefix}.q_norm.gamma": (d,), f"{prefix}.k_norm.gamma": (d,)}
+    elif c.qk_norm == "projection":
+        shapes |= {f"{prefix}.q_norm.gamma": (H * d,), f"{prefix}.k_norm.gamma": (G * d,)}
+    shapes[f"{prefix}.W_o"] = (d_e, H * d)
+    if c.attention_bias == "all":
+        shapes[f"{prefix}.b_o"] = (d_e,)
+    return shapes
+
+
+def modern_mlp_shapes(prefix: str, c: ModernDTransformerConfig) -> dict[str, Shape]:
+    """Plain (Algorithm 16: W_mlp1, W_mlp2) or gated (W_gate, W_up, W_down) MLP."""
+    d_e, d_mlp = c.d_e, c.d_mlp
+    if c.mlp == "plain":
+        shapes = mlp_shapes(prefix, d_e, d_mlp)
+    else:
+        shapes = {f"{prefix}.W_gate": (d_mlp, d_e), f"{prefix}.b_gate": (d_mlp,),
+                  f"{prefix}.W_up": (d_mlp, d_e), f"{prefix}.b_up": (d_mlp,),
+                  f"{prefix}.W_down": (d_e, d_mlp), f"{prefix}.b_down": (d_e,)}
+    if not c.mlp_bias:
+        shapes = {k: v for k, v in shapes.items() if not k.rsplit(".", 1)[1].startswith("b_")}
+    return shapes
+
+
+def modern_shapes(c: ModernDTransformerConfig) -> dict[str, Shape]:
+    """Canonical entries of the modern D transformer (spec: Algorithm 65), in a fixed order."""
+    shapes: dict[str, Shape] = {"W_e": (c.d_e, c.N_V)}
+    if c.positions == "learned":
+        shapes["W_p"] = (c.d_e, c.l_max)
+    for l in range(c.L):
+        p = f"layers.{l}"
+        shapes |= norm_shapes(f"{p}.ln1", c.d_e, c.norm) | gq_attention_shapes(f"{p}.mha", c)
+        if c.post_norms:
+            shapes |= norm_shapes(f"{p}.ln1_post", c.d_e, c.norm)
+        shapes |= norm_shapes(f"{p}.ln2", c.d_e, c.norm) | modern_mlp_shapes(f"{p}.mlp", c)
+        if c.post_norms:
+            shapes |= norm_shapes(f"{p}.ln2_post", c.d_e, c.norm)
+    shapes |= norm_shapes("ln_f", c.d_e, c.norm)
+    if not c.tie_embeddings:
+        shapes["W_u"] = (c.N_V, c.d_e)
+    return shapes
+
+
 def vit_parameter_shapes(c: ViTConfig) -> dict[str, Shape]:
     """The ViT classifier's canonical parameters (spec: Algorithms 76-77), in order."""
     shapes: dict[str, Shape] = {"W_pe": (c.d_e, c.d_patch), "b_pe": (c.d_e,), "e_cls": (c.d_e,)}
@@ -103,6 +163,8 @@ def full_parameter_shapes(config: Config) -> dict[str, Shape]:
     """The paper's full parameter set of an architecture (every bias, beta and W_u), whatever
     the config's variants, in canonical order."""
     c = config
+    if isinstance(c, ModernDTransformerConfig):
+        return modern_shapes(c)
     if isinstance(c, ViTConfig):
         return vit_parameter_shapes(c)
     shapes: dict[str, Shape] = {"W_e": (c.d_e, c.N_V), "W_p": (c.d_e, c.l_max)}

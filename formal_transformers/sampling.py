@@ -91,7 +91,7 @@ def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature
             "sampling": truncation}
     rng = stream_rng(seed, SAMPLE_STREAM)
     arch = ck.config.arch
-    if arch == "decoder":
+    if arch in ("decoder", "modern-decoder"):
         result = _continue(model, source, prompt, max_new_tokens, rng, opts)
     elif arch == "encoder-decoder":
         result = _transduce(model, source, prompt, max_new_tokens, rng, opts)

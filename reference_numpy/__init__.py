@@ -23,6 +23,7 @@ from reference_numpy.inference import d_inference, ed_inference
 from reference_numpy.layer_norm import layer_norm
 from reference_numpy.masks import block_sparse_mask, sliding_window_mask
 from reference_numpy.mlp import mlp
+from reference_numpy.modern_decoder import modern_d_transformer
 from reference_numpy.online_softmax import (
     online_softmax_attention,
     online_softmax_attention_backward,
@@ -91,4 +92,5 @@ REGISTRY = {
     "patch_embedding": patch_embedding,
     "vit_classifier": vit_classifier,
     "vit_classifier_backward": vit_classifier_backward,
+    "modern_d_transformer": modern_d_transformer,
 }

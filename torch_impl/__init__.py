@@ -36,6 +36,7 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
+from torch_impl.modern_decoder import ModernDTransformer, modern_d_transformer
 from torch_impl.online_softmax import (
     online_softmax_attention,
     online_softmax_attention_backward,
@@ -105,6 +106,8 @@ REGISTRY = {
     "patch_embedding": patch_embedding,
     "vit_classifier": vit_classifier,
     "vit_classifier_backward": vit_classifier_backward,
+    "modern_d_transformer": modern_d_transformer,
 }
 
-__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer", "ViTClassifier"]
+__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer", "ViTClassifier",
+           "ModernDTransformer"]

@@ -351,6 +351,10 @@ def model_from_canonical(config: Config, params: Mapping[str, object],
                          dtype: torch.dtype | None = None,
                          device: torch.device | str | None = None) -> CanonicalModel:
     """The model class of ``config``'s architecture, loaded with ``params``."""
+    if config.arch == "modern-decoder":  # torch_impl.modern_decoder builds on this module
+        from torch_impl.modern_decoder import ModernDTransformer
+
+        return ModernDTransformer.from_canonical(config, params, dtype, device)
     if type(config) not in MODEL_CLASSES:
         from torch_impl.vision import ViTClassifier  # vision builds on this module
 

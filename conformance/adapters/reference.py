@@ -76,7 +76,7 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                   "d_decode", "ed_decode", "d_training_padded",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
                   "gated_mlp_backward", "sinusoidal_embedding", "alibi", *ATTENTION_VARIANTS,
-                  *VISION)
+                  *VISION, "modern_d_transformer", "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -382,9 +382,22 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                                       ("X",), **params, activation=activation)
 
     # -- extras -------------------------------------------------------------------------------
+    def modern_d_transformer(self, x, params, config):
+        return _rows(lambda b: ref.modern_d_transformer(x[b], params, config).T, len(x))
+
+    def modern_d_transformer_cached(self, x, params, config, prefill):
+        """Without a cache: Algorithm 65 recomputed on every prefix, as Algorithm 14 decodes
+        (the prefill's rows from one pass over the first ``prefill`` tokens)."""
+        def row(b):
+            P = [ref.modern_d_transformer(x[b, :prefill], params, config).T]
+            P += [ref.modern_d_transformer(x[b, :t + 1], params, config).T[-1:]
+                  for t in range(prefill, x.shape[1])]
+            return np.concatenate(P)
+        return _rows(row, len(x))
+
     def count_parameters(self, algorithm, sizes):
         """The reference takes exactly the canonical parameters (or the primitive's own)."""
-        if algorithm in ARCH_FORWARD or algorithm == "vit_classifier":
+        if algorithm in ARCH_FORWARD or algorithm in ("vit_classifier", "modern_d_transformer"):
             return parameter_count(sizes)
         from conformance.strategies import attention_shapes, mlp_shapes
         from conformance.strategies_modern import gated_mlp_shapes

@@ -22,6 +22,7 @@ from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.gated_mlp import GatedMLP
 from torch_impl.inference import decode_steps, ed_decode_steps
 from torch_impl.models import MODEL_CLASSES
+from torch_impl.modern_decoder import ModernDTransformer
 from torch_impl.rmsnorm import RMSNorm
 from torch_impl.sampling import sample, truncated_distribution
 from torch_impl.speculative import speculative_decoding
@@ -83,7 +84,8 @@ class TorchAdapter(TorchVision, Adapter):
                   "ed_transformer_padded", "d_decode", "ed_decode", "d_training_padded",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward",
                   "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
-                  *ATTENTION_VARIANTS, *VISION)
+                  *ATTENTION_VARIANTS, *VISION, "modern_d_transformer",
+                  "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -192,6 +194,18 @@ class TorchAdapter(TorchVision, Adapter):
         model = MODEL_CLASSES[type(config)].from_canonical(config, params)
         with torch.no_grad():
             return _np(torch.softmax(model(_t(z), _t(x), _t(x_real), _t(z_real)), dim=-1))
+
+    def modern_d_transformer(self, x, params, config):
+        return _np(torch_impl.modern_d_transformer(_t(x), _tensors(params), config))
+
+    def modern_d_transformer_cached(self, x, params, config, prefill):
+        """Prefill, then one token per step through ModernDTransformer's ring-buffer cache."""
+        model = ModernDTransformer.from_canonical(config, _tensors(params))
+        cache, tokens = model.new_cache(x.shape[0]), _t(x)
+        with torch.no_grad():
+            logits = [model(tokens[:, :prefill], cache)]
+            logits += [model(tokens[:, t:t + 1], cache) for t in range(prefill, x.shape[1])]
+        return _np(torch.softmax(torch.cat(logits, dim=1), dim=-1))
 
     # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
     def _epoch(self, config, params, eta, loss_fn, rows):
@@ -313,6 +327,8 @@ class TorchAdapter(TorchVision, Adapter):
         """Parameters of the nn.Modules torch_impl builds for ``algorithm``."""
         if algorithm in ("d_transformer", "e_transformer", "ed_transformer"):
             module = MODEL_CLASSES[type(sizes)](sizes)
+        elif algorithm == "modern_d_transformer":
+            module = ModernDTransformer(sizes)
         elif algorithm == "vit_classifier":
             from torch_impl.vision import ViTClassifier
 

@@ -20,6 +20,7 @@ from conformance.mutants import (
     decode,
     decoder,
     evidence,
+    modern_decoder,
     modern_position_wise,
     padding,
     position_wise,
@@ -34,7 +35,7 @@ from conformance.mutants import (
 
 MODULES = (attention, position_wise, decoder, training_memory, evidence, sampling, speculative,
            rope, modern_position_wise, positions, attention_variants, vision, variants, padding,
-           decode)
+           decode, modern_decoder)
 
 
 def catalogue() -> list[type]:

@@ -89,7 +89,12 @@ def formula(alg: str, sizes) -> int:
        requires=("count_parameters",))
 def parameter_count_is_exact(ctx, sizes):
     """The adapter's parameter count equals the spec's closed form (and the canonical count)."""
-    want = formula(ctx.algorithm, sizes)
+    assert_count(ctx, sizes, formula(ctx.algorithm, sizes))
+
+
+def assert_count(ctx, sizes, want: int) -> None:
+    """``want`` (a closed form of spec/memory.md) equals the canonical count of an architecture
+    config and the adapter's count of ``ctx.algorithm`` at ``sizes``."""
     if not isinstance(sizes, dict) and parameter_count(sizes) != want:
         fail(f"formal_transformers.canonical.parameter_count = {parameter_count(sizes)} but "
              f"the closed form gives {want}", expected=str(want),

@@ -30,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "algorithm x property. Each failure writes a runnable repro script.")
     p.add_argument("--impl", default=None, metavar="module:Object",
                    help="the adapter: 'torch' (default, the bundled torch_impl), 'reference' "
-                        "(reference_numpy) or module:Object (a class or an instance)")
+                        "(reference_numpy), hf:DIR (a Llama/Mistral/Qwen2/Gemma2 model saved "
+                        "with save_pretrained) or module:Object (a class or an instance)")
+    p.add_argument("--map", default=None, metavar="FILE.toml",
+                   help="a mapping file that puts your nn.Module of the modern decoder (its "
+                        "factory key, or --impl module:Factory) behind the suite without an "
+                        "adapter class")
     p.add_argument("--profile", choices=("quick", "ci", "thorough"), default="ci",
                    help="examples per check: quick (about a minute), ci (default), thorough")
     p.add_argument("--seed", type=int, default=0, help="seed of the example search (default 0)")
@@ -86,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     repro_dir = args.repro_dir or (args.json.parent / "repro" if args.json is not None
                                    else Path("reports") / "repro")
     writable(repro_dir, "--repro-dir", directory=True)
-    adapter = load_adapter(args.impl)
+    adapter = load_adapter(args.impl, args.map)
     label = report.adapter_label(adapter)
     variants = declared_variants(adapter)
     out = render.console()
