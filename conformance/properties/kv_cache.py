@@ -23,7 +23,15 @@ from conformance.properties.sampling import (
     greedy_margin,
 )
 from conformance.registry import check, up
-from conformance.strategies import SCALES, SEEDS, Case, configs, inference_cases, model_parameters
+from conformance.strategies import (
+    LONG,
+    SCALES,
+    SEEDS,
+    Case,
+    configs,
+    inference_cases,
+    model_parameters,
+)
 
 
 def _check_stop(row: np.ndarray, eos: int, l_max_gen: int, b: int) -> None:
@@ -66,11 +74,15 @@ def cached_decoding_equals_recomputation(ctx, case):
 @st.composite
 def decode_cases(draw, alg, constrain, dtype):
     """Greedy D-inference cases with prompts of 2 to 10 tokens (to chunk or pad: a chunk
-    after a filled cache needs 4 or more) and 2 to 4 new tokens."""
-    config = draw(configs(constrain, "d_transformer", l_max=(6, 12)))
+    after a filled cache needs 4 or more) and 2 to 4 new tokens; half of them in the long
+    regime of conformance.strategies (prompts of LONG[0] - 1 tokens or more)."""
+    long = draw(st.booleans())
+    config = draw(configs(constrain, "d_transformer",
+                          l_max=(LONG[0] + 2, LONG[1] + 2) if long else (6, 12)))
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
-    l = draw(st.integers(2, max(2, config.l_max - 2)))
+    low = min(LONG[0] - 1, config.l_max - 2) if long else 2
+    l = draw(st.integers(low, max(low, config.l_max - 2)))
     B = draw(st.integers(1, 3))
     data = {"config": config, "params": model_parameters(config, rng, draw(SCALES), dtype),
             "prompt": rng.integers(0, config.N_V, (B, l)), "tau": GREEDY_TAU,
