@@ -202,10 +202,11 @@ def full_parameter_shapes(config: Config) -> dict[str, Shape]:
 def parameter_shapes(config: Config) -> dict[str, Shape]:
     """Every canonical parameter name of an architecture and its shape, in a fixed order:
     the full set less ``W_u`` when ``tied_unembedding`` and less every bias and beta when
-    ``bias`` is False (spec: "Hyperparameter variants" of Algorithms 7-10; the ViT has no
-    declared variants)."""
-    if isinstance(config, ViTConfig):
-        return vit_parameter_shapes(config)
+    ``bias`` is False (spec: "Hyperparameter variants" of Algorithms 7-10). The ViT has no
+    declared variants, and the modern decoder's tying and biases are selections of its own
+    config (Algorithm 65), already in its shapes."""
+    if isinstance(config, (ViTConfig, ModernDTransformerConfig)):
+        return full_parameter_shapes(config)
     shapes = _biased(full_parameter_shapes(config), config.bias)
     if config.tied_unembedding:
         del shapes["W_u"]
@@ -220,7 +221,7 @@ def full_parameters(config: Config, params: Mapping[str, np.ndarray]) -> dict[st
     for name, shape in full_parameter_shapes(config).items():
         if name in params:
             full[name] = params[name]
-        elif name == "W_u" and config.tied_unembedding:
+        elif name == "W_u" and getattr(config, "tied_unembedding", False):
             full[name] = W_e.T  # W_u = W_e^T: one parameter (spec: Algorithm 7, variants)
         else:
             full[name] = np.zeros(shape, dtype=W_e.dtype)  # bias = False: b = 0, beta = 0
@@ -232,7 +233,7 @@ def fold_gradients(config: Config, full_grads: Mapping[str, np.ndarray]
     """Gradients of a variant's own parameters from those of the full set: a tied W_e gets
     the sum of both uses, dW_e + dW_u^T; absent biases and betas are dropped."""
     grads = {name: full_grads[name] for name in parameter_shapes(config)}
-    if config.tied_unembedding:
+    if getattr(config, "tied_unembedding", False):
         grads["W_e"] = full_grads["W_e"] + full_grads["W_u"].T
     return grads
 

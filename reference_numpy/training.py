@@ -71,7 +71,7 @@ def reduction_scale(config, n_targets: int) -> float:
     """The factor of the summed loss: 1 for ``loss_reduction = "sum"`` (the paper), and
     1 / max(|T|, 1) for "mean", |T| = n_targets the sequence's predicted tokens (a sequence
     with none has loss 0 either way)."""
-    return 1.0 if config.loss_reduction == "sum" else 1.0 / max(n_targets, 1)
+    return 1.0 if getattr(config, "loss_reduction", "sum") == "sum" else 1.0 / max(n_targets, 1)
 
 
 def _reduced(config, targets, loss: float, dX_out: np.ndarray, dW_u: np.ndarray

@@ -82,7 +82,7 @@ def bench_speculative(quick: bool = False, repeats: int = 3, k: int = 4) -> Benc
 
     same = bool(torch.equal(ours(), theirs()))
     _, accepted = speculative_decoding(target, draft, prompt, l_gen, k)
-    t_ours, t_theirs = _interleaved(ours, theirs, repeats)
+    t_ours, t_theirs = _interleaved(ours, theirs, repeats=repeats)
     return BenchResult(
         "speculative", f"greedy speculative decoding (k={k}) vs plain greedy decoding of the "
         f"target, {l_gen} new tokens after {prompt.shape[1]}, batch 1, KV caches, float32; "
@@ -106,7 +106,7 @@ def bench_speculative_sampled(quick: bool = False, repeats: int = 3, k: int = 4
 
     gen.manual_seed(0)
     _, accepted = speculative_decoding(target, draft, prompt, l_gen, k, S, gen)
-    t_ours, t_theirs = _interleaved(ours, theirs, repeats)
+    t_ours, t_theirs = _interleaved(ours, theirs, repeats=repeats)
     return BenchResult(
         "speculative_sampled", f"speculative sampling (k={k}, tau=1) vs plain sampling from "
         f"the target, {l_gen} new tokens after {prompt.shape[1]}, batch 1, KV caches, float32",

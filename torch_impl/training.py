@@ -55,7 +55,7 @@ def token_log_loss(logits: torch.Tensor, targets: torch.Tensor,
 
 def _reduction(model: nn.Module) -> str:
     """The config's loss_reduction (through a DDP wrapper's ``module``)."""
-    return getattr(model, "module", model).config.loss_reduction
+    return getattr(getattr(model, "module", model).config, "loss_reduction", "sum")
 
 
 def d_losses(model: DTransformer, batch: Batch) -> torch.Tensor:
