@@ -312,6 +312,36 @@ def make_adapter(functions: Mapping[str, Callable], *, name: str, arrays: str = 
     return type("OneCallAdapter", (Adapter,), body)()
 
 
+def adapter_for(target: Any, algorithm: str | Iterable[str] | None = None, *,
+                arrays: str | None = None, mapping: Any = None, call: Callable | None = None,
+                dtypes: Sequence[str] | None = None, sizes: Mapping[str, Any] | None = None,
+                constrain: Callable | None = None, name: str | None = None) -> Adapter:
+    """The adapter object ``check`` synthesises for ``target`` (arguments as for ``check``)."""
+    if isinstance(target, Mapping):
+        functions = dict(target)
+    else:
+        if algorithm is None:
+            raise AdapterError("check(fn, algorithm): name the algorithm the function "
+                               "implements, e.g. check(fn, 'attention')")
+        algs = [algorithm] if isinstance(algorithm, str) else list(algorithm)
+        if len(algs) != 1:
+            raise AdapterError("one function implements one algorithm; pass a mapping "
+                               "{algorithm id: function} for several")
+        functions = {algs[0]: target}
+    fixed = dict(sizes or {})
+    if _is_torch_module(target):
+        if mapping is None:
+            raise AdapterError("a torch module needs mapping={canonical name: state-dict key "
+                               "or (key, transform)} to receive the canonical parameters")
+        alg = next(iter(functions))
+        fixed = module_sizes(target, alg, mapping) | fixed
+        functions = {alg: module_function(target, alg, mapping, call)}
+        arrays = arrays or "torch"
+    label = name or getattr(target, "__name__", type(target).__name__)
+    return make_adapter(functions, name=label, arrays=arrays or "numpy", dtypes=dtypes,
+                        sizes=fixed, constrain=constrain)
+
+
 def check(target: Any, algorithm: str | Iterable[str] | None = None, *,
           arrays: str | None = None, mapping: Any = None, call: Callable | None = None,
           dtypes: Sequence[str] | None = None, sizes: Mapping[str, Any] | None = None,
@@ -324,36 +354,16 @@ def check(target: Any, algorithm: str | Iterable[str] | None = None, *,
     mapping ``{algorithm id: function}``, or a ``torch.nn.Module`` with ``mapping`` (canonical
     name -> state-dict key or (key, "T" | "heads" | callable)), optional ``call``. ``arrays``:
     what the function takes -- "numpy" (default), "torch" (default for a module) or "jax".
-    ``only`` narrows to property ids or families (``["mask"]``); ``profile`` is the runner's
-    (quick / ci / thorough). With ``raise_on_failure`` a failure raises ConformanceFailure.
+    ``sizes`` fixes drawn sizes (a module's are read from its parameters where the mapping
+    allows). ``only`` narrows to property ids or families (``["mask"]``); ``profile`` is the
+    runner's (quick / ci / thorough). With ``raise_on_failure`` a failure raises
+    ConformanceFailure.
     """
-    if isinstance(target, Mapping):
-        functions = dict(target)
-    else:
-        if algorithm is None:
-            raise AdapterError("check(fn, algorithm): name the algorithm the function "
-                               "implements, e.g. check(fn, 'attention')")
-        algs = [algorithm] if isinstance(algorithm, str) else list(algorithm)
-        if len(algs) != 1:
-            raise AdapterError("one function implements one algorithm; pass a mapping "
-                               "{algorithm id: function} for several")
-        functions = {algs[0]: target}
-    is_module = _is_torch_module(target)
-    fixed = dict(sizes or {})
-    if is_module:
-        if mapping is None:
-            raise AdapterError("a torch module needs mapping={canonical name: state-dict key "
-                               "or (key, transform)} to receive the canonical parameters")
-        alg = next(iter(functions))
-        fixed = module_sizes(target, alg, mapping) | fixed
-        functions = {alg: module_function(target, alg, mapping, call)}
-        arrays = arrays or "torch"
-    arrays = arrays or "numpy"
-    label = name or getattr(target, "__name__", type(target).__name__)
-    adapter = make_adapter(functions, name=label, arrays=arrays, dtypes=dtypes, sizes=fixed,
-                           constrain=constrain)
-    selected = list(only) if only else list(functions)
+    adapter = adapter_for(target, algorithm, arrays=arrays, mapping=mapping, call=call,
+                          dtypes=dtypes, sizes=sizes, constrain=constrain, name=name)
+    declared = adapter.algorithms
+    selected = list(only) if only else list(declared)
     results = [r for r in run(adapter, profile, seed, selected, shrink=shrink)
-               if r.algorithm in functions]
-    report = Report(label, results)
+               if r.algorithm in declared]
+    report = Report(adapter.name, results)
     return report.raise_for_failures() if raise_on_failure else report

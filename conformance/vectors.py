@@ -356,26 +356,35 @@ class _Errors:
             self.max_error = error if self.max_error is None else max(self.max_error, error)
 
 
-def check(directory: str | Path, adapter: Any,
-          progress: Callable[[Result, int, int], None] | None = None) -> list[Result]:
-    """Run ``adapter`` over the vectors in ``directory``: one Result per algorithm and dtype."""
+def jobs(directory: str | Path, adapter: Any) -> list[tuple[dict[str, Any], str | None,
+                                                          Callable[[], Result]]]:
+    """(index entry, dtype, compute the Result) for every algorithm and dtype of the vectors."""
     from safetensors.numpy import load_file
 
     directory = Path(directory)
     index = read_index(directory)
     bound = Bound(adapter)
-    jobs = []
+    out: list[tuple[dict[str, Any], str | None]] = []
     for entry in index["algorithms"]:
         dtypes = [d for d in DTYPES if d in bound.dtypes] if bound.declares(entry["algorithm"]) \
             else []
-        jobs += [(entry, d) for d in dtypes] or [(entry, None)]
-    for entry in index["not_written"]:
-        jobs.append(({"algorithm": entry["algorithm"], "reason": entry["reason"]}, None))
+        out += [(entry, d) for d in dtypes] or [(entry, None)]
+    out += [({"algorithm": e["algorithm"], "reason": e["reason"]}, None)
+            for e in index["not_written"]]
+    return [(entry, dtype, lambda e=entry, d=dtype: _check_entry(directory, e, bound, d,
+                                                                 load_file))
+            for entry, dtype in out]
+
+
+def check(directory: str | Path, adapter: Any,
+          progress: Callable[[Result, int, int], None] | None = None) -> list[Result]:
+    """Run ``adapter`` over the vectors in ``directory``: one Result per algorithm and dtype."""
+    todo = jobs(directory, adapter)
     results = []
-    for i, (entry, dtype) in enumerate(jobs):
-        results.append(_check_entry(directory, entry, bound, dtype, load_file))
+    for i, (_, _, compute) in enumerate(todo):
+        results.append(compute())
         if progress is not None:
-            progress(results[-1], i + 1, len(jobs))
+            progress(results[-1], i + 1, len(todo))
     return results
 
 
