@@ -1,6 +1,6 @@
-"""ONNX: torch_impl's D transformer exported with torch.onnx.export (dynamo) verified under
-onnxruntime through examples/onnx_runtime.py, and ONNX's reference evaluator ops Attention,
-LayerNormalization and Softmax checked against the spec (reference_numpy).
+"""ONNX: torch_impl's D, E and ED transformers exported with torch.onnx.export (dynamo),
+verified under onnxruntime through examples/onnx_runtime.py, and ONNX's reference evaluator
+ops Attention, LayerNormalization and Softmax checked against the spec (reference_numpy).
 
 LayerNormalization's ``stash_type`` attribute (default 1 = float32) is, in the ONNX operator
 spec, the precision of its mean and variance: float32 statistics even for a float64 input.
@@ -40,16 +40,21 @@ def evaluator(op: str, inputs: list[str], opset: int, **attrs) -> ReferenceEvalu
     return ReferenceEvaluator(model)
 
 
-def test_the_exported_d_transformer_passes_verify_under_onnxruntime():
-    from examples.onnx_runtime import OnnxDTransformer
+@pytest.mark.parametrize("adapter, laws", [
+    ("OnnxDTransformer", {"causal.non_leakage"}),
+    ("OnnxETransformer", {"permutation.equivariance"}),
+    ("OnnxEDTransformer", {"causal.non_leakage"})])
+def test_the_exported_architectures_pass_verify_under_onnxruntime(adapter, laws):
+    from examples import onnx_runtime
 
-    results = run(OnnxDTransformer(), "quick", only=["d_transformer"])
-    mine = [r for r in results if r.algorithm == "d_transformer"]
+    cls = getattr(onnx_runtime, adapter)
+    alg = cls.algorithms[0]
+    mine = [r for r in run(cls(), "quick", only=[alg]) if r.algorithm == alg]
     passed = {r.property for r in mine if r.status == "passed"}
     assert not [r for r in mine if r.status in ("failed", "error")], \
         [(r.property, r.reason) for r in mine if r.status != "passed"]
-    assert {"reference.forward_agreement", "causal.non_leakage", "batch.independence",
-            "structure.distribution"} <= passed
+    assert {"reference.forward_agreement", "batch.independence",
+            "structure.distribution"} | laws <= passed
 
 
 def test_a_wrong_graph_is_caught():
