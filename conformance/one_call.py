@@ -203,8 +203,8 @@ def _transform(tensor: Any, rule: str | Callable | None) -> Any:
         return tensor
     if rule == "T":
         return tensor.transpose(-1, -2)
-    if rule == "heads":  # (H, a, b) -> (H * a, b): heads stacked on the output features
-        return tensor.reshape(-1, tensor.shape[-1])
+    if rule == "heads":  # (H, a, ...) -> (H * a, ...): heads stacked on the output features
+        return tensor.reshape(-1, *tensor.shape[2:])
     if callable(rule):
         return rule(tensor)
     raise AdapterError(f"mapping transform must be 'T', 'heads' or a callable, got {rule!r}")

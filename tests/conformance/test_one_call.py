@@ -135,3 +135,24 @@ def test_a_jax_function():
 
     report = check(jax_attention, "attention", arrays="jax", only=["reference", "softmax"])
     assert report.passed, str(report)
+
+
+def test_torch_multihead_attention_through_a_fused_mapping():
+    """nn.MultiheadAttention's fused in_proj: W_q, W_k, W_v (H, d_head, E) merged over the
+    heads and concatenated on one key; its mask is True where attention is *blocked*."""
+    torch = pytest.importorskip("torch")
+    E, H = 4, 2
+    module = torch.nn.MultiheadAttention(E, H, batch_first=True)
+    fused = {f"{w}_{n}": (f"in_proj_{'weight' if w == 'W' else 'bias'}", "heads")
+             for n in "qkv" for w in ("W", "b")}
+    mapping = {k: fused[k] for k in ("W_q", "W_k", "W_v", "b_q", "b_k", "b_v")}
+    mapping |= {"W_o": "out_proj.weight", "b_o": "out_proj.bias"}
+
+    def call(forward, X, Z, mask=None):
+        blocked = None if mask is None else ~mask.T
+        return forward(X, Z, Z, attn_mask=blocked, need_weights=False)[0]
+
+    report = check(module, "mhattention", mapping=mapping, call=call,
+                   sizes={"H": H, "d_attn": E // H, "d_mid": E // H, "d_x": E, "d_z": E},
+                   only=["reference", "mask"])
+    assert report.passed, str(report)
