@@ -9,9 +9,10 @@ and the updated parameters -- as one safetensors file per algorithm plus ``index
 The cases are the suite's own (conformance/strategies.py), drawn by hypothesis with fixed
 seeds in float32 (so every input is exactly representable in float32 and float64; the answers
 are the float64 reference's on exactly those values), plus edge cases derived from them: a
-mask with a single allowed entry per query, extreme logits (queries and keys, or the
-unembedding, scaled by a power of two). Hypothesis' first example is its simplest (every
-length 1). The same versions of the project and of hypothesis write byte-identical files.
+mask with a single allowed entry per query, the same case without its mask, extreme logits
+(queries and keys, or the unembedding, scaled by a power of two). Hypothesis' first example
+is its simplest (every length 1). The same versions of the project and of hypothesis write
+byte-identical files.
 
 ``check(directory, adapter)`` runs an adapter over the vectors and returns runner.Result rows
 (property ``vectors.known_answer``, one per algorithm and dtype).
@@ -55,7 +56,7 @@ FORMAT_VERSION = 1
 PROPERTY = "vectors.known_answer"
 STATEMENT = ("On the published known-answer cases the implementation's outputs (and gradients) "
              "equal the float64 reference's within the case's tolerance for the dtype.")
-DRAWN = 4  # cases drawn per algorithm, before the edge cases
+DRAWN = 8  # cases drawn per algorithm, before the edge cases
 DTYPES = ("float64", "float32")  # inputs are exact in both
 MASKS = ("sliding_window_mask", "block_sparse_mask")
 TRAINING = ("ed_training", "e_training", "d_training")
@@ -125,7 +126,8 @@ def drawn_cases(alg: str, n: int = DRAWN) -> list[Any]:
 
 def _edge_cases(alg: str, data: dict[str, Any], rng: np.random.Generator
                 ) -> list[tuple[str, dict[str, Any]]]:
-    """Cases derived from a drawn one: single allowed mask entries, extreme logits."""
+    """Cases derived from a drawn one: a single allowed mask entry per query, no mask (where
+    the drawn case had one), extreme logits."""
     out = []
     params = data.get("params", {})
     if "mask" in data and "X" in data and "Z" in data:
@@ -133,6 +135,8 @@ def _edge_cases(alg: str, data: dict[str, Any], rng: np.random.Generator
         single = np.zeros((l_z, l_x), dtype=bool)
         single[rng.integers(0, l_z, l_x), np.arange(l_x)] = True
         out.append(("single_entry_mask", data | {"mask": single}))
+        if data["mask"] is not None:  # the same case unmasked: None means all ones
+            out.append(("no_mask", data | {"mask": None}))
     if "W_q" in params and "W_k" in params:
         big = {k: v * 16 if k in ("W_q", "b_q", "W_k", "b_k") else v for k, v in params.items()}
         out.append(("extreme_logits", data | {"params": big}))
