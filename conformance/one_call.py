@@ -25,7 +25,7 @@ import numpy as np
 
 from conformance.adapter import ALGORITHMS, EXTRAS, Adapter
 from conformance.report import STYLE, failure_text, sorted_results, summary_line
-from conformance.runner import Result, run, summary
+from conformance.runner import FAILING, Result, run, summary
 from formal_transformers.errors import AdapterError, FormalTransformersError
 
 ARRAYS = ("numpy", "torch", "jax")
@@ -60,8 +60,7 @@ class Report:
     def passed(self) -> bool:
         """True when no check failed or errored and at least one check ran: an empty run is
         not a pass."""
-        counts = self.counts
-        return self.checked > 0 and not counts["failed"] and not counts["error"]
+        return self.checked > 0 and not self.failures()
 
     def __bool__(self) -> bool:
         return self.passed
@@ -73,7 +72,7 @@ class Report:
         return len(self.results)
 
     def failures(self) -> list[Result]:
-        return [r for r in self.results if r.status in ("failed", "error")]
+        return [r for r in self.results if r.status in FAILING]
 
     def failure_message(self) -> str:
         if self.checked == 0:
@@ -121,7 +120,7 @@ class Report:
 
     def _repr_html_(self) -> str:
         colour = {"passed": "#1a7f37", "failed": "#cf222e", "error": "#8250df",
-                  "not covered": "#6e7781"}
+                  "timed out": "#bc4c00", "not covered": "#6e7781"}
         head = "".join(f"<th>{h}</th>" for h in self.HEADER)
         body = "".join(
             "<tr>" + "".join(

@@ -18,12 +18,14 @@ from hypothesis import strategies as st
 from conformance.strategies import EPS, SCALES, SEEDS, Case, Constrain, random_parameters
 from formal_transformers.rope import LAYOUTS, SCALINGS, Rope, RopeScaling
 from reference_numpy.activations import GATED_ACTIVATIONS
+from reference_numpy.alibi import FORMS as ALIBI_FORMS
 
 THETAS = (10000.0, 100.0, 500000.0)
 
 
 def _sizes(draw, constrain: Constrain, alg: str, ranges: dict[str, Any]) -> dict[str, Any]:
-    """Draw each entry (an (lo, hi) int range or a tuple of choices), then constrain."""
+    """Draw each entry -- a list [lo, hi] is an integer range, a tuple a set of choices --
+    then pass the sizes through the adapter's constrain."""
     sizes = {}
     for name, r in ranges.items():
         sizes[name] = draw(st.integers(*r) if isinstance(r, list) else st.sampled_from(r))
@@ -118,3 +120,38 @@ def gated_mlp_cases(draw, constrain: Constrain, dtype: Any) -> Case:
 
 
 BUILDERS = {"rope": rope_cases, "rmsnorm": rmsnorm_cases, "gated_mlp": gated_mlp_cases}
+
+
+@st.composite
+def sinusoidal_cases(draw, constrain: Constrain, dtype: Any, min_len: int = 1) -> Case:
+    """Positions (l,), an even d_e, base and index_offset for Algorithm 24 (base 10000 as in
+    Vaswani et al., or a small l_max-like base as in Phuong & Hutter's remark)."""
+    sizes = _sizes(draw, constrain, "sinusoidal_embedding",
+                   {"l": [min_len, 5], "pairs": [1, 4], "index_offset": (0, 1)})
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    positions = rng.integers(0, 64, sizes["l"]).astype(np.int64)
+    return Case("sinusoidal_embedding", sizes, seed,
+                {"positions": positions, "d_e": 2 * sizes["pairs"],
+                 "base": draw(st.sampled_from([10000.0, 16.0, 512.0])),
+                 "index_offset": int(sizes["index_offset"]), "dtype": np.dtype(dtype).name,
+                 "params": {}})
+
+
+@st.composite
+def alibi_cases(draw, constrain: Constrain, dtype: Any) -> Case:
+    """Query positions (l_x,) at a drawn offset, key positions (l_z,) on both sides of them,
+    H in 1..12 (powers of two and not) and a form for Algorithm 26."""
+    sizes = _sizes(draw, constrain, "alibi", {"H": [1, 12], "l_x": [1, 5], "l_z": [1, 5],
+                                               "form": ALIBI_FORMS})
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    offset = draw(st.integers(0, 30))
+    return Case("alibi", sizes, seed,
+                {"positions_x": (offset + np.arange(sizes["l_x"])).astype(np.int64),
+                 "positions_z": rng.integers(0, offset + sizes["l_x"] + 3, sizes["l_z"]).astype(
+                     np.int64), "H": sizes["H"], "form": sizes["form"],
+                 "dtype": np.dtype(dtype).name, "params": {}})
+
+
+BUILDERS |= {"sinusoidal_embedding": sinusoidal_cases, "alibi": alibi_cases}

@@ -19,6 +19,7 @@ from conformance.strategies import (
     Case,
     Constrain,
     _draw_sizes,
+    attention_cases,
     attention_shapes,
     random_parameters,
     valid_mask,
@@ -102,6 +103,22 @@ def qk_norm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False
                                          "axis": axis, "eps": eps})
 
 
+def qk_norm_pinned(alg: str, dtype: Any, eps: float = 0.0) -> list[Case]:
+    """Cases every QK-norm law tries first: three heads of magnitudes 100, 1 and 0.01 under
+    each axis (one head carries nearly all of a token's norm: where the axes differ most)."""
+    rng = np.random.default_rng(13)
+    H, d_attn = 3, 2
+    X = (np.repeat([100.0, 1.0, 0.01], d_attn) * rng.standard_normal((1, 3, H * d_attn)))
+    cases = []
+    for axis in ("per_head", "projection"):
+        n = d_attn if axis == "per_head" else H * d_attn
+        gamma = (1.0 + 0.5 * rng.standard_normal(n)).astype(dtype)
+        cases.append(Case("qk_norm", {"B": 1, "l": 3, "H": H, "d_attn": d_attn}, 13,
+                          {"X": X.astype(dtype), "params": {"gamma": gamma}, "H": H,
+                           "axis": axis, "eps": eps}))
+    return cases
+
+
 @st.composite
 def softcap_cases(draw, constrain: Constrain, dtype: Any, mask: str = "any",
                   caps: tuple[float, ...] = (0.5, 2.0, 10.0, 50.0),
@@ -123,14 +140,43 @@ def softcap_cases(draw, constrain: Constrain, dtype: Any, mask: str = "any",
                                          "mask": Mask})
 
 
+@st.composite
+def online_softmax_cases(draw, constrain: Constrain, dtype: Any, mask: str = "any",
+                         blocks: int = 1) -> Case:
+    """An attention case (Algorithm 4's strategy, l_z up to 7 so that blocks split it) plus
+    ``blocks`` key block sizes B_c in 1 .. l_z + 1 (``block``, ``block_2``, ...)."""
+    case = draw(attention_cases(lambda a, s: constrain("online_softmax_attention", s), dtype,
+                                False, mask=mask, fixed={"l_z": draw(st.integers(1, 7))}))
+    l_z = case["Z"].shape[1]
+    case.kind = "online_softmax_attention"
+    for i in range(blocks):
+        case.data["block" if i == 0 else f"block_{i + 1}"] = draw(st.integers(1, l_z + 1))
+    return case
+
+
+def online_softmax_pinned(alg: str, dtype: Any) -> list[Case]:
+    """A case every online-softmax law tries first: B_c = 2 and the first two keys masked for
+    every query, so each query's running max is still -inf after the first block."""
+    rng = np.random.default_rng(17)
+    sizes = {"B": 1, "l_x": 3, "l_z": 6, "d_x": 2, "d_z": 2, "d_attn": 2, "d_out": 2}
+    Mask = np.ones((6, 3), dtype=bool)
+    Mask[:2] = False
+    data = {"X": rng.standard_normal((1, 3, 2)).astype(dtype),
+            "Z": rng.standard_normal((1, 6, 2)).astype(dtype),
+            "params": random_parameters(attention_shapes(sizes, False), rng, 1.0, dtype),
+            "mask": Mask, "block": 2, "block_2": 4, "scale": 1.0}
+    return [Case("online_softmax_attention", sizes, 17, data)]
+
+
 def variant_cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
     """The default cases of a modern attention primitive (a backward gets its forward's)."""
     base = alg.removesuffix("_backward")
     if base in ("sliding_window_mask", "block_sparse_mask"):
         return mask_cases(constrain, dtype, base, **options)
     builders = {"gq_attention": gq_attention_cases, "qk_norm": qk_norm_cases,
-                "softcap": softcap_cases}
+                "softcap": softcap_cases, "online_softmax_attention": online_softmax_cases}
     return builders[base](constrain, dtype, **options)
 
 
-VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm", "softcap")
+VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm", "softcap",
+            "online_softmax_attention")

@@ -68,9 +68,13 @@ NOT_WRITTEN = {
     "ed_inference": "stochastic sampling: the tokens depend on the implementation's random "
                     "stream, so no known answer exists; the sampled distributions are checked "
                     "by the suite's sampling.* laws instead",
+    "sampling": "stochastic: the draws depend on the implementation's random stream; the "
+                "distribution they follow is checked by the suite's sampling.* laws",
+    "speculative_decoding": "stochastic: the accepted tokens depend on the implementation's "
+                            "random stream; the output distribution is checked by the suite's "
+                            "speculative.* laws",
 }
-SCALARS = ("l", "eps", "activation", "H", "axis", "c", "w", "b", "offset", "eta", "mask_token")
-INPUTS = ("X", "Z", "x", "z", "e", "E_ctx", "positions", "masked")
+GENERATION = ("scale",)  # how a case was drawn, not an input of the algorithm
 ANSWER = {"sliding_window_mask": "Mask", "block_sparse_mask": "Mask",
           **{a: "P" for a in (*calls.ARCHITECTURES, "unembedding")}}
 
@@ -223,9 +227,12 @@ def _case_record(alg: str, case_id: str, kind: str, sizes: Mapping[str, Any],
     record: dict[str, Any] = {
         "id": case_id, "kind": kind,
         "sizes": {k: _hyper(v) for k, v in sizes.items() if not isinstance(v, np.ndarray)},
-        "inputs": {k: put("inputs", k, data[k]) for k in INPUTS if k in data},
+        "inputs": {k: put("inputs", k, v) for k, v in data.items()
+                   if isinstance(v, np.ndarray) and k != "mask"},
         "params": {k: put("params", k, v) for k, v in data.get("params", {}).items()},
-        "hyperparameters": {k: _hyper(data[k]) for k in SCALARS if k in data},
+        "hyperparameters": {k: _hyper(v) for k, v in data.items()
+                            if k not in ("params", "mask", "config", "rope", *GENERATION)
+                            and not isinstance(v, np.ndarray)},
         "outputs": {k: put("outputs", k, v) for k, v in outputs.items()},
         "tolerances": _tolerances(alg, outputs, grads),
     }
@@ -291,7 +298,12 @@ def write(directory: str | Path, only: Iterable[str] | None = None,
         if alg in NOT_WRITTEN:
             index["not_written"].append({"algorithm": alg, "reason": NOT_WRITTEN[alg]})
             continue
-        records, tensors = build(alg)
+        try:
+            records, tensors = build(alg)
+        except Exception as exc:  # a broken case builder is reported, never dropped silently
+            index["not_written"].append({"algorithm": alg, "reason": f"error: the cases could "
+                                         f"not be built: {type(exc).__name__}: {exc}"})
+            continue
         # one metadata key: safetensors orders several at random (a Rust HashMap)
         blob = save(tensors, metadata={"format": f"{FORMAT} {FORMAT_VERSION}: {alg}, spec "
                                                  f"{version['version']}"})
@@ -352,12 +364,22 @@ def _observe(alg: str, bound: Bound, record: Mapping[str, Any], data: dict[str, 
 
 
 class _Errors:
+    """The Observer of conformance.assertions: the largest error and its tolerance ratio."""
+
     def __init__(self) -> None:
         self.max_error: float | None = None
+        self.max_ratio: float | None = None
+        self.measure = ""
 
-    def observe(self, error: float) -> None:
-        if np.isfinite(error) or self.max_error is None:
-            self.max_error = error if self.max_error is None else max(self.max_error, error)
+    def observe(self, error: float, ratio: float | None = None, measure: str | None = None
+                ) -> None:
+        error = float("inf") if np.isnan(error) else error
+        self.max_error = error if self.max_error is None else max(self.max_error, error)
+        if ratio is not None:
+            ratio = float("inf") if np.isnan(ratio) else ratio
+            self.max_ratio = ratio if self.max_ratio is None else max(self.max_ratio, ratio)
+        if measure and not self.measure:
+            self.measure = measure
 
 
 def jobs(directory: str | Path, adapter: Any) -> list[tuple[dict[str, Any], str | None,
@@ -439,5 +461,6 @@ def _check_entry(directory: Path, entry: Mapping[str, Any], bound: Bound, dtype:
             result.status, result.reason = "error", str(exc)
             result.counterexample = f"case {record['id']} ({record['kind']})"
             break
-    result.max_error = errors.max_error
+    result.max_error, result.max_ratio = errors.max_error, errors.max_ratio
+    result.measure = errors.measure
     return result

@@ -75,7 +75,8 @@ class TorchBackend:
         self.torch = torch
         dtype = torch.float64 if run["dtype"] == "float64" else torch.float32
         self.model = model_from_canonical(config, params, dtype=dtype)
-        self.arch, self.mask_token = config.arch, config.N_V - 1
+        self.model_dtype = dtype
+        self.arch, self.mask_token = config.arch, getattr(config, "N_V", 0) - 1
         self.run = run
         self.opt = None
         if run["optimizer"] == "adamw":
@@ -96,13 +97,17 @@ class TorchBackend:
 
         if self.arch == "encoder":
             return lambda model, b: training.e_losses(model, b, self.mask_token)
-        return training.d_losses if self.arch == "decoder" else training.ed_losses
+        if self.arch == "vit":
+            return training.vit_losses
+        return training.ed_losses if self.arch == "encoder-decoder" else training.d_losses
 
     def _tensors(self, batch: Batch) -> tuple:
         t = self.torch.as_tensor
         if self.arch == "encoder":  # e_losses masks the original tokens itself (Alg 12 L4)
             return t(batch.targets), t(batch.masked)
-        return (t(batch.x),) if self.arch == "decoder" else (t(batch.z), t(batch.x))
+        if self.arch == "vit":
+            return t(batch.x).to(self.model_dtype), t(batch.targets)
+        return (t(batch.z), t(batch.x)) if self.arch == "encoder-decoder" else (t(batch.x),)
 
     def step(self, batch: Batch, lr: float) -> float:
         from torch_impl.training import train_step
@@ -120,6 +125,8 @@ class TorchBackend:
         with torch.no_grad():
             if self.arch == "encoder-decoder":
                 logits = self.model(torch.as_tensor(batch.z), torch.as_tensor(batch.x))
+            elif self.arch == "vit":
+                logits = self.model(torch.as_tensor(batch.x).to(self.model_dtype))
             else:
                 logits = self.model(torch.as_tensor(batch.x))
             return torch.log_softmax(logits.double(), dim=-1).numpy()
@@ -260,6 +267,9 @@ class ReferenceBackend:
                  run: Mapping[str, Any], optimizer_state: Mapping[str, np.ndarray]):
         if run["dtype"] != "float64":
             raise ConfigError(f"--impl reference runs in float64 only, got dtype {run['dtype']!r}")
+        if config.arch == "modern-decoder":
+            raise ConfigError("--impl reference cannot train the modern-decoder: it has no "
+                              "hand-written backward of Algorithm 65 (train it with --impl torch)")
         self.config = config
         self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
         self.run = run
@@ -274,6 +284,8 @@ class ReferenceBackend:
         c = self.config
         if c.arch == "decoder":
             return T.d_loss_and_grad(batch.x[b], self.params, c)
+        if c.arch == "vit":
+            return T.vit_loss_and_grad(batch.x[b], int(batch.targets[b]), self.params, c)
         if c.arch == "encoder":
             return T.e_loss_and_grad(batch.targets[b], batch.masked[b], self.params, c,
                                      c.N_V - 1)
@@ -296,11 +308,16 @@ class ReferenceBackend:
 
     def log_probs(self, batch: Batch) -> np.ndarray:
         from reference_numpy import architectures as A
+        from reference_numpy.vision import vit_classifier
 
         c, out = self.config, []
         for b in range(len(batch)):
             if c.arch == "decoder":
                 P = A.d_transformer(batch.x[b], self.params, c)
+            elif c.arch == "vit":
+                out.append(np.log(np.maximum(vit_classifier(batch.x[b], self.params, c),
+                                             1e-300)))
+                continue
             elif c.arch == "encoder":
                 P = A.e_transformer(batch.x[b], self.params, c)
             else:

@@ -6,11 +6,14 @@ argument, what the spec expects and what was received. Nothing is broadcast sile
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Sequence
 
 import numpy as np
 
 from formal_transformers.errors import (
+    ConfigError,
     MaskError,
     NonFiniteError,
     SequenceLengthError,
@@ -23,7 +26,8 @@ Dim = int | str | None  # an int must match; a str or None is a free (named) dim
 
 
 def _is_torch(x: object) -> bool:
-    return type(x).__module__.startswith("torch")
+    torch = sys.modules.get("torch")  # never imports torch itself; traceable by torch.compile
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def check_shape(name: str, x: object, expected: Sequence[Dim]) -> None:
@@ -49,10 +53,13 @@ def _fmt(expected: Sequence[Dim]) -> str:
 
 
 def check_finite(name: str, x: object) -> None:
-    """No NaN or Inf in a floating-point array."""
+    """No NaN or Inf in a floating-point array (skipped while torch.compile traces: the check
+    reads data, a graph break)."""
     if _is_torch(x):
         import torch
 
+        if torch.compiler.is_compiling():
+            return
         bad = not bool(torch.isfinite(x).all())  # type: ignore[arg-type]
     else:
         bad = not bool(np.isfinite(np.asarray(x)).all())
@@ -112,6 +119,15 @@ def check_mask(name: str, Mask: object, shape: tuple[int, int]) -> None:
         is_bool = np.asarray(Mask).dtype == np.bool_
     if not is_bool:
         raise MaskError(f"{name} must have a boolean dtype, got {Mask.dtype}")  # type: ignore[attr-defined]
+
+
+def check_layer_norm_eps(eps: object) -> float:
+    """The layer-norm stabiliser epsilon: a finite real number >= 0 (ConfigError otherwise);
+    0 is Phuong & Hutter's algorithm (spec: Algorithm 6)."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(eps) or eps < 0:
+        raise ConfigError(f"layer_norm_eps must be a finite number >= 0, got {eps!r}")
+    return float(eps)
 
 
 def check_array(name: str, x: object, expected: Sequence[Dim]) -> None:

@@ -53,15 +53,17 @@ def pair(i: int, d_r: int, layout: str) -> tuple[int, int]:
     return (i, i + d_r // 2) if layout == "half_split" else (2 * i, 2 * i + 1)
 
 
-def check_positions(positions: object, l: int) -> np.ndarray:
-    """Integer positions >= 0, one per column (SpecShapeError / SpecDTypeError otherwise)."""
+def check_positions(positions: object, l: int | None = None, name: str = "positions"
+                    ) -> np.ndarray:
+    """Integer positions >= 0 in a 1-D array, of length l when given (typed errors)."""
     p = np.asarray(positions)
     if not np.issubdtype(p.dtype, np.integer):
-        raise SpecDTypeError(f"positions must be integers, got dtype {p.dtype}")
-    if p.shape != (l,):
-        raise SpecShapeError(f"positions must have shape (l,) = ({l},), got {p.shape}")
+        raise SpecDTypeError(f"{name} must be integers, got dtype {p.dtype}")
+    if p.ndim != 1 or (l is not None and p.shape != (l,)):
+        want = f"(l,) = ({l},)" if l is not None else "(l,)"
+        raise SpecShapeError(f"{name} must have shape {want}, got {p.shape}")
     if p.size and p.min() < 0:
-        raise ConfigError(f"positions must be >= 0, got {int(p.min())}")
+        raise ConfigError(f"{name} must be >= 0, got {int(p.min())}")
     return p.astype(np.int64)
 
 

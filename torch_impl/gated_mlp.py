@@ -9,6 +9,7 @@ Signature and layout (stable; the modern decoder builds on it)::
         Y: (..., d_e).
     gated_mlp_backward(dY, X, W_gate, W_up, W_down, activation, b_gate=None, ...) ->
         {"X", "W_gate", "W_up", "W_down"} and the given biases, by autograd (Algorithm 31).
+    GatedMLP(d_e, d_mlp, activation, bias=False): the nn.Module, parameters named as above.
 """
 
 from __future__ import annotations
@@ -58,3 +59,20 @@ def gated_mlp_backward(dY: torch.Tensor, X: torch.Tensor, W_gate: torch.Tensor,
               "b_up": b_up, "b_down": b_down}
     return vjp(gated_mlp, dY, {k: v for k, v in inputs.items() if v is not None},
                activation=activation)
+
+
+class GatedMLP(torch.nn.Module):
+    """The gated MLP as a module (spec: Algorithm 28): parameters W_gate, W_up (d_mlp, d_e),
+    W_down (d_e, d_mlp) and, with ``bias``, b_gate, b_up, b_down; random init as nn.Linear."""
+
+    def __init__(self, d_e: int, d_mlp: int, activation: str = "silu", bias: bool = False):
+        super().__init__()
+        self.activation = activation
+        gate, up = torch.nn.Linear(d_e, d_mlp, bias), torch.nn.Linear(d_e, d_mlp, bias)
+        down = torch.nn.Linear(d_mlp, d_e, bias)
+        self.W_gate, self.W_up, self.W_down = gate.weight, up.weight, down.weight
+        self.b_gate, self.b_up, self.b_down = gate.bias, up.bias, down.bias
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return gated_mlp(X, self.W_gate, self.W_up, self.W_down, self.activation, self.b_gate,
+                         self.b_up, self.b_down)

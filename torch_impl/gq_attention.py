@@ -16,7 +16,11 @@ through ``torch_impl.attention.sdpa``: torch 2.13 documents it as repeating each
 floor(h G / H); ``repeat_kv`` does the same explicitly for paths that need the repeated heads
 (the soft-capped scores, the online-softmax recurrence). Where SDPA does not match the spec:
 a query whose mask column is all zeros gets NaN or zeros from SDPA where the spec leaves it
-undefined, so ``check_batched_mask`` refuses such masks first (as for Algorithm 4).
+undefined, so ``check_batched_mask`` refuses such masks first (as for Algorithm 4). Kernels:
+on CPU the float32/float64 results are checked here (tests and ``verify``); on CUDA, according
+to a PyTorch maintainer (pytorch/torchtitan#2259), ``enable_gqa`` is not taken by the
+memory-efficient kernel and SDPA falls back to the math kernel there -- not measured in this
+project yet.
 """
 
 from __future__ import annotations

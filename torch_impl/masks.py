@@ -6,7 +6,8 @@
 Spec orientation, like ``torch_impl.attention.causal_mask``: ``Mask[t_z, t_x]`` is True when
 query t_x may attend to key t_z; pass it as ``mask=`` to the attention functions (SDPA's
 (query, key) order is handled in ``sdpa``). In FlashAttention's ``window_size=(left, right)``
-terms the sliding window is ``(w - 1, 0)``.
+terms the sliding window is ``(w - 1, 0)``. Queries after a cache of ``offset`` positions use the
+last columns of the full mask: ``sliding_window_mask(offset + l_x, w)[:, offset:]``.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ Signature and layout (stable; the modern decoder builds on it)::
         Y has the shape and dtype of X (computed in X's dtype).
     rmsnorm_backward(dY, X, gamma, eps, offset=False) -> {"X", "gamma"}, by autograd
         (Algorithm 30).
+    RMSNorm(d_e, eps, offset): the nn.Module, parameter ``gamma``.
 """
 
 from __future__ import annotations
@@ -41,3 +42,16 @@ def rmsnorm_backward(dY: torch.Tensor, X: torch.Tensor, gamma: torch.Tensor, eps
                      offset: bool = False) -> dict[str, torch.Tensor]:
     """Gradients of RMSNorm by autograd (spec: Algorithm 30): {"X", "gamma"}."""
     return vjp(rmsnorm, dY, {"X": X, "gamma": gamma}, eps=eps, offset=offset)
+
+
+class RMSNorm(torch.nn.Module):
+    """RMSNorm as a module (spec: Algorithm 27): one parameter ``gamma`` (d_e,), initialised to
+    the unit gain (ones, or zeros with offset)."""
+
+    def __init__(self, d_e: int, eps: float = 1e-6, offset: bool = False):
+        super().__init__()
+        self.eps, self.offset = eps, offset
+        self.gamma = torch.nn.Parameter(torch.zeros(d_e) if offset else torch.ones(d_e))
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        return rmsnorm(X, self.gamma, self.eps, self.offset)

@@ -8,6 +8,9 @@ the (global) batch, so that
 - gradient accumulation over micro-batches weights each micro-batch by its share of B;
 - DDP, which averages gradients over W equal shards, gives the gradient of the global mean,
   i.e. the same update as one process on the full batch (torch_impl/distributed.py).
+With the declared variant ``loss_reduction = "mean"`` (config field; spec: Algorithms 11-13,
+variants) a sequence's loss is that sum divided by its number of predicted tokens,
+max(|T|, 1); the batch objective is still the mean over sequences.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from formal_transformers.errors import ConfigError
-from formal_transformers.validation import check_token_id
+from formal_transformers.validation import check_token_id, check_tokens
 from torch_impl.models import DTransformer, EDTransformer, ETransformer
 
 Batch = Sequence[torch.Tensor]  # tensors sharing the batch axis 0, e.g. (x,) or (z, x)
@@ -29,28 +32,50 @@ LossFn = Callable[[nn.Module, Batch], torch.Tensor]  # -> per-sequence losses (B
 
 
 def token_log_loss(logits: torch.Tensor, targets: torch.Tensor,
-                   weights: torch.Tensor | None = None) -> torch.Tensor:
+                   weights: torch.Tensor | None = None, reduction: str = "sum") -> torch.Tensor:
     """-sum_t w_t log softmax(logits[:, t])[targets[:, t]] per sequence: (B, T, N_V) -> (B,).
 
-    The log-softmax and its gradient are computed in at least float32 (bf16 logits upcast).
+    ``reduction="mean"`` divides each sequence's sum by its number of predicted tokens
+    max(sum_t w_t, 1) (T when no weights). The log-softmax and its gradient are computed in
+    at least float32 (bf16 logits upcast).
     """
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if not targets.dtype.is_floating_point:  # int8/int16/uint8 ids, as the reference takes
+        targets = targets.long()
     nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
     if weights is not None:
         nll = nll * weights.to(nll.dtype)
-    return nll.sum(dim=1)
+    total = nll.sum(dim=1)
+    if reduction == "sum":
+        return total
+    count = (weights.to(nll.dtype).sum(dim=1) if weights is not None
+             else torch.full_like(total, nll.shape[1]))
+    return total / count.clamp(min=1)
+
+
+def _reduction(model: nn.Module) -> str:
+    """The config's loss_reduction (through a DDP wrapper's ``module``)."""
+    return getattr(model, "module", model).config.loss_reduction
 
 
 def d_losses(model: DTransformer, batch: Batch) -> torch.Tensor:
-    """-sum_{t=0}^{l-2} log P[x[t+1], t] for each x of (B, l) (spec: Algorithm 13, L5)."""
-    (x,) = batch
-    return token_log_loss(model(x)[:, :-1], x[:, 1:])
+    """-sum_{t=0}^{l-2} log P[x[t+1], t] for each x of (B, l) (spec: Algorithm 13, L5).
+
+    batch = (x,) or, for a padded batch, (x, real) with real (B, l) bool (spec: 13, "Padded
+    batches"): only the pairs (t, t+1) of two real tokens are predicted."""
+    x, *rest = batch
+    if not rest:
+        return token_log_loss(model(x)[:, :-1], x[:, 1:], reduction=_reduction(model))
+    real = rest[0]
+    pairs = real[:, :-1] & real[:, 1:]  # target t + 1 follows a real token t
+    return token_log_loss(model(x, attention_mask=real)[:, :-1], x[:, 1:], pairs,
+                          _reduction(model))
 
 
 def ed_losses(model: EDTransformer, batch: Batch) -> torch.Tensor:
     """-sum_{t=0}^{l_x-2} log P[x[t+1], t] with P = EDTransformer(z, x) (spec: Alg 11, L5)."""
     z, x = batch
-    return token_log_loss(model(z, x)[:, :-1], x[:, 1:])
+    return token_log_loss(model(z, x)[:, :-1], x[:, 1:], reduction=_reduction(model))
 
 
 def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor:
@@ -60,7 +85,15 @@ def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor
     """
     x, masked = batch
     x_tilde = torch.where(masked, torch.full_like(x, mask_token), x)  # Alg 12 L4
-    return token_log_loss(model(x_tilde), x, masked)  # Alg 12 L6-7
+    return token_log_loss(model(x_tilde), x, masked,
+                          _reduction(model))  # Alg 12 L6-7
+
+
+def vit_losses(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """-log p[y] per image, p = ViTClassifier(I) (spec: Algorithm 77), batch = (I (B, C, h, w),
+    y (B,) labels): the per-example loss whose batch mean train_step minimises."""
+    images, labels = batch
+    return -torch.log_softmax(model(images), dim=-1).gather(1, labels[:, None])[:, 0]
 
 
 def draw_masked(x: torch.Tensor, p_mask: float, rng: np.random.Generator) -> torch.Tensor:
@@ -167,8 +200,12 @@ def _check_schedule(N_epochs: int, eta: float) -> None:
         raise ConfigError(f"eta (learning rate) must be a finite number > 0, got {eta!r}")
 
 
-def _row(x: object, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)[None]  # (1, l)
+def _row(name: str, x: object, device: torch.device, N_V: int) -> torch.Tensor:
+    """One sequence of token ids as a (1, l) long tensor; float or out-of-range ids are the
+    reference's typed errors (never truncated: 1.7 is not token 1)."""
+    arr = np.asarray(x)
+    check_tokens(name, arr, N_V)
+    return torch.as_tensor(arr, dtype=torch.long, device=device)[None]  # (1, l)
 
 
 def d_training(data: Sequence[object], params: dict, config, eta: float, N_epochs: int,
@@ -183,8 +220,8 @@ def d_training(data: Sequence[object], params: dict, config, eta: float, N_epoch
     model = DTransformer.from_canonical(config, params, dtype)
     device = model.lm_head.weight.device
     for _ in range(N_epochs):  # Alg 13 L1
-        for x in data:  # Alg 13 L2-6
-            train_step(model, eta, d_losses, (_row(x, device),))
+        for n, x in enumerate(data):  # Alg 13 L2-6
+            train_step(model, eta, d_losses, (_row(f"data[{n}]", x, device, config.N_V),))
     return model.to_canonical()  # Alg 13 L7
 
 
@@ -195,8 +232,10 @@ def ed_training(data: Sequence[tuple[object, object]], params: dict, config, eta
     model = EDTransformer.from_canonical(config, params, dtype)
     device = model.lm_head.weight.device
     for _ in range(N_epochs):  # Alg 11 L1
-        for z, x in data:  # Alg 11 L2-6
-            train_step(model, eta, ed_losses, (_row(z, device), _row(x, device)))
+        for n, (z, x) in enumerate(data):  # Alg 11 L2-6
+            batch = (_row(f"data[{n}].z", z, device, config.N_V),
+                     _row(f"data[{n}].x", x, device, config.N_V))
+            train_step(model, eta, ed_losses, batch)
     return model.to_canonical()  # Alg 11 L7
 
 
@@ -220,7 +259,7 @@ def e_training(data: Sequence[object], params: dict, config, eta: float, N_epoch
         return e_losses(m, batch, mask_token)
 
     for _ in range(N_epochs):  # Alg 12 L1
-        for x in data:  # Alg 12 L2-8
-            row = _row(x, device)
+        for n, x in enumerate(data):  # Alg 12 L2-8
+            row = _row(f"data[{n}]", x, device, config.N_V)
             train_step(model, eta, loss_fn, (row, draw_masked(row, p_mask, rng)))
     return model.to_canonical()  # Alg 12 L9

@@ -45,8 +45,8 @@ class GQAMutant(TorchAdapter):
 
 
 class TiledKVHeads(GQAMutant):
-    """kv heads tiled (k.repeat: 0, 1, .., G-1, 0, 1, ..) instead of repeat-interleaved, as
-    ONNX's attention operator did before onnx/onnx#7274."""
+    """kv heads tiled (k.repeat: 0, 1, .., G-1, 0, 1, ..) instead of repeat-interleaved, as the
+    function body of ONNX's Attention operator did (onnx/onnx#7274 replaces its Tile)."""
 
     caught_by = ("gqa.duplicated_kv_is_mha", "gqa.group_permutation",
                  "reference.forward_agreement")
@@ -84,8 +84,8 @@ def _positions(l):
 
 
 class WindowFarEdgeInclusive(TorchAdapter):
-    """The window keeps w + 1 keys (t_x - w <= t_z): the eager/flash off-by-one of passing
-    ``sliding_window`` where ``sliding_window - 1`` is meant."""
+    """The window keeps w + 1 keys (t_x - w <= t_z): the band ``triu(causal, diagonal=-w)``
+    that Hugging Face's Mistral mask had before transformers #26792."""
 
     only = ("sliding_window_mask",)
     caught_by = ("window.edges", "window.no_influence", "reference.forward_agreement")
@@ -145,7 +145,9 @@ class LocalBlockNotCausal(TorchAdapter):
 # -- QK-norm ---------------------------------------------------------------------------------
 class QKNormOtherAxis(TorchAdapter):
     """The statistics are taken over the other axis than declared (per head vs the whole
-    projection), with the gain stretched to fit (gpt-neox #1367, OLMo #806)."""
+    projection), with the gain stretched to fit: the confusion behind gpt-neox #1367 (QK norm
+    over the head dimension only) and lablup/mlxcel #317 (OLMoE's norm moved back before the
+    head split)."""
 
     only = ("qk_norm",)
     caught_by = ("qk_norm.scores_bounded", "qk_norm.scale_invariance",
@@ -210,3 +212,69 @@ class CapWithoutOuterFactor(SoftcapMutant):
 
     def logits(self, S, c, allowed):
         return self.masked(torch.tanh(S / c), allowed)
+
+
+# -- the online softmax ----------------------------------------------------------------------
+class OnlineSoftmaxMutant(TorchAdapter):
+    """Replaces ``online_softmax_attention`` by a recurrence with one step broken."""
+
+    only = ("online_softmax_attention",)
+
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        S_all, V = _scaled_scores(_t(X), _t(Z), _tensors(params))  # (B, l_x, l_z)
+        if mask is not None:
+            S_all = S_all.masked_fill(~_t(mask).T, float("-inf"))
+        B, l_x, l_z = S_all.shape
+        m = torch.full((B, l_x, 1), float("-inf"), dtype=S_all.dtype)
+        s = torch.zeros((B, l_x, 1), dtype=S_all.dtype)
+        O = torch.zeros((B, l_x, V.shape[-1]), dtype=S_all.dtype)
+        for start in self.starts(l_z, block):
+            J = slice(start, min(start + block, l_z))
+            S = S_all[..., J]
+            m_new = torch.maximum(m, S.amax(dim=-1, keepdim=True))
+            alpha, P = self.weights(m, m_new, S)
+            s, O = self.update(s, O, alpha, P, V[:, J])
+            m = m_new
+        return _np(O / s)
+
+    def starts(self, l_z, block):
+        return range(0, l_z, block)
+
+    def weights(self, m, m_new, S):
+        seen = torch.isfinite(m_new)
+        m_seen = torch.where(seen, m_new, 0.0)
+        alpha = torch.where(seen, torch.exp(torch.where(seen, m, m_seen) - m_seen), 0.0)
+        return alpha, torch.where(seen, torch.exp(S - m_seen), 0.0)
+
+    def update(self, s, O, alpha, P, V_J):
+        return alpha * s + P.sum(dim=-1, keepdim=True), O * alpha + P @ V_J
+
+
+class OutputNotRescaled(OnlineSoftmaxMutant):
+    """When the running max grows, the accumulated output is not rescaled by exp(m - m')."""
+
+    caught_by = ("online_softmax.equals_attention", "online_softmax.partition_invariance",
+                 "reference.forward_agreement")
+
+    def update(self, s, O, alpha, P, V_J):
+        return alpha * s + P.sum(dim=-1, keepdim=True), O + P @ V_J
+
+
+class LastPartialBlockDropped(OnlineSoftmaxMutant):
+    """The loop runs over l_z // B_c full blocks: the keys of a shorter last block are lost."""
+
+    caught_by = ("online_softmax.equals_attention", "online_softmax.partition_invariance",
+                 "reference.forward_agreement")
+
+    def starts(self, l_z, block):
+        return range(0, (l_z // block) * block, block)
+
+
+class MaskedBlockGivesNaN(OnlineSoftmaxMutant):
+    """exp(m - m') evaluated as exp(-inf - (-inf)) = NaN for a query whose keys so far were all
+    masked: the classic NaN of tiled kernels with padding."""
+
+    caught_by = ("online_softmax.equals_attention", "reference.forward_agreement")
+
+    def weights(self, m, m_new, S):
+        return torch.exp(m - m_new), torch.exp(S - m_new)

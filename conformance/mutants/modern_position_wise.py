@@ -121,3 +121,16 @@ class GatedMLPOverSequence(GatedMLPMutant):
     def broken(self, X, p, phi):
         M = phi(F.linear(X, p["W_gate"], p["b_gate"])) * F.linear(X, p["W_up"], p["b_up"])
         return F.linear(M - M.mean(-2, keepdim=True), p["W_down"], p["b_down"])
+
+
+class GatedMLPAlwaysBiased(TorchAdapter):
+    """The module always builds biases (nn.Linear's default bias=True), so a bias-free gated
+    MLP (Llama's) holds 2 d_mlp + d_e parameters too many."""
+
+    only = ("gated_mlp",)
+    caught_by = ("memory.parameter_count",)
+
+    def count_parameters(self, algorithm, sizes):
+        if algorithm == "gated_mlp":
+            sizes = dict(sizes) | {"bias": True}
+        return super().count_parameters(algorithm, sizes)

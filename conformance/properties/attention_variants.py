@@ -1,7 +1,7 @@
-"""gqa.*, window.*, block_sparse.*, qk_norm.*, softcap.*: the laws of the modern attention
-primitives (spec/properties.md; spec: Algorithms 40-46). Each law tells a disputed convention's
-options apart: repeat-interleave vs tile, the window's edges, the QK-norm axis, cap before
-the mask."""
+"""gqa.*, window.*, block_sparse.*, qk_norm.*, softcap.*, online_softmax.*: the laws of the
+modern attention primitives (spec/properties.md; spec: Algorithms 40-48). Each law tells a
+disputed convention's options apart: repeat-interleave vs tile, the window's edges, the QK-norm
+axis, cap before the mask, the rescaling of the online softmax."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ from conformance.strategies import causal
 from conformance.variant_strategies import (
     gq_attention_cases,
     mask_cases,
+    online_softmax_cases,
+    online_softmax_pinned,
     qk_norm_cases,
+    qk_norm_pinned,
     softcap_cases,
+    variant_cases_for,
 )
 
 KV = ("W_k", "b_k", "W_v", "b_v")
@@ -172,7 +176,7 @@ def block_sparse_no_influence(ctx, case):
 
 # -- QK-norm (Algorithm 44) ------------------------------------------------------------------
 @check("qk_norm.scores_bounded", ("qk_norm",), lambda a, c, d: qk_norm_cases(c, d),
-       line=r"gamma")
+       line=r"gamma", pinned=qk_norm_pinned)
 def scores_bounded(ctx, case):
     """per_head: |q_h . k_h| <= d_attn max|gamma_q| max|gamma_k| in every head; projection:
     the sum over the heads of |q_h . k_h| <= H d_attn max|gamma_q| max|gamma_k|."""
@@ -199,7 +203,7 @@ def scores_bounded(ctx, case):
 
 
 @check("qk_norm.scale_invariance", ("qk_norm",),
-       lambda a, c, d: qk_norm_cases(c, d, eps_zero=True), line=r"sqrt")
+       lambda a, c, d: qk_norm_cases(c, d, eps_zero=True), line=r"sqrt", pinned=qk_norm_pinned)
 def scale_invariance(ctx, case):
     """With eps = 0, scaling one head's block (per_head) or a whole column (projection) of a
     token by a > 0 changes nothing."""
@@ -264,9 +268,8 @@ def infinite_cap(ctx, case):
                  tolerance(ctx.dtype), calls.AXES["softcap"])
 
 
-@check("mask.no_influence", ("gq_attention", "softcap"),
-       lambda a, c, d: (gq_attention_cases(c, d, mask="random") if a == "gq_attention"
-                        else softcap_cases(c, d, mask="random")),
+@check("mask.no_influence", ("gq_attention", "softcap", "online_softmax_attention"),
+       lambda a, c, d: variant_cases_for(a, c, d, mask="random"),
        line=r"\\neg \\mathrm\{Mask\}|Mask")
 def masked_context_has_no_influence(ctx, case):
     """Changing context column t_z leaves every output column t_x with Mask[t_z, t_x] = 0."""
@@ -284,4 +287,26 @@ def masked_context_has_no_influence(ctx, case):
                  ("b", "t_x", "i"))
 
 
+# -- the online softmax (Algorithm 48) ---------------------------------------------------------
+@check("online_softmax.equals_attention", ("online_softmax_attention",),
+       lambda a, c, d: online_softmax_cases(c, d), requires=("attention",), line=r"alpha",
+       pinned=online_softmax_pinned)
+def equals_attention(ctx, case):
+    """For every block size and every mask, the online softmax computes Algorithm 4."""
+    X, Z, p, mask, block = case["X"], case["Z"], case["params"], case["mask"], case["block"]
+    assert_close(ctx, f"OnlineSoftmaxAttention (B_c = {block}) vs Attention",
+                 ctx.adapter.online_softmax_attention(X, Z, p, block, mask),
+                 ctx.adapter.attention(X, Z, p, mask), tolerance(ctx.dtype),
+                 calls.AXES["online_softmax_attention"])
 
+
+@check("online_softmax.partition_invariance", ("online_softmax_attention",),
+       lambda a, c, d: online_softmax_cases(c, d, blocks=2), line=r"J \\gets")
+def partition_invariance(ctx, case):
+    """Two block sizes give the same output."""
+    X, Z, p, mask = case["X"], case["Z"], case["params"], case["mask"]
+    b1, b2 = case["block"], case["block_2"]
+    f = ctx.adapter.online_softmax_attention
+    assert_close(ctx, f"OnlineSoftmaxAttention with B_c = {b1} vs B_c = {b2}",
+                 f(X, Z, p, b1, mask), f(X, Z, p, b2, mask), tolerance(ctx.dtype),
+                 calls.AXES["online_softmax_attention"])

@@ -16,8 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="--out DIR writes, for every algorithm the reference implements, "
                     "known-answer cases of the float64 reference (safetensors tensors plus "
                     "index.json, schema spec/vectors.schema.json); the same versions write "
-                    "byte-identical files. --check DIR runs an adapter over them (exit status "
-                    "0 only when no case failed and at least one ran).")
+                    "byte-identical files (exit status 1 if some algorithm's cases could not "
+                    "be built). --check DIR runs an adapter over them (exit status 0 when at "
+                    "least one case ran and none failed, 1 when one failed, 3 when nothing "
+                    "was checked, like verify's).")
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--out", type=Path, metavar="DIR", help="write the vectors into DIR")
     what.add_argument("--check", type=Path, metavar="DIR", help="check --impl on DIR's vectors")
@@ -41,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
         out.print(f"{cases} cases of {len(index['algorithms'])} algorithms written to "
                   f"{args.out} (spec {index['spec_version']['version']})")
         for entry in index["not_written"]:
-            out.print(f"  not written: {entry['algorithm']}: {entry['reason']}")
-        return 0
+            out.print(f"  not written: {entry['algorithm']}: {entry['reason']}", markup=False)
+        return 1 if any(e["reason"].startswith("error:") for e in index["not_written"]) else 0
     return _check(args, vectors, out)
 
 
@@ -55,10 +57,11 @@ def _check(args: argparse.Namespace, vectors, out) -> int:
     results = vectors.check(args.check, adapter)
     seconds = time.perf_counter() - start
     render.table(f"formal-transformers vectors --check: {adapter.name}",
-                 ["algorithm", "property", "dtype", "status", "cases", "max error"],
-                 report.table_rows(results), keep_whole=("algorithm", "property", "dtype"))
+                 [c if c != "examples" else "cases" for c in report.COLUMNS],
+                 report.table_rows(results, show_uncovered=True),
+                 keep_whole=("algorithm", "property", "dtype"))
     for r in report.sorted_results(results):
-        if r.status in ("failed", "error"):
+        if r.status in runner.FAILING:
             out.print(report.failure_text(r), markup=False, highlight=False)
             out.print()
     out.print(f"{report.summary_line(results)} in {seconds:.1f} s")
@@ -66,11 +69,10 @@ def _check(args: argparse.Namespace, vectors, out) -> int:
         write_json(args.json, report.to_json(results, adapter.name, args.impl or "torch",
                                              "vectors", 0, seconds))
         out.print(f"JSON report written to {args.json}")
-    counts = runner.summary(results)
-    if counts["failed"] or counts["error"]:
+    if any(r.status in runner.FAILING for r in results):
         return 1
-    if counts["passed"] == 0:
+    if runner.nothing_checked(results):
         out.print("nothing was checked: the adapter declares none of the vectors' algorithms "
                   "(an empty run is not a pass)")
-        return 1
+        return 3
     return 0

@@ -3,6 +3,7 @@
     markov         decoder          order-k Markov chain; floor: its entropy rate
     masked-markov  encoder          masked tokens of the chain; Bayes accuracy and loss
     reverse, copy  encoder-decoder  string maps; floor: loss 0, exact match 1
+    images         vit              templates in noise; Bayes accuracy and loss (exact posterior)
     --text FILE    decoder/encoder  character-level text; no known limit
 
 ``make_source`` builds one from command-line choices; ``source_from_dict`` rebuilds it from
@@ -15,14 +16,18 @@ from typing import Any
 
 from formal_transformers.errors import SourceError
 from formal_transformers.sources.base import Batch, Limit, Source
+from formal_transformers.sources.images import TemplateImages
 from formal_transformers.sources.markov import MarkovChain
 from formal_transformers.sources.seq2seq import Seq2SeqTask
 from formal_transformers.sources.tasks import MarkovLM, MaskedMarkov, Seq2Seq
 from formal_transformers.sources.text import TextLM
 
 SOURCE_ARCH = {"markov": "decoder", "masked-markov": "encoder",
-               "reverse": "encoder-decoder", "copy": "encoder-decoder"}
-TEXT_ARCHS = ("decoder", "encoder")
+               "reverse": "encoder-decoder", "copy": "encoder-decoder", "images": "vit"}
+TEXT_ARCHS = ("decoder", "encoder", "modern-decoder")
+# An architecture that trains on another's batches: the modern decoder (Algorithm 65) takes
+# the decoder's (Algorithm 13's) next-token sequences.
+BATCHES_OF = {"modern-decoder": "decoder"}
 
 __all__ = ["SOURCE_ARCH", "Batch", "Limit", "Source", "make_source", "source_from_dict"]
 
@@ -39,6 +44,8 @@ def resolve_arch(source: str | None, text: str | None, arch: str | None) -> str:
         return arch
     if source not in SOURCE_ARCH:
         raise SourceError(f"unknown source {source!r}; known sources: {sorted(SOURCE_ARCH)}")
+    if arch is not None and BATCHES_OF.get(arch) == SOURCE_ARCH[source]:
+        return arch
     if arch is not None and arch != SOURCE_ARCH[source]:
         fits = sorted(s for s, a in SOURCE_ARCH.items() if a == arch)
         raise SourceError(f"source {source!r} trains the {SOURCE_ARCH[source]}, not --arch "
@@ -51,7 +58,7 @@ def make_source(source: str | None = None, *, text: str | None = None, arch: str
     """A source from its name (or a text file) and options (S, k, alpha, length, ...)."""
     arch = resolve_arch(source, text, arch)
     if text is not None:
-        return TextLM.from_file(text, arch=arch, seed=seed, **options)
+        return TextLM.from_file(text, arch=BATCHES_OF.get(arch, arch), seed=seed, **options)
     return source_from_dict({"name": source, "seed": seed, **options})
 
 
@@ -70,6 +77,8 @@ def source_from_dict(data: dict[str, Any]) -> Source:
             return Seq2Seq(task, **d)
         if name == "text":
             return TextLM(**d)
+        if name == "images":
+            return TemplateImages(**d)
     except TypeError as exc:
         raise SourceError(f"source {name!r}: bad options {sorted(d)} ({exc})") from None
     raise SourceError(f"unknown source {name!r}; known sources: {sorted(SOURCE_ARCH)} or text")

@@ -1,5 +1,5 @@
 """The modern attention primitives pass the conformance suite on both bundled implementations
-(spec: Algorithms 40-47): the laws of spec/properties.md run and pass, including the
+(spec: Algorithms 40-49): the laws of spec/properties.md run and pass, including the
 hand-written backward passes against central differences of the forward
 (gradient.finite_difference) and against torch float64 autograd (reference.gradient_agreement
 on torch_impl, whose backward is autograd), at the suite's tolerances."""
@@ -12,8 +12,10 @@ from conformance.adapters.reference import ReferenceAdapter
 from conformance.adapters.torch_adapter import TorchAdapter
 from conformance.runner import run
 
-FORWARD = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm", "softcap")
-BACKWARD = ("gq_attention_backward", "qk_norm_backward", "softcap_backward")
+FORWARD = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm", "softcap",
+           "online_softmax_attention")
+BACKWARD = ("gq_attention_backward", "qk_norm_backward", "softcap_backward",
+            "online_softmax_attention_backward")
 
 
 @pytest.mark.parametrize("adapter", [ReferenceAdapter, TorchAdapter], ids=["reference", "torch"])

@@ -1,6 +1,7 @@
-"""The JAX example (examples/jax_transformer.py, plain jax.numpy on CPU jaxlib) run by the suite:
-forward agreement of attention, multi-head attention, layer norm and the D transformer, and
-their gradients through jax.vjp / jax.grad against the reference's hand-written backward."""
+"""The JAX example (conformance/examples/jax_transformer.py, plain jax.numpy on CPU jaxlib)
+run by the suite: forward agreement of attention, multi-head attention, layer norm and the D
+transformer, and their gradients through jax.vjp / jax.grad against the reference's
+hand-written backward."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from conformance.runner import run  # noqa: E402
 
 
 def test_the_jax_example_agrees_with_the_reference():
-    from examples.jax_transformer import JaxTransformer
+    from conformance.examples.jax_transformer import JaxTransformer
 
     results = [r for r in run(JaxTransformer(), "quick", only=["reference"])
                if r.algorithm in JaxTransformer.algorithms]
@@ -31,7 +32,7 @@ def test_a_jax_mutant_is_caught():
     import jax
     import jax.numpy as jnp
 
-    from examples import jax_transformer as jt
+    from conformance.examples import jax_transformer as jt
 
     class LayerNormWithoutCentering(jt.JaxTransformer):
         """Divides by the root mean square instead of the standard deviation."""

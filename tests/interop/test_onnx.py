@@ -1,6 +1,6 @@
 """ONNX: torch_impl's D, E and ED transformers exported with torch.onnx.export (dynamo),
-verified under onnxruntime through examples/onnx_runtime.py, and ONNX's reference evaluator
-ops Attention, LayerNormalization and Softmax checked against the spec (reference_numpy).
+verified under onnxruntime through conformance/examples/onnx_runtime.py, and ONNX's reference
+evaluator ops Attention, LayerNormalization and Softmax checked against the spec (reference_numpy).
 
 LayerNormalization's ``stash_type`` attribute (default 1 = float32) is, in the ONNX operator
 spec, the precision of its mean and variance: float32 statistics even for a float64 input.
@@ -45,7 +45,7 @@ def evaluator(op: str, inputs: list[str], opset: int, **attrs) -> ReferenceEvalu
     ("OnnxETransformer", {"permutation.equivariance"}),
     ("OnnxEDTransformer", {"causal.non_leakage"})])
 def test_the_exported_architectures_pass_verify_under_onnxruntime(adapter, laws):
-    from examples import onnx_runtime
+    from conformance.examples import onnx_runtime
 
     cls = getattr(onnx_runtime, adapter)
     alg = cls.algorithms[0]
@@ -58,7 +58,7 @@ def test_the_exported_architectures_pass_verify_under_onnxruntime(adapter, laws)
 
 
 def test_a_wrong_graph_is_caught():
-    from examples.onnx_runtime import OnnxDTransformer
+    from conformance.examples.onnx_runtime import OnnxDTransformer
 
     class Shifted(OnnxDTransformer):
         """Feeds the positional embedding shifted by one position (an off-by-one W_p)."""

@@ -13,7 +13,9 @@ import reference_numpy as ref
 import torch_impl
 from formal_transformers.errors import ConfigError, SpecShapeError
 from formal_transformers.rope import Rope, RopeScaling
+from reference_numpy.alibi import alibi_slopes as ref_alibi_slopes
 from reference_numpy.rope import rope_frequencies
+from torch_impl.alibi import alibi_slopes as torch_alibi_slopes
 from torch_impl.rope import rope_frequencies as torch_rope_frequencies
 
 RNG = np.random.default_rng(0)
@@ -127,3 +129,50 @@ def test_gated_mlp_is_down_of_activated_gate_times_up(activation):
 def test_gated_mlp_rejects_the_plain_mlp_activation_relu():
     with pytest.raises(ConfigError, match="silu"):
         ref.gated_mlp(np.ones((2, 1)), np.ones((3, 2)), np.ones((3, 2)), np.ones((2, 3)), "relu")
+
+
+def test_alibi_slopes_for_six_heads_follow_the_reference_code_rule():
+    """H = 6: the four slopes of 4 heads, then slopes 0 and 2 of 8 heads (spec: Alg 26 L3)."""
+    expected = [2**-2, 2**-4, 2**-6, 2**-8, 2**-1, 2**-3]
+    np.testing.assert_allclose(ref_alibi_slopes(6), expected, rtol=1e-15)
+    np.testing.assert_allclose(torch_alibi_slopes(6).numpy(), expected, rtol=1e-15)
+    np.testing.assert_allclose(ref_alibi_slopes(8), [2.0 ** -k for k in range(1, 9)], rtol=1e-15)
+
+
+def test_torch_alibi_is_query_major_and_equals_the_reference_transposed():
+    p_x, p_z = np.array([3, 4, 5]), np.array([0, 1, 2, 3, 4, 5])
+    bias = torch_impl.alibi(torch.from_numpy(p_x), torch.from_numpy(p_z), 3, torch.float64)
+    assert bias.shape == (3, 3, 6)
+    np.testing.assert_allclose(bias.numpy().transpose(0, 2, 1), ref.alibi(p_x, p_z, 3),
+                               rtol=1e-15)
+    assert ref.alibi(p_x, p_z, 3)[0, 5, 2] == 0.0  # key and query both at position 5
+    for form in ("symmetric", "key_position"):
+        bias = torch_impl.alibi(torch.from_numpy(p_x), torch.from_numpy(p_z), 3, torch.float64,
+                                form)
+        np.testing.assert_allclose(bias.numpy().transpose(0, 2, 1),
+                                   ref.alibi(p_x, p_z, 3, form), rtol=1e-15)
+    m = ref_alibi_slopes(3)
+    np.testing.assert_allclose(ref.alibi(p_x, p_z, 3, "key_position")[:, 4, 0], m * 4)
+    np.testing.assert_allclose(ref.alibi(p_x, p_z, 3, "symmetric")[:, 5, 0], -m * 2)
+
+
+def test_sinusoidal_is_vaswani_and_phuong_hutter_by_its_hyperparameters():
+    p, d_e, l_max = np.array([0, 1, 7]), 6, 16
+    E = ref.sinusoidal_embedding(p, d_e)
+    i = np.arange(d_e // 2)
+    np.testing.assert_allclose(E[0::2], np.sin(np.outer(10000.0 ** (-2 * i / d_e), p)))
+    np.testing.assert_allclose(E[1::2], np.cos(np.outer(10000.0 ** (-2 * i / d_e), p)))
+    # Phuong & Hutter: W_p[2i-1, t] = sin(t / l_max^(2i/d_e)), i from 1, 1-based rows
+    E_ph = ref.sinusoidal_embedding(p, d_e, base=float(l_max), index_offset=1)
+    for i1 in range(1, d_e // 2 + 1):
+        np.testing.assert_allclose(E_ph[2 * i1 - 2], np.sin(p / l_max ** (2 * i1 / d_e)))
+        np.testing.assert_allclose(E_ph[2 * i1 - 1], np.cos(p / l_max ** (2 * i1 / d_e)))
+    torch_E = torch_impl.sinusoidal_embedding(torch.from_numpy(p), d_e, dtype=torch.float64)
+    np.testing.assert_allclose(torch_E.numpy().T, E, rtol=1e-15, atol=1e-15)
+
+
+def test_sinusoidal_rejects_odd_sizes_and_bad_offsets():
+    with pytest.raises(ConfigError, match="even"):
+        ref.sinusoidal_embedding(np.array([0]), 5)
+    with pytest.raises(ConfigError, match="index_offset"):
+        ref.sinusoidal_embedding(np.array([0]), 4, index_offset=2)

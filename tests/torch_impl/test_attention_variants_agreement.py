@@ -23,18 +23,19 @@ def _gq(rng, H, G, d_x=3, d_z=4, d_attn=2, d_mid=3, d_out=3):
 
 
 @pytest.mark.parametrize(("H", "G"), [(1, 1), (4, 1), (4, 2), (6, 3), (6, 2), (2, 2)])
-@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("masked", ["none", "shared", "per_sequence"])
 def test_gq_attention_agrees_with_the_reference(H, G, masked):
     rng = np.random.default_rng(H + 7 * G)
     p = _gq(rng, H, G)
     X, Z = rng.standard_normal((2, 5, 3)), rng.standard_normal((2, 4, 4))
-    Mask = None
-    if masked:
-        Mask = rng.random((4, 5)) < 0.6
-        Mask[2] = True
+    Mask = None if masked == "none" else rng.random((2, 4, 5)) < 0.6
+    if Mask is not None:
+        Mask[:, 2] = True
+        Mask = Mask[0] if masked == "shared" else Mask
     got = ti.gq_attention(_t(X), _t(Z), **{k: _t(v) for k, v in p.items()},
                           mask=None if Mask is None else _t(Mask)).numpy()
-    want = np.stack([ref.gq_attention(X[b].T, Z[b].T, **p, Mask=Mask).T for b in range(2)])
+    rows = [None if Mask is None else Mask if Mask.ndim == 2 else Mask[b] for b in range(2)]
+    want = np.stack([ref.gq_attention(X[b].T, Z[b].T, **p, Mask=rows[b]).T for b in range(2)])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
 
 
@@ -73,3 +74,47 @@ def test_softcap_attention_agrees_with_the_reference(c, causal):
     want = np.stack([ref.softcap_attention(X[b].T, X[b].T, **p, c=c, Mask=Mask).T
                      for b in range(2)])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("block", [1, 3, 7])
+@pytest.mark.parametrize("causal", [False, True])
+def test_online_softmax_agrees_with_the_reference_and_with_sdpa(block, causal):
+    rng = np.random.default_rng(block)
+    shapes = {"W_q": (2, 3), "b_q": (2,), "W_k": (2, 3), "b_k": (2,), "W_v": (3, 3),
+              "b_v": (3,)}
+    p = {k: 2 * rng.standard_normal(s) for k, s in shapes.items()}
+    X = rng.standard_normal((2, 7, 3))
+    tp = {k: _t(v) for k, v in p.items()}
+    got = ti.online_softmax_attention(_t(X), _t(X), **tp, block=block, causal=causal).numpy()
+    Mask = np.tril(np.ones((7, 7), bool)).T if causal else None
+    want = np.stack([ref.online_softmax_attention(X[b].T, X[b].T, **p, Mask=Mask,
+                                                  block=block).T for b in range(2)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(got, ti.attention(_t(X), _t(X), **tp, causal=causal).numpy(),
+                               rtol=0, atol=1e-10)
+
+
+def test_bad_hyperparameters_get_typed_errors_naming_them():
+    from formal_transformers.errors import ConfigError, SpecShapeError
+
+    rng = np.random.default_rng(0)
+    p = {k: _t(v) for k, v in _gq(rng, 3, 2).items()}
+    X = _t(rng.standard_normal((1, 2, 3)))
+    with pytest.raises(SpecShapeError, match="H = 3, G = 2"):
+        ti.gq_attention(X, _t(rng.standard_normal((1, 2, 4))), **p)
+    with pytest.raises(ConfigError, match="w must be an integer >= 1"):
+        ti.sliding_window_mask(4, 0)
+    with pytest.raises(ConfigError, match="c .* must be <= b = 2"):
+        ti.block_sparse_mask(4, 2, 3)
+    with pytest.raises(ConfigError, match="axis must be one of"):
+        ti.qk_norm(torch.ones(1, 2, 3, 4, dtype=torch.float64), torch.ones(4, dtype=torch.float64),
+                   "per_token", 1e-6)
+    with pytest.raises(SpecShapeError, match="gamma"):
+        ti.qk_norm(torch.ones(1, 2, 3, 4, dtype=torch.float64), torch.ones(4, dtype=torch.float64),
+                   "projection", 1e-6)
+    with pytest.raises(ConfigError, match="soft cap c"):
+        ti.softcap_attention(X, X, *(torch.ones(s, dtype=torch.float64) for s in
+                                     [(2, 3), (2,), (2, 3), (2,), (3, 3), (3,)]), c=-1.0)
+    with pytest.raises(ConfigError, match="block"):
+        ti.online_softmax_attention(X, X, *(torch.ones(s, dtype=torch.float64) for s in
+                                            [(2, 3), (2,), (2, 3), (2,), (3, 3), (3,)]), block=0)

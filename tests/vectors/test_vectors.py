@@ -15,6 +15,7 @@ import pytest
 from conformance import vectors
 from conformance.adapters.reference import ReferenceAdapter
 from conformance.mutants.attention import MaskIgnored, SoftmaxOverQueries
+from conformance.runner import run
 from formal_transformers.cli import main
 from formal_transformers.spec import load_catalogue
 
@@ -22,10 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "spec" / "vectors.schema.json").read_text())
 
 
+STOCHASTIC = {"d_inference", "ed_inference", "sampling", "speculative_decoding"}
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("vectors")
-    assert main(["vectors", "--out", str(out)]) == 0
+    vectors.write(out)
     return out
 
 
@@ -37,7 +41,13 @@ def test_every_algorithm_is_written_or_says_why(written):
     catalogue = {a.id for a in load_catalogue()}
     assert catalogue <= done | set(skipped), catalogue - done - set(skipped)
     assert not done & set(skipped)
-    assert set(skipped) == {"d_inference", "ed_inference"}  # stochastic sampling only
+    assert set(skipped) >= STOCHASTIC  # sampling has no known answer; the reason says so
+    broken = {a: r for a, r in skipped.items() if a not in STOCHASTIC}
+    assert all(r.startswith("error: the cases could not be built") for r in broken.values())
+    for alg in broken:  # the writer builds every case the suite itself can build
+        results = run(ReferenceAdapter(), "quick", only=[alg])
+        assert not any(r.status == "passed" for r in results if r.algorithm == alg), \
+            f"the suite draws cases of {alg} but the vectors writer could not: {broken[alg]}"
     assert {"d_transformer_backward", "e_transformer_backward"} <= done
     for entry in index["algorithms"]:
         assert (written / entry["file"]).is_file()
@@ -55,9 +65,9 @@ def test_length_one_is_among_the_cases(written):
     index = json.loads((written / "index.json").read_text())
     for entry in index["algorithms"]:
         lengths = [c["sizes"].get("l", c["sizes"].get("l_x")) for c in entry["cases"]]
-        if entry["algorithm"] not in ("basic_attention",) and "training" not in entry["kind"] \
-                and "extra" not in entry["kind"]:
-            assert 1 in lengths, (entry["algorithm"], lengths)
+        if "training" in entry["kind"] or "extra" in entry["kind"] or set(lengths) == {None}:
+            continue  # training and the architectures' VJPs draw l >= 2; images have no l
+        assert 1 in lengths, (entry["algorithm"], lengths)
 
 
 def test_rewriting_gives_identical_bytes(written, tmp_path):
@@ -82,8 +92,9 @@ def test_the_reference_passes_every_written_case(written):
     statuses = {(r.algorithm, r.dtype): r.status for r in results}
     assert all(s == "passed" for k, s in statuses.items() if k[1] is not None), statuses
     assert all(r.examples >= 4 for r in results if r.status == "passed")
-    assert {r.algorithm for r in results if r.status == "not covered"} == {"d_inference",
-                                                                          "ed_inference"}
+    skipped = {e["algorithm"] for e in json.loads((written / "index.json").read_text())
+               ["not_written"]}
+    assert {r.algorithm for r in results if r.status == "not covered"} == skipped
 
 
 def test_torch_impl_passes_in_both_dtypes_on_the_cli(written, capsys):
@@ -103,6 +114,8 @@ def test_a_mutant_fails_the_vectors(written, mutant):
 
 
 def test_cli_exit_codes(written, tmp_path):
+    assert main(["vectors", "--out", str(tmp_path / "some"), "--only", "attention",
+                 "sampling"]) == 0
     assert main(["vectors", "--check", str(written), "--impl",
                  "conformance.mutants.attention:SoftmaxOverQueries"]) == 1
     report = tmp_path / "r.json"
@@ -110,3 +123,8 @@ def test_cli_exit_codes(written, tmp_path):
                  "--json", str(report)]) == 0
     assert json.loads(report.read_text())["summary"]["failed"] == 0
     assert main(["vectors", "--check", str(tmp_path), "--impl", "reference"]) == 2  # no index
+    assert main(["vectors", "--check", str(tmp_path / "some"), "--impl", "reference"]) == 0
+    nothing = tmp_path / "ln"
+    vectors.write(nothing, only=["layer_norm"])
+    assert main(["vectors", "--check", str(nothing), "--impl",
+                 "conformance.examples.torch_sdpa_gqa:TorchSDPAGQA"]) == 3  # declares no layer_norm

@@ -1,7 +1,9 @@
 """Adapters for ONNX exports of torch_impl's D, E and ED transformers, run by ONNX Runtime.
 
-    formal-transformers verify --impl examples.onnx_runtime:OnnxDTransformer --only d_transformer
-    formal-transformers verify --impl examples.onnx_runtime:OnnxETransformer --only e_transformer
+    formal-transformers verify --impl conformance.examples.onnx_runtime:OnnxDTransformer \
+        --only d_transformer
+    formal-transformers verify --impl conformance.examples.onnx_runtime:OnnxETransformer \
+        --only e_transformer
 
 The graph (torch_impl/interop/onnx_export.py, torch.onnx.export with dynamo=True) takes the
 token ids and every canonical parameter as inputs and returns P; its config is baked in, so

@@ -1,6 +1,6 @@
 """A small JAX implementation (plain jax.numpy, ours) held to the spec through an adapter.
 
-    formal-transformers verify --impl examples.jax_transformer:JaxTransformer
+    formal-transformers verify --impl conformance.examples.jax_transformer:JaxTransformer
 
 Attention (Algorithm 4), multi-head attention (5), layer norm (6) and the D transformer (10)
 written directly in jax.numpy in the adapter layout (batch, length, features), with the
@@ -85,7 +85,7 @@ def _vjp(fn, primals: dict, dY) -> dict:
 
 
 class JaxTransformer(Adapter):
-    """examples/jax_transformer.py behind the adapter protocol (float32, CPU jaxlib)."""
+    """conformance/examples/jax_transformer.py behind the adapter protocol (float32, CPU jaxlib)."""
 
     name = "jax.numpy example"
     dtypes = ("float32",)
