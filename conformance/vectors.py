@@ -10,9 +10,9 @@ The cases are the suite's own (conformance/strategies.py), drawn by hypothesis w
 seeds in float32 (so every input is exactly representable in float32 and float64; the answers
 are the float64 reference's on exactly those values), plus edge cases derived from them: a
 mask with a single allowed entry per query, the same case without its mask, extreme logits
-(queries and keys, or the unembedding, scaled by a power of two). Hypothesis' first example
-is its simplest (every length 1). The same versions of the project and of hypothesis write
-byte-identical files.
+(queries and keys, or the unembedding, scaled by a power of two), every activation function.
+Hypothesis' first example is its simplest (every length 1). The same versions of the project
+and of hypothesis write byte-identical files.
 
 ``check(directory, adapter)`` runs an adapter over the vectors and returns runner.Result rows
 (property ``vectors.known_answer``, one per algorithm and dtype).
@@ -47,7 +47,11 @@ from conformance.strategies import cases_for, training_cases
 from formal_transformers import __version__
 from formal_transformers.atomic import atomic_write, write_json
 from formal_transformers.errors import AdapterError, ParameterFileError
-from formal_transformers.hyperparameters import config_from_dict
+from formal_transformers.hyperparameters import (
+    ACTIVATIONS,
+    GATED_ACTIVATIONS,
+    config_from_dict,
+)
 from formal_transformers.rope import Rope, RopeScaling
 from formal_transformers.spec import load_catalogue, spec_root
 
@@ -128,7 +132,7 @@ def drawn_cases(alg: str, n: int = DRAWN) -> list[Any]:
     return distinct[:n]
 
 
-def _edge_cases(alg: str, data: dict[str, Any], rng: np.random.Generator
+def _edge_cases(alg: str, data: dict[str, Any], rng: np.random.Generator, last: bool
                 ) -> list[tuple[str, dict[str, Any]]]:
     """Cases derived from a drawn one: a single allowed mask entry per query, no mask (where
     the drawn case had one), extreme logits."""
@@ -146,6 +150,10 @@ def _edge_cases(alg: str, data: dict[str, Any], rng: np.random.Generator
         out.append(("extreme_logits", data | {"params": big}))
     elif "W_u" in params:
         out.append(("extreme_logits", data | {"params": params | {"W_u": params["W_u"] * 32}}))
+    if last and isinstance(data.get("activation"), str):  # every activation, not just drawn
+        choices = GATED_ACTIVATIONS if alg.startswith("gated_mlp") else ACTIVATIONS
+        out += [("activation", data | {"activation": a}) for a in choices
+                if a != data["activation"]]
     return out
 
 
@@ -252,11 +260,13 @@ def build(alg: str) -> tuple[list[dict[str, Any]], dict[str, np.ndarray]]:
     """The case records and tensors of one algorithm."""
     tensors: dict[str, np.ndarray] = {}
     records = []
-    for i, case in enumerate(drawn_cases(alg)):
+    drawn = drawn_cases(alg)
+    for i, case in enumerate(drawn):
         rng = np.random.default_rng([i, 1818])
-        variants = [("drawn", case.data)] + _edge_cases(alg, case.data, rng)
+        variants = [("drawn", case.data)] + _edge_cases(alg, case.data, rng, i == len(drawn) - 1)
         for j, (kind, data) in enumerate(variants):
-            case_id = f"{alg}-{i:02d}" + ("" if j == 0 else f"-{kind}")
+            tag = f"-{kind}" + (f"-{data['activation']}" if kind == "activation" else "")
+            case_id = f"{alg}-{i:02d}" + ("" if j == 0 else tag)
             records.append(_case_record(alg, case_id, kind, case.sizes, data, rng, tensors))
     return records, tensors
 

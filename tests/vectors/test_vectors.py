@@ -15,6 +15,7 @@ import pytest
 from conformance import vectors
 from conformance.adapters.reference import ReferenceAdapter
 from conformance.mutants.attention import MaskIgnored, SoftmaxOverQueries
+from conformance.mutants.modern_position_wise import GeGLUTanhForExact
 from conformance.runner import run
 from formal_transformers.cli import main
 from formal_transformers.spec import load_catalogue
@@ -57,6 +58,9 @@ def test_every_algorithm_is_written_or_says_why(written):
             assert "single_entry_mask" in kinds, entry["algorithm"]
         if entry["algorithm"] in ("attention", "mhattention", "unembedding", "d_transformer"):
             assert "extreme_logits" in kinds
+        if entry["algorithm"] in ("mlp", "gated_mlp", "mlp_backward", "gated_mlp_backward"):
+            activations = {c["hyperparameters"]["activation"] for c in entry["cases"]}
+            assert len(activations) == 3, (entry["algorithm"], activations)
         if entry["algorithm"].endswith("_backward"):
             assert all(c["gradients"] and "upstream" in c for c in entry["cases"])
 
@@ -104,13 +108,15 @@ def test_torch_impl_passes_in_both_dtypes_on_the_cli(written, capsys):
     assert "float32" in out and "0 failed" in out
 
 
-@pytest.mark.parametrize("mutant", [SoftmaxOverQueries, MaskIgnored])
-def test_a_mutant_fails_the_vectors(written, mutant):
+@pytest.mark.parametrize("mutant, alg", [(SoftmaxOverQueries, "attention"),
+                                         (MaskIgnored, "attention"),
+                                         (GeGLUTanhForExact, "gated_mlp")])
+def test_a_mutant_fails_the_vectors(written, mutant, alg):
     results = vectors.check(written, mutant())
     failed = {r.algorithm for r in results if r.status == "failed"}
-    assert "attention" in failed, [(r.algorithm, r.status, r.reason) for r in results]
-    bad = next(r for r in results if r.algorithm == "attention" and r.status == "failed")
-    assert "case attention-" in bad.counterexample and bad.reason
+    assert alg in failed, [(r.algorithm, r.status, r.reason) for r in results]
+    bad = next(r for r in results if r.algorithm == alg and r.status == "failed")
+    assert f"case {alg}-" in bad.counterexample and bad.reason
 
 
 def test_cli_exit_codes(written, tmp_path):
