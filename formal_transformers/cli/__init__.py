@@ -14,7 +14,7 @@ from formal_transformers import __version__
 from formal_transformers.errors import FormalTransformersError
 
 COMMAND_MODULES = ("spec_cmd", "verify_cmd", "train_cmd", "sample_cmd", "classify_cmd",
-                   "memory_cmd", "bench_cmd")
+                   "memory_cmd", "bench_cmd", "vectors_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
