@@ -224,7 +224,10 @@ def _with_timeout(fn: Callable[[], None], seconds: float | None) -> None:
             raise CheckTimeout()
 
         previous = signal.signal(signal.SIGALRM, expire)
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        # Re-armed every second after the limit: an alarm that lands inside library code
+        # which swallows exceptions (hypothesis's own bookkeeping, an adapter's broad except)
+        # is raised again, so a check cannot outlive its limit by more than a moment.
+        signal.setitimer(signal.ITIMER_REAL, seconds, min(1.0, seconds))
         try:
             fn()
         finally:
