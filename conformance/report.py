@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
+from conformance import coverage as spec_coverage
 from conformance.runner import STATUSES, Result, summary
+from formal_transformers.provenance import run_facts
 from formal_transformers.spec import load_catalogue
 
 
@@ -29,7 +31,8 @@ def to_json(results: Sequence[Result], implementation: str, impl: str, profile: 
     return {"implementation": implementation, "impl": impl, "profile": profile, "seed": seed,
             "versions": versions(), "seconds": round(seconds, 3),
             "results": [r.to_json() for r in results],
-            "summary": counts | {"total": len(results)}}
+            "summary": counts | {"total": len(results)},
+            **run_facts(), "spec_coverage": spec_coverage.last_report()}
 
 
 def _order() -> dict[str, int]:

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
+from conformance import coverage as spec_coverage
 from conformance.assertions import PropertyViolation
 from conformance.bound import Bound
 from conformance.registry import PROFILES, Check, Context, Profile, all_checks
@@ -100,11 +101,13 @@ def run(adapter: Any, profile: str | Profile = "ci", seed: int = 0,
         kinds = dtypes_for(c, bound.dtypes)
         jobs += [(c, d) for d in kinds] if kinds else [(c, None)]
     results = []
+    spec_coverage.start()  # which pseudocode lines the reference runs (conformance/coverage.py)
     for i, (c, dtype) in enumerate(jobs):
         result = run_check(c, bound, dtype, prof, seed, shrink)
         results.append(result)
         if progress is not None:
             progress(result, i + 1, len(jobs))
+    spec_coverage.stop()
     return results
 
 

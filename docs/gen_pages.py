@@ -18,9 +18,10 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(DOCS))
 
-from sitegen import catalogue_pages, citation, reports, tutorial  # noqa: E402
+from sitegen import catalogue_pages, citation, measurements, reports, tutorial  # noqa: E402
 from sitegen.algorithm_page import algorithm_page, page_path  # noqa: E402
-from sitegen.sources import registry_sources  # noqa: E402
+from sitegen.code_listing import TABS, implementations  # noqa: E402
+from sitegen.sources import load_registry, registry_sources  # noqa: E402
 
 from formal_transformers.spec import (  # noqa: E402
     load_catalogue,
@@ -52,16 +53,17 @@ def write(path: str, text: str) -> None:
 def algorithm_pages(algorithms, properties) -> list[tuple[str, str]]:
     """One page per algorithm; returns the nav entries (title, path)."""
     pages = {a.id: a.path.name for a in algorithms}
-    sources = {}
-    for module in ("reference_numpy", "torch_impl"):
-        sources[module], problems = registry_sources(module, ROOT)
+    numbers = {a.number: (a.id, a.path.stem) for a in algorithms}
+    registries = {}
+    for module, _ in TABS:
+        registries[module], problems = load_registry(module)
+        problems += registry_sources(module, ROOT)[1] if not problems else []
         for problem in problems:
             log.warning("docs: %s", problem)
     nav = []
     for alg in algorithms:
         write(page_path(alg), algorithm_page(
-            alg, pages, properties, sources["reference_numpy"].get(alg.id),
-            sources["torch_impl"].get(alg.id)))
+            alg, pages, properties, implementations(alg, registries, ROOT), numbers))
         nav.append((f"{alg.number} · {alg.title}", page_path(alg)))
     write("algorithms/index.md", catalogue_pages.algorithms_index(algorithms))
     return nav
@@ -100,23 +102,22 @@ def copy_images(prefix: str) -> list[str]:
     return shown
 
 
-def report_pages(pages: dict[str, str]) -> None:
+def report_pages(algorithms) -> None:
+    pages = {a.id: a.path.name for a in algorithms}
+    titles = {a.id: (a.number, a.title) for a in algorithms}
     data, problem = reports.load_json(REPORTS / Path(reports.VERIFY_JSON).name)
-    write("verification.md", reports.verification_page(data, problem, pages))
+    write("verification.md", reports.verification_page(data, problem, pages, titles))
     data, problem = reports.load_json(REPORTS / Path(reports.BENCH_JSON).name)
-    write("benchmarks.md", reports.data_page(
-        "Benchmarks", "Speed of `torch_impl` against baselines measured in the same run, from "
-        f"`{reports.BENCH_JSON}`.", data, problem,
-        f"formal-transformers bench --json {reports.BENCH_JSON}", "benchmark result",
-        copy_images("bench")))
+    write("benchmarks.md", measurements.bench_page(data, problem, copy_images("bench")))
     intro = spec_prose("memory.md") or (
         "Exact parameter, activation and gradient byte counts from the hyperparameters "
         "(`spec/memory.md`, not written yet), and measured figures.")
     data, problem = reports.load_json(REPORTS / Path(reports.MEMORY_JSON).name)
-    write("memory.md", reports.data_page(
-        "Memory accounting", intro, data, problem,
-        "python benchmarks/memory_plot.py", "memory measurement",
-        copy_images("memory")))
+    images = [f"![{Path(img).stem}]({img})" for img in copy_images("memory")]
+    write("memory.md", "\n\n".join(
+        ["# Memory accounting", intro.strip(), measurements.memory_data(data, problem,
+                                                 "python benchmarks/memory_plot.py"),
+         *images]) + "\n")
 
 
 def summary(alg_nav, api_nav) -> str:
@@ -151,7 +152,7 @@ def main() -> None:
     write("properties.md", catalogue_pages.properties_page(
         spec_prose("properties.md"), properties, algorithms))
     write("tutorial.md", tutorial.tutorial_page(ROOT))
-    report_pages({a.id: a.path.name for a in algorithms})
+    report_pages(algorithms)
     cff_text = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
     write("cite.md", citation.cite_page(yaml.safe_load(cff_text), cff_text))
     write("SUMMARY.md", summary(alg_nav, api_pages()))
