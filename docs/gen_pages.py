@@ -7,7 +7,10 @@ import) is logged as a warning, which fails ``mkdocs build --strict``.
 
 from __future__ import annotations
 
+import ast
+import html
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +22,7 @@ ROOT = DOCS.parent
 sys.path.insert(0, str(DOCS))
 
 from sitegen import catalogue_pages, citation, measurements, reports, tutorial  # noqa: E402
+from sitegen import html as h  # noqa: E402
 from sitegen.algorithm_page import algorithm_page, page_path  # noqa: E402
 from sitegen.code_listing import TABS, implementations  # noqa: E402
 from sitegen.sources import load_registry, registry_sources  # noqa: E402
@@ -69,9 +73,9 @@ def algorithm_pages(algorithms, properties) -> list[tuple[str, str]]:
     return nav
 
 
-def api_pages() -> list[tuple[str, str]]:
-    """reference/<package>/<module>.md with a mkdocstrings directive each."""
-    nav = []
+def api_modules() -> list[tuple[str, str, bool]]:
+    """(dotted name, page path, is a package) of every documented module, packages first."""
+    out = []
     for package in API_PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -80,15 +84,46 @@ def api_pages() -> list[tuple[str, str]]:
             if not all((ROOT.joinpath(*parts[:i]) / "__init__.py").is_file()
                        for i in range(1, len(parts))):
                 continue  # not inside a regular package: griffe cannot collect it
-            if parts[-1] == "__init__":
+            is_package = parts[-1] == "__init__"
+            if is_package:
                 parts = parts[:-1]
-                doc = "/".join(parts) + "/index.md"
-            else:
-                doc = "/".join(parts) + ".md"
-            ident = ".".join(parts)
-            write(f"reference/{doc}", f"# `{ident}`\n\n::: {ident}\n")
-            nav.append((ident, f"reference/{doc}"))
-    return nav
+            doc = "/".join(parts) + ("/index.md" if is_package else ".md")
+            out.append((".".join(parts), f"reference/{doc}", is_package))
+    return out
+
+
+def api_pages() -> list[tuple[str, str, bool]]:
+    """reference/<package>/<module>.md with a mkdocstrings directive each; a package's page
+    also lists its modules and subpackages with the first line of their docstrings."""
+    modules = api_modules()
+    for ident, path, is_package in modules:
+        text = f"# `{ident}`\n\n::: {ident}\n"
+        if is_package:
+            children = [(i, p) for i, p, _ in modules
+                        if i.rpartition(".")[0] == ident]
+            if children:
+                here = Path(path).parent
+                rows = []
+                for i, p in children:
+                    target = Path(p).parent if p.endswith("index.md") else Path(p).with_suffix("")
+                    rows.append([f'<a href="{Path(os.path.relpath(target, here))}/" title="{i}">'
+                                 f"<code>{i.rpartition('.')[2]}</code></a>",
+                                 html.escape(module_summary(i))])
+                text += ("\n## Modules\n\n" + h.table(["module", "what it holds"], rows,
+                                                        "ft-modules ft-stack") + "\n")
+        write(path, text)
+    return modules
+
+
+def module_summary(ident: str) -> str:
+    """The first sentence-line of a module's docstring, read without importing it."""
+    base = ROOT.joinpath(*ident.split("."))
+    path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    except (OSError, SyntaxError):
+        return ""
+    return doc.strip().split("\n\n")[0].replace("\n", " ")
 
 
 def copy_images(prefix: str) -> list[str]:
@@ -121,16 +156,19 @@ def report_pages(algorithms) -> None:
 
 
 def summary(alg_nav, api_nav) -> str:
-    """SUMMARY.md for mkdocs-literate-nav: the whole navigation."""
+    """SUMMARY.md for mkdocs-literate-nav: the whole navigation.
+
+    The API reference nests modules under their package (whose page is the section's index),
+    each entry titled by its own name, not its dotted path, so that no entry is cut short.
+    """
     def items(entries, indent="    "):
         return "\n".join(f"{indent}- [{title}]({path})" for title, path in entries)
 
     def api_items(entries):
         lines = []
-        for package in API_PACKAGES:
-            group = [(t, p) for t, p in entries if t.split(".")[0] == package]
-            if group:
-                lines += [f"    - {package}", items(group, indent="        ")]
+        for ident, path, _ in entries:
+            depth = ident.count(".")
+            lines.append(f"{'    ' * (depth + 1)}- [{ident.rpartition('.')[2]}]({path})")
         return "\n".join(lines)
 
     return "\n".join([

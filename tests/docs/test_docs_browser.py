@@ -265,6 +265,17 @@ def test_every_pseudocode_line_links_to_code_and_every_citation_links_back(wide_
     assert not problems, problems
 
 
+def test_api_reference_nav_entries_are_not_cut_short(visit):
+    visit.goto("reference/reference_numpy/architectures_backward/")
+    cut = visit.page.evaluate("""() => [...document.querySelectorAll(
+        ".md-sidebar--primary .md-ellipsis")].filter((e) => e.offsetParent !== null &&
+        e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent.trim())""")
+    shown = visit.page.locator(".md-sidebar--primary a.md-nav__link--active").inner_text()
+    assert shown.strip() == "architectures_backward"
+    assert not cut, f"nav entries cut short: {cut}"
+    visit.assert_clean()
+
+
 def test_a_clicked_line_highlights_its_code_in_both_tabs(visit):
     visit.goto(page_of("ed_transformer"))
     page = visit.page

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from docs_support import ROOT, require
-from sitegen import citation, measurements, reports, tutorial
+from sitegen import citation, crossrefs, measurements, reports, tutorial
 from sitegen import html as h
 from sitegen.algorithm_page import (
     algorithm_page,
@@ -432,3 +432,28 @@ def test_memory_data_shows_bytes_in_binary_units_and_predicted_against_measured(
     assert "124 M (85 M)" in text and "3 GiB" in text
     assert "<svg" in text and "naive: predicted" in text and "sdpa: measured" in text
     assert "predicted_bytes" not in text and "architecture x86_64" in text
+
+
+def test_docstring_cross_references_become_links_outside_code_blocks():
+    known = {"reference_numpy.attention", "reference_numpy.attention.attention",
+             "reference_numpy.attention.mh_attention", "formal_transformers.spec.load_catalogue"}
+    page = ("<p>Calls <code>mh_attention</code> and <code>formal_transformers.spec.load_catalogue"
+            "</code> (spec: Algorithms 4-5, <code>spec/algorithms/04-attention.md</code>); "
+            "<code>unknown_name</code> stays.</p>"
+            "<pre><code>mh_attention</code> Algorithm 4</pre><h2>Algorithm 4</h2>")
+    out = crossrefs.link_docstrings(page, "reference_numpy.attention", known,
+                                    {4: "algorithms/04-attention/"}, "../../../")
+    assert ('<autoref identifier="reference_numpy.attention.mh_attention" optional>'
+            "<code>mh_attention</code></autoref>") in out
+    assert 'identifier="formal_transformers.spec.load_catalogue"' in out
+    assert '<a href="../../../algorithms/04-attention/">Algorithms 4-5</a>' in out
+    assert ('<a href="../../../algorithms/04-attention/"><code>spec/algorithms/04-attention.md'
+            "</code></a>") in out
+    assert "<code>unknown_name</code> stays" in out
+    assert out.endswith("<pre><code>mh_attention</code> Algorithm 4</pre><h2>Algorithm 4</h2>")
+
+
+def test_known_objects_are_the_public_api():
+    known = crossrefs.known_objects(ROOT, ["reference_numpy"])
+    assert {"reference_numpy", "reference_numpy.attention.mh_attention"} <= known
+    assert not any(part.startswith("_") for k in known for part in k.split("."))
