@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import platform
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from formal_transformers.atomic import atomic_write, check_output_dir, check_output_file, write_json
 from formal_transformers.memory import compare, growth, properties
 from formal_transformers.memory.activations import self_attention_terms, total_bytes
 from formal_transformers.memory.predict import inference_memory, training_memory
@@ -107,7 +107,7 @@ def plot(attn: list[dict], step: list[dict], out: Path) -> None:
     fig.suptitle("Memory against sequence length: naive attention keeps H l^2 weights, "
                  "a flash kernel (sdpa) O(l)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    atomic_write(out, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
 
@@ -116,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=ROOT / "reports")
     parser.add_argument("--quick", action="store_true", help="lengths up to 256 only")
     args = parser.parse_args(argv)
+    check_output_dir(args.out_dir, "--out-dir")  # before the sweeps, not after them
+    for name in ("memory_vs_length.png", "memory.json"):
+        check_output_file(args.out_dir / name, "--out-dir")
     lengths = [64, 128, 256] if args.quick else [64, 128, 256, 512, 1024]
     torch.manual_seed(0)
     attn, step = attention_sweep(lengths), step_sweep(lengths)
@@ -130,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
               "law_cases": [{"property": r.id, "case": line} for r in laws for line in r.lines],
               "presets": preset_table(), "attention_vs_length": attn,
               "training_step_vs_length": step, **run_facts()}
-    (args.out_dir / "memory.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out_dir / "memory.json", report)
     print(f"wrote {args.out_dir / 'memory_vs_length.png'} and {args.out_dir / 'memory.json'}")
     return 0 if all(r.passed for r in laws) else 1
 

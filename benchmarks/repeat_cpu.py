@@ -18,12 +18,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from formal_transformers.atomic import check_json_destination, write_json
+
 
 def one_run(threads: int | None, only: list[str] | None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "bench.json"
         cmd = [sys.executable, "-m", "formal_transformers", "bench", "--json", str(out)]
-        cmd += ["--threads", str(threads)] if threads else []
+        cmd += ["--threads", str(threads)] if threads is not None else []
         cmd += ["--only", *only] if only else []
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         return json.loads(out.read_text())
@@ -36,6 +38,7 @@ def main() -> None:
     p.add_argument("--only", nargs="+", default=None)
     p.add_argument("--out", default=None, help="write all runs and the summary as JSON")
     a = p.parse_args()
+    check_json_destination(a.out, "--out")  # before the runs, not after them
     runs = [one_run(a.threads, a.only) for _ in range(a.runs)]
     summary = {}
     for name in [r["name"] for r in runs[0]["results"]]:
@@ -45,7 +48,7 @@ def main() -> None:
         print(f"{name:14s} ratio median {summary[name]['median']:.2f}x "
               f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x over {len(ratios)} runs)")
     if a.out:
-        Path(a.out).write_text(json.dumps({"summary": summary, "runs": runs}, indent=2) + "\n")
+        write_json(a.out, {"summary": summary, "runs": runs})
 
 
 if __name__ == "__main__":

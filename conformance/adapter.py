@@ -43,15 +43,26 @@ Params = Mapping[str, np.ndarray]
 FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attention",
            "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
            "e_transformer", "d_transformer")
+# The modern attention primitives (spec: Algorithms 40-49).
+ATTENTION_VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm",
+                      "softcap", "gq_attention_backward", "qk_norm_backward", "softcap_backward",
+                      "online_softmax_attention", "online_softmax_attention_backward")
 TRAINING = ("ed_training", "e_training", "d_training")
 INFERENCE = ("d_inference", "ed_inference")
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
             "mhattention_backward", "layer_norm_backward", "mlp_backward",
             "unembedding_backward")
-ALGORITHMS = FORWARD + TRAINING + INFERENCE + BACKWARD
+# Modern primitives (spec: Algorithms 24-31, issue 13): each convention is a hyperparameter the
+# method receives; an implementation of one convention only fixes it in ``constrain``.
+MODERN = ("sinusoidal_embedding", "rope", "alibi", "rmsnorm", "gated_mlp", "rope_backward",
+          "rmsnorm_backward", "gated_mlp_backward")
+# Vision (spec: Algorithms 75-78, issue 17): images (B, C, h, w), channel axis first.
+VISION = ("patch_extraction", "patch_embedding", "vit_classifier", "vit_classifier_backward")
+ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VARIANTS
+              + VISION)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward")
-SUPPORTED_DTYPES = ("float16", "float32", "float64")
+SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 
 class Adapter:
@@ -127,6 +138,58 @@ class Adapter:
         """Alg 10. x (B, l) int; canonical params. Returns P (B, l, N_V)."""
         raise NotImplementedError
 
+    # -- modern attention primitives (spec: Algorithms 40-49) --------------------------------
+    def gq_attention(self, X: Array, Z: Array, params: Params, mask: Array | None = None
+                     ) -> Array:
+        """Alg 40. Like mhattention, but W_k (G, d_attn, d_z), b_k (G, d_attn), W_v (G, d_mid,
+        d_z), b_v (G, d_mid) with G | H; query head h reads kv head floor(h G / H)."""
+        raise NotImplementedError
+
+    def sliding_window_mask(self, l: int, w: int) -> Array:
+        """Alg 42. Returns the bool Mask (l, l), Mask[t_z, t_x] = [t_x - w < t_z <= t_x]."""
+        raise NotImplementedError
+
+    def block_sparse_mask(self, l: int, b: int, c: int) -> Array:
+        """Alg 43. Returns the bool Mask (l, l) of the fixed pattern (block b, c summaries)."""
+        raise NotImplementedError
+
+    def qk_norm(self, X: Array, params: Params, H: int, axis: str, eps: float) -> Array:
+        """Alg 44 at every position. X (B, l, H*d_attn), heads stacked on the features;
+        gamma (d_attn,) for axis "per_head", (H*d_attn,) for "projection". Returns X's shape."""
+        raise NotImplementedError
+
+    def softcap(self, X: Array, Z: Array, params: Params, c: float, mask: Array | None = None
+                ) -> Array:
+        """Alg 46. Like attention, with the scaled scores capped to c tanh(S / c) before the
+        mask. Returns (B, l_x, d_out)."""
+        raise NotImplementedError
+
+    def online_softmax_attention(self, X: Array, Z: Array, params: Params, block: int,
+                                 mask: Array | None = None) -> Array:
+        """Alg 48. Like attention, computed over key blocks of ``block`` keys (B_c)."""
+        raise NotImplementedError
+
+    def online_softmax_attention_backward(self, X: Array, Z: Array, params: Params,
+                                          block: int, dY: Array, mask: Array | None = None
+                                          ) -> dict[str, Array]:
+        """Alg 49. Returns {"X", "Z", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v"}."""
+        raise NotImplementedError
+
+    def gq_attention_backward(self, X: Array, Z: Array, params: Params, dY: Array,
+                              mask: Array | None = None) -> dict[str, Array]:
+        """Alg 41. Returns {"X", "Z", "W_q", ..., "W_o", "b_o"}; kv gradients (G, ...)."""
+        raise NotImplementedError
+
+    def qk_norm_backward(self, X: Array, params: Params, H: int, axis: str, eps: float,
+                         dY: Array) -> dict[str, Array]:
+        """Alg 45. dY (B, l, H*d_attn). Returns {"X", "gamma"}."""
+        raise NotImplementedError
+
+    def softcap_backward(self, X: Array, Z: Array, params: Params, c: float, dY: Array,
+                         mask: Array | None = None) -> dict[str, Array]:
+        """Alg 47. Returns {"X", "Z", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v"}."""
+        raise NotImplementedError
+
     # -- training (Algorithms 11-13): one epoch over the batch -------------------------------
     # One gradient-descent step per sequence, rows in order (B steps; B = 1 is one step of the
     # spec). Returns (sum of the per-sequence losses, each before its step; updated params).
@@ -195,12 +258,87 @@ class Adapter:
         """Alg 23: gradient of sum_{b,t} -log P[b, t, y[b, t]]. Returns {"X", "W_u"}."""
         raise NotImplementedError
 
+    # -- modern primitives (spec: Algorithms 24-31) -------------------------------------------
+    # constrain(alg, sizes) sees the conventions among the sizes (rope: "layout", "scaling",
+    # "rest"; rmsnorm: "offset"; gated_mlp: "activation", "bias"; alibi: "form";
+    # sinusoidal_embedding: "index_offset") and may fix them to the ones it declares.
+    def sinusoidal_embedding(self, positions: Array, d_e: int, base: float, index_offset: int,
+                             dtype: str) -> Array:
+        """Alg 24. positions (l,) int64 >= 0. Returns (l, d_e) in ``dtype``."""
+        raise NotImplementedError
+
+    def alibi(self, positions_x: Array, positions_z: Array, H: int, form: str, dtype: str
+              ) -> Array:
+        """Alg 26. Query positions (l_x,), key positions (l_z,) int64; form "signed",
+        "symmetric" or "key_position". Returns the bias (H, l_z, l_x) in ``dtype``, oriented
+        like Mask[t_z, t_x]."""
+        raise NotImplementedError
+
+    def rope(self, X: Array, positions: Array, config: Any) -> Array:
+        """Alg 25. X (B, H, l, d) queries or keys, positions (l,) int64 >= 0, config a
+        formal_transformers.rope.Rope (layout, theta, fraction, scaling). Returns (B, H, l, d).
+        """
+        raise NotImplementedError
+
+    def rmsnorm(self, X: Array, params: Params, eps: float, offset: bool) -> Array:
+        """Alg 27 at every position. X (B, l, d_e); gamma (d_e,); gain gamma + offset.
+
+        Returns (B, l, d_e).
+        """
+        raise NotImplementedError
+
+    def gated_mlp(self, X: Array, params: Params, activation: str) -> Array:
+        """Alg 28. X (B, l, d_e); W_gate, W_up (d_mlp, d_e), W_down (d_e, d_mlp), optional
+        b_gate, b_up (d_mlp,), b_down (d_e,); activation "silu", "gelu" or "gelu_tanh".
+
+        Returns (B, l, d_e).
+        """
+        raise NotImplementedError
+
+    def rope_backward(self, X: Array, positions: Array, config: Any, dY: Array
+                      ) -> dict[str, Array]:
+        """Alg 29. dY (B, H, l, d). Returns {"X"}."""
+        raise NotImplementedError
+
+    def rmsnorm_backward(self, X: Array, params: Params, eps: float, offset: bool, dY: Array
+                         ) -> dict[str, Array]:
+        """Alg 30. Returns {"X", "gamma"} (gamma summed over the batch and positions)."""
+        raise NotImplementedError
+
+    def gated_mlp_backward(self, X: Array, params: Params, activation: str, dY: Array
+                           ) -> dict[str, Array]:
+        """Alg 31. Returns {"X"} and one gradient per parameter given (biases optional)."""
+        raise NotImplementedError
+
     # -- extras --------------------------------------------------------------------------------
+    # -- vision (spec: Algorithms 75-78) ------------------------------------------------------
+    def patch_extraction(self, I: Array, patch_size: int) -> Array:
+        """Alg 75. I (B, C, h, w) -> (B, N, C P^2): row n of image b is the spec's column n of
+        X_p (patches row-major over the grid; channel, row, column inside a patch)."""
+        raise NotImplementedError
+
+    def patch_embedding(self, I: Array, params: Params, patch_size: int) -> Array:
+        """Alg 76. I (B, C, h, w); params W_pe (d_e, C P^2), b_pe, e_cls (d_e,), and W_p
+        (d_e, N + 1) unless positions are none. Returns X (B, N + 1, d_e), class token first."""
+        raise NotImplementedError
+
+    def vit_classifier(self, I: Array, params: Params, config: Any) -> Array:
+        """Alg 77. I (B, C, h, w); canonical ViT parameters; config a ViTConfig. Returns
+        p (B, n_classes), one distribution over the classes per image."""
+        raise NotImplementedError
+
+    def vit_classifier_backward(self, I: Array, params: Params, config: Any, dp: Array
+                                ) -> dict[str, Array]:
+        """Alg 78. Gradients of sum(p * dp), dp (B, n_classes): one entry per canonical
+        parameter (summed over the batch) and "I" (B, C, h, w)."""
+        raise NotImplementedError
+
     def count_parameters(self, algorithm: str, sizes: Any) -> int:
         """Number of scalar parameters of the implementation's ``algorithm`` module.
 
         ``sizes`` is the architecture config for ed/e/d_transformer, else a dict of sizes
-        (mhattention: H, d_attn, d_mid, d_x, d_z, d_out; layer_norm: d_e; mlp: d_e, d_mlp).
+        (mhattention: H, d_attn, d_mid, d_x, d_z, d_out; layer_norm: d_e; mlp: d_e, d_mlp;
+        rmsnorm: d_e; gated_mlp: d_e, d_mlp, bias).
         """
         raise NotImplementedError
 
@@ -231,6 +369,12 @@ def validate_adapter(adapter: object) -> None:
             or any(d not in SUPPORTED_DTYPES for d in dtypes)):
         raise AdapterError(f"{where}: attribute 'dtypes' must be a non-empty tuple drawn from "
                            f"{SUPPORTED_DTYPES}, got {dtypes!r}")
+    if "bfloat16" in dtypes:
+        try:
+            import ml_dtypes  # noqa: F401  (bfloat16 arrays are ml_dtypes' NumPy type)
+        except ImportError:
+            raise AdapterError(f"{where}: declares 'bfloat16', which needs the package "
+                               "ml_dtypes (pip install ml_dtypes)") from None
     algorithms = getattr(adapter, "algorithms", None)
     if not isinstance(algorithms, (tuple, list)):
         raise AdapterError(f"{where}: attribute 'algorithms' must be a tuple of algorithm ids, "
@@ -275,8 +419,10 @@ def load_adapter(spec: str | None) -> object:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise AdapterError(f"--impl {spec}: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # a syntax error or a failing import inside the module, too
+        detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+        raise AdapterError(f"--impl {spec}: cannot import module {module_name!r} ({detail})"
+                           ) from None
     obj: Any = module
     for part in attr.split("."):
         if not hasattr(obj, part):
@@ -286,7 +432,8 @@ def load_adapter(spec: str | None) -> object:
         try:
             obj = obj()
         except Exception as exc:
-            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: {exc} "
+            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())} "
                                "(an adapter class must be constructible with no arguments)"
                                ) from None
     return _checked(obj)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from conformance.adapter import EXTRAS
+from conformance.assertions import as_dtype
 from formal_transformers.errors import AdapterError
 
 Shape = tuple[int, ...]
@@ -39,6 +40,17 @@ def _copy(value: Any) -> Any:
     return value
 
 
+def _plain(value: Any) -> Any:
+    """A NumPy scalar returned by ``constrain`` as the Python number it stands for."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    return value
+
+
 class Bound:
     """An adapter behind checked calls (see the module docstring)."""
 
@@ -58,7 +70,7 @@ class Bound:
         if not isinstance(out, Mapping) or set(out) != set(sizes):
             raise AdapterError(f"{self.name}.constrain({algorithm!r}, ...) must return a dict "
                                f"with the keys {sorted(sizes)}, got {out!r}")
-        return dict(out)
+        return {k: _plain(v) for k, v in out.items()}
 
     # -- the checked call ---------------------------------------------------------------------
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -85,7 +97,7 @@ class Bound:
         if arr.shape != tuple(shape):
             raise AdapterError(f"{self.name}.{method} returned {what} of shape {arr.shape}, "
                                f"expected {tuple(shape)}")
-        want = np.dtype(dtype)
+        want = as_dtype(dtype)
         if arr.dtype != want:
             raise AdapterError(f"{self.name}.{method} returned {what} of dtype {arr.dtype}, "
                                f"expected {want}")
@@ -135,6 +147,70 @@ class Bound:
 
     def mlp(self, X, params, activation):
         return self._array("mlp", self._call("mlp", X, params, activation), X.shape, X.dtype)
+
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        out = self._call("sinusoidal_embedding", positions, d_e, base, index_offset, dtype)
+        return self._array("sinusoidal_embedding", out, (positions.shape[0], d_e), dtype)
+
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        out = self._call("alibi", positions_x, positions_z, H, form, dtype)
+        return self._array("alibi", out, (H, positions_z.shape[0], positions_x.shape[0]), dtype)
+
+    def rope(self, X, positions, config):
+        return self._array("rope", self._call("rope", X, positions, config), X.shape, X.dtype)
+
+    def rmsnorm(self, X, params, eps, offset):
+        return self._array("rmsnorm", self._call("rmsnorm", X, params, eps, offset), X.shape,
+                           X.dtype)
+
+    def gated_mlp(self, X, params, activation):
+        return self._array("gated_mlp", self._call("gated_mlp", X, params, activation),
+                           X.shape, X.dtype)
+    def gq_attention(self, X, Z, params, mask=None):
+        out = self._call("gq_attention", X, Z, params, mask=mask)
+        return self._array("gq_attention", out, X.shape[:2] + params["W_o"].shape[:1], X.dtype)
+
+    def _mask(self, method, l, *args):
+        arr = np.asarray(self._call(method, l, *args))
+        if arr.shape != (l, l) or arr.dtype != np.bool_:
+            raise AdapterError(f"{self.name}.{method} returned {describe(arr)}, expected a bool "
+                               f"array of shape {(l, l)}")
+        return arr
+
+    def sliding_window_mask(self, l, w):
+        return self._mask("sliding_window_mask", l, w)
+
+    def block_sparse_mask(self, l, b, c):
+        return self._mask("block_sparse_mask", l, b, c)
+
+    def qk_norm(self, X, params, H, axis, eps):
+        return self._array("qk_norm", self._call("qk_norm", X, params, H, axis, eps), X.shape,
+                           X.dtype)
+
+    def softcap(self, X, Z, params, c, mask=None):
+        out = self._call("softcap", X, Z, params, c, mask=mask)
+        return self._array("softcap", out, X.shape[:2] + params["W_v"].shape[:1], X.dtype)
+
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        out = self._call("online_softmax_attention", X, Z, params, block, mask=mask)
+        return self._array("online_softmax_attention", out,
+                           X.shape[:2] + params["W_v"].shape[:1], X.dtype)
+
+    def patch_extraction(self, I, patch_size):
+        B, C, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        return self._array("patch_extraction", self._call("patch_extraction", I, patch_size),
+                           (B, N, C * patch_size ** 2), I.dtype)
+
+    def patch_embedding(self, I, params, patch_size):
+        B, _, h, w = I.shape
+        N = (h // patch_size) * (w // patch_size)
+        out = self._call("patch_embedding", I, params, patch_size)
+        return self._array("patch_embedding", out, (B, N + 1, params["W_pe"].shape[0]), I.dtype)
+
+    def vit_classifier(self, I, params, config):
+        out = self._call("vit_classifier", I, params, config)
+        return self._array("vit_classifier", out, (I.shape[0], config.n_classes), I.dtype)
 
     def _probs(self, method, x, params, config, *args):
         out = self._call(method, *args, params, config)

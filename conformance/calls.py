@@ -19,12 +19,24 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "mhattention": ("b", "t_x", "i"), "layer_norm": ("b", "t", "i"),
         "unembedding": ("b", "t", "v"), "mlp": ("b", "t", "i"),
         "d_transformer": ("b", "t", "v"), "e_transformer": ("b", "t", "v"),
-        "ed_transformer": ("b", "t", "v")}
+        "ed_transformer": ("b", "t", "v"), "rope": ("b", "h", "t", "i"),
+        "sinusoidal_embedding": ("t", "i"), "alibi": ("h", "t_z", "t_x"),
+        "rmsnorm": ("b", "t", "i"), "gated_mlp": ("b", "t", "i"),
+        "gq_attention": ("b", "t_x", "i"),
+        "sliding_window_mask": ("t_z", "t_x"), "block_sparse_mask": ("t_z", "t_x"),
+        "qk_norm": ("b", "t", "i"), "softcap": ("b", "t_x", "i"),
+        "online_softmax_attention": ("b", "t_x", "i"),
+        "patch_extraction": ("b", "n", "i"), "patch_embedding": ("b", "t", "i"),
+        "vit_classifier": ("b", "k")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "attention": ("X", "Z"), "mhattention": ("X", "Z"), "layer_norm": ("X",),
            "unembedding": ("X",), "mlp": ("X",), "d_transformer": ("x",),
-           "e_transformer": ("x",), "ed_transformer": ("z", "x")}
+           "e_transformer": ("x",), "ed_transformer": ("z", "x"), "rope": ("X",),
+           "rmsnorm": ("X",), "gated_mlp": ("X",), "gq_attention": ("X", "Z"),
+           "qk_norm": ("X",), "softcap": ("X", "Z"), "patch_extraction": ("I",),
+           "patch_embedding": ("I",), "vit_classifier": ("I",),
+           "online_softmax_attention": ("X", "Z")}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
 
@@ -49,15 +61,51 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.ed_transformer(d["z"], d["x"], d["params"], d["config"])
     if alg in ("d_transformer", "e_transformer"):
         return getattr(bound, alg)(d["x"], d["params"], d["config"])
+    if alg == "sinusoidal_embedding":
+        return bound.sinusoidal_embedding(d["positions"], d["d_e"], d["base"],
+                                          d["index_offset"], d["dtype"])
+    if alg == "alibi":
+        return bound.alibi(d["positions_x"], d["positions_z"], d["H"], d["form"], d["dtype"])
+    if alg == "rope":
+        return bound.rope(d["X"], d["positions"], d["rope"])
+    if alg == "rmsnorm":
+        return bound.rmsnorm(d["X"], d["params"], d["eps"], d["offset"])
+    if alg == "gated_mlp":
+        return bound.gated_mlp(d["X"], d["params"], d["activation"])
+    if alg == "gq_attention":
+        return bound.gq_attention(d["X"], d["Z"], d["params"], d.get("mask"))
+    if alg == "sliding_window_mask":
+        return bound.sliding_window_mask(d["l"], d["w"])
+    if alg == "block_sparse_mask":
+        return bound.block_sparse_mask(d["l"], d["b"], d["c"])
+    if alg == "qk_norm":
+        return bound.qk_norm(d["X"], d["params"], d["H"], d["axis"], d["eps"])
+    if alg == "softcap":
+        return bound.softcap(d["X"], d["Z"], d["params"], d["c"], d.get("mask"))
+    if alg == "online_softmax_attention":
+        return bound.online_softmax_attention(d["X"], d["Z"], d["params"], d["block"],
+                                              d.get("mask"))
+    if alg == "patch_extraction":
+        return bound.patch_extraction(d["I"], d["patch_size"])
+    if alg == "patch_embedding":
+        return bound.patch_embedding(d["I"], d["params"], d["patch_size"])
+    if alg == "vit_classifier":
+        return bound.vit_classifier(d["I"], d["params"], d["config"])
     raise KeyError(f"no forward dispatch for {alg!r}")
 
 
 def backward_inputs(alg: str, data: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The differentiable inputs of backward algorithm ``alg`` (named as in its gradient dict)."""
-    params = dict(data["params"])
-    if alg in ("attention_backward", "mhattention_backward"):
+    params = dict(data.get("params", {}))
+    if alg in ("attention_backward", "mhattention_backward", "gq_attention_backward",
+               "softcap_backward", "online_softmax_attention_backward"):
         return {"X": data["X"], "Z": data["Z"]} | params
-    if alg in ("layer_norm_backward", "mlp_backward", "unembedding_backward"):
+    if alg == "qk_norm_backward":
+        return {"X": data["X"]} | params
+    if alg == "vit_classifier_backward":
+        return {"I": data["I"]} | params
+    if alg in ("layer_norm_backward", "mlp_backward", "unembedding_backward", "rope_backward",
+               "rmsnorm_backward", "gated_mlp_backward"):
         return {"X": data["X"]} | params
     return params  # embeddings and architectures: the parameters only
 
@@ -71,23 +119,38 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
     """
     d = data
     expected = {k: v.shape for k, v in backward_inputs(alg, d).items()}
-    dtype = next(iter(d["params"].values())).dtype
+    dtype = next(iter(d["params"].values())).dtype if d.get("params") else d["X"].dtype
     args: tuple[Any, ...]
     kwargs: dict[str, Any] = {}
     if alg == "token_embedding_backward":
         args = (d["x"], d["params"], upstream)
     elif alg == "positional_embedding_backward":
         args = (d["l"], d["params"], upstream)
-    elif alg in ("attention_backward", "mhattention_backward"):
+    elif alg in ("attention_backward", "mhattention_backward", "gq_attention_backward"):
         args, kwargs = (d["X"], d["Z"], d["params"], upstream), {"mask": d.get("mask")}
+    elif alg == "softcap_backward":
+        args, kwargs = (d["X"], d["Z"], d["params"], d["c"], upstream), {"mask": d.get("mask")}
+    elif alg == "online_softmax_attention_backward":
+        args = (d["X"], d["Z"], d["params"], d["block"], upstream)
+        kwargs = {"mask": d.get("mask")}
+    elif alg == "qk_norm_backward":
+        args = (d["X"], d["params"], d["H"], d["axis"], d["eps"], upstream)
     elif alg == "layer_norm_backward":
         args = (d["X"], d["params"], d["eps"], upstream)
     elif alg == "mlp_backward":
         args = (d["X"], d["params"], d["activation"], upstream)
     elif alg == "unembedding_backward":
         args = (d["X"], d["params"], upstream)
+    elif alg == "rope_backward":
+        args = (d["X"], d["positions"], d["rope"], upstream)
+    elif alg == "rmsnorm_backward":
+        args = (d["X"], d["params"], d["eps"], d["offset"], upstream)
+    elif alg == "gated_mlp_backward":
+        args = (d["X"], d["params"], d["activation"], upstream)
     elif alg == "ed_transformer_backward":
         args = (d["z"], d["x"], d["params"], d["config"], upstream)
+    elif alg == "vit_classifier_backward":
+        args = (d["I"], d["params"], d["config"], upstream)
     elif alg in ("d_transformer_backward", "e_transformer_backward"):
         args = (d["x"], d["params"], d["config"], upstream)
     else:
@@ -117,7 +180,14 @@ def output_shape(alg: str, data: Mapping[str, Any]) -> tuple[int, ...]:
         "attention": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
         "mhattention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
         "layer_norm": lambda: d["X"].shape, "mlp": lambda: d["X"].shape,
+        "rope": lambda: d["X"].shape, "rmsnorm": lambda: d["X"].shape,
+        "gated_mlp": lambda: d["X"].shape,
         "unembedding": lambda: d["X"].shape[:2] + p["W_u"].shape[:1],
+        "gq_attention": lambda: d["X"].shape[:2] + p["W_o"].shape[:1],
+        "qk_norm": lambda: d["X"].shape,
+        "softcap": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
+        "online_softmax_attention": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
+        "vit_classifier": lambda: (d["I"].shape[0], d["config"].n_classes),
     }
     if alg in ARCHITECTURES:
         return d["x"].shape + (d["config"].N_V,)
@@ -144,7 +214,7 @@ def fresh_like(value: np.ndarray, rng: np.random.Generator, high: int | None = N
 def vocabulary(data: Mapping[str, Any]) -> int | None:
     """N_V of a case with token inputs (from its config or W_e), else None."""
     if "config" in data:
-        return data["config"].N_V
+        return getattr(data["config"], "N_V", None)
     if "W_e" in data.get("params", {}):
         return data["params"]["W_e"].shape[1]
     return None

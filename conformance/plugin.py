@@ -4,7 +4,7 @@ user's own test session (registered as the ``pytest11`` entry point of formal-tr
 One test per check and dtype, named ``test_property[<algorithm>-<property>-<dtype>]``; what the
 adapter does not declare is reported as skipped ("not covered"), never as passed. Options:
 ``--impl`` (default: the bundled torch implementation), ``--conformance-profile``
-(quick / ci / thorough, default quick) and ``--conformance-seed``.
+(quick / ci / thorough, default quick), ``--conformance-seed`` and ``--conformance-timeout``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--conformance-profile", default="quick",
                     choices=("quick", "ci", "thorough"), help="examples per check")
     group.addoption("--conformance-seed", type=int, default=0, help="seed of the search")
+    group.addoption("--conformance-timeout", type=float, default=None, metavar="SECONDS",
+                    help="time limit of each check (default: none); past it the test fails "
+                         "as 'timed out'")
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,14 @@ from typing import Any
 
 import numpy as np
 
+from conformance.assertions import is_float
 from conformance.bound import Bound
 
 _CHECKS: list[Check] = []
 PROPERTY_MODULES = ("reference", "permutation", "causal", "memory", "mask", "batch", "softmax",
-                    "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient")
+                    "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient",
+                    "rope", "rmsnorm", "gated_mlp", "positions", "attention_variants",
+                    "vision")
 
 
 @dataclass(frozen=True)
@@ -73,16 +76,42 @@ class Context:
     profile: Profile
     max_error: float | None = None
     notes: list[str] = field(default_factory=list)
+    max_ratio: float | None = None
+    measure: str | None = None
+    example_error: float | None = None
+    example_ratio: float | None = None
 
-    def observe(self, error: float) -> None:
-        """Record an error seen (the report shows the largest per check)."""
-        if np.isfinite(error) or self.max_error is None:
-            self.max_error = error if self.max_error is None else max(self.max_error, error)
+    def observe(self, error: float, ratio: float | None = None, measure: str | None = None
+                ) -> None:
+        """Record an error seen: its size, its multiple of the tolerance (``ratio`` > 1 fails)
+        and what it measures ("abs error", "rel. error", ...). The report shows the largest
+        of the run and of the last (shrunk) example; a NaN counts as an infinite error."""
+        error = _no_nan(error)
+        self.max_error = _larger(self.max_error, error)
+        self.example_error = _larger(self.example_error, error)
+        if ratio is not None:
+            self.max_ratio = _larger(self.max_ratio, _no_nan(ratio))
+            self.example_ratio = _larger(self.example_ratio, _no_nan(ratio))
+        if measure is not None and self.measure in (None, "non-finite"):
+            self.measure = measure
+
+    def new_example(self) -> None:
+        """Forget the errors of the previous example (the run's maxima are kept)."""
+        self.example_error = self.example_ratio = None
 
     @property
     def reference(self) -> Bound:
         """reference_numpy behind the adapter protocol (float64 in, float64 out)."""
         return _reference()
+
+
+def _no_nan(x: float) -> float:
+    x = float(x)
+    return np.inf if np.isnan(x) else x
+
+
+def _larger(a: float | None, b: float) -> float:
+    return b if a is None else max(a, b)
 
 
 @lru_cache(maxsize=1)
@@ -95,7 +124,7 @@ def _reference() -> Bound:
 def up(value: Any) -> Any:
     """float64 copy of an array or of every array of a dict (for the reference)."""
     if isinstance(value, np.ndarray):
-        return value.astype(np.float64) if np.issubdtype(value.dtype, np.floating) else value
+        return value.astype(np.float64) if is_float(value.dtype) else value
     if isinstance(value, dict):
         return {k: up(v) for k, v in value.items()}
     return value

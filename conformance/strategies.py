@@ -239,6 +239,16 @@ def unembedding_cases(draw, constrain: Constrain, dtype: Any) -> Case:
 def configs(draw, constrain: Constrain, arch: str, l_max: tuple[int, int] = (2, 6),
             fixed: Mapping[str, Any] | None = None):
     """A small config of ``arch`` ("d_transformer", "e_transformer", "ed_transformer")."""
+    return draw(config_fields(constrain, arch, l_max, fixed))[0]
+
+
+@st.composite
+def config_fields(draw, constrain: Constrain, arch: str, l_max: tuple[int, int] = (2, 6),
+                  fixed: Mapping[str, Any] | None = None,
+                  shapes: Callable[[Any], dict[str, int]] | None = None):
+    """(config, shapes): a small config of ``arch`` and the input sizes ``shapes(draw,
+    fields)`` draws for it (batch size, lengths), all passed through ``constrain`` together so
+    that a fixed-shape implementation sees them; lengths are clipped to the constrained l_max."""
     fixed = dict(fixed or {})
     H = fixed.get("H", draw(st.integers(1, 2)))
     d_head = draw(st.integers(2 if H == 1 else 1, 3))
@@ -253,23 +263,43 @@ def configs(draw, constrain: Constrain, arch: str, l_max: tuple[int, int] = (2, 
     if arch == "e_transformer":
         fields["embedding_layer_norm"] = draw(st.booleans())
     fields |= fixed
-    return CONFIG_CLASSES[arch](**constrain(arch, fields))
+    extra = shapes(draw, fields) if shapes is not None else {}
+    out = constrain(arch, fields | extra)
+    config = CONFIG_CLASSES[arch](**{k: v for k, v in out.items() if k not in extra})
+    sizes = {k: min(out[k], config.l_max) if k.startswith("l") else out[k] for k in extra}
+    return config, sizes
+
+
+# Sequence lengths of the long regime: half the examples of every architecture check (and of
+# their training and inference) have l_max and l in this range, so that a bug that only shows
+# beyond a few positions (a window on the causal mask, a position table cut short) is reached.
+LONG = (16, 20)
 
 
 @st.composite
 def architecture_cases(draw, constrain: Constrain, dtype: Any, arch: str,
                        zero_positions: bool = False, l_max: tuple[int, int] = (2, 6),
-                       fixed: Mapping[str, Any] | None = None, min_len: int = 1) -> Case:
+                       fixed: Mapping[str, Any] | None = None, min_len: int = 1,
+                       long: bool | None = None) -> Case:
     """A config, canonical parameters and token sequences x (B, l) [and z (B, l_z)].
 
-    ``zero_positions`` sets W_p = 0 (the positional embedding disabled).
+    ``zero_positions`` sets W_p = 0 (the positional embedding disabled). ``long`` (drawn when
+    None) picks the long regime: l_max and l in LONG (l_z anywhere up to l_max), B <= 2.
     """
-    config = draw(configs(constrain, arch, l_max, fixed))
-    B = draw(st.integers(1, 3))
-    l = draw(st.integers(min(min_len, config.l_max), config.l_max))
-    l_z = draw(st.integers(1, config.l_max)) if arch == "ed_transformer" else None
-    return build_architecture_case(arch, config, B, l, l_z, draw(SEEDS), draw(SCALES), dtype,
-                                   zero_positions)
+    long = draw(st.booleans()) if long is None else long
+    low = max(min_len, LONG[0]) if long else min_len
+
+    def shapes(draw, fields):
+        top = fields["l_max"]
+        out = {"B": draw(st.integers(1, 2 if long else 3)),
+               "l": draw(st.integers(min(low, top), top))}
+        if arch == "ed_transformer":
+            out["l_z"] = draw(st.integers(1, top))
+        return out
+
+    config, sizes = draw(config_fields(constrain, arch, LONG if long else l_max, fixed, shapes))
+    return build_architecture_case(arch, config, sizes["B"], sizes["l"], sizes.get("l_z"),
+                                   draw(SEEDS), draw(SCALES), dtype, zero_positions)
 
 
 def build_architecture_case(arch: str, config: Any, B: int, l: int, l_z: int | None,
@@ -312,7 +342,13 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
     """A D or ED transformer with parameters, a prompt (B, l) or context z (B, l_z), a
     temperature and a sampling seed (spec: Algorithms 14-15)."""
     base = "d_transformer" if arch == "d_inference" else "ed_transformer"
-    config = draw(configs(constrain, base, l_max=(4, 7)))
+    # Long regimes (see architecture_cases): a long generation from a prompt of any length,
+    # or a prompt (a context) of >= LONG[0] - 1 tokens, so that even a check that samples a
+    # single new token runs on >= LONG[0] tokens.
+    regime = draw(st.sampled_from(["short", "long generation", "long prompt"]))
+    config = draw(configs(constrain, base, l_max=(4, 7) if regime == "short"
+                          else (LONG[0] + 2, LONG[1] + 2)))
+    low = min(LONG[0] - 1, config.l_max - 2) if regime == "long prompt" else 1
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     params = random_parameters(parameter_shapes(config), rng, scale or draw(SCALES), dtype)
@@ -320,11 +356,11 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
                             "sample_seed": draw(st.integers(0, 2**31 - 1))}
     B = draw(st.integers(1, 2))
     if base == "d_transformer":
-        l = draw(st.integers(1, config.l_max - 2))
+        l = draw(st.integers(low, config.l_max - 2))
         data["prompt"] = rng.integers(0, config.N_V, (B, l))
         data["l_gen"] = draw(st.integers(2, config.l_max - l))
     else:
-        data["z"] = rng.integers(0, config.N_V, (B, draw(st.integers(1, config.l_max))))
+        data["z"] = rng.integers(0, config.N_V, (B, draw(st.integers(low, config.l_max))))
         data["bos_token"], data["eos_token"] = 0, config.N_V - 1
         data["l_max_gen"] = config.l_max - 1
     return Case(arch, {"B": B}, seed, data)
@@ -333,6 +369,10 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
 def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
     """The default cases of a forward or backward algorithm (a backward gets its forward's)."""
     base = alg.removesuffix("_backward")
+    from conformance import variant_strategies  # the modern primitives (Algorithms 40-49)
+
+    if base in variant_strategies.VARIANTS:
+        return variant_strategies.variant_cases_for(alg, constrain, dtype, **options)
     if base in ("attention", "mhattention"):
         return attention_cases(constrain, dtype, base == "mhattention", **options)
     if base in CONFIG_CLASSES:
@@ -342,6 +382,10 @@ def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
                 "token_embedding": lambda c, d, **o: embedding_cases(c, d, "token", **o),
                 "positional_embedding": lambda c, d, **o: embedding_cases(c, d, "positional",
                                                                           **o)}
+    from conformance.strategies_modern import BUILDERS as MODERN_BUILDERS
+    from conformance.strategies_vision import BUILDERS as VISION_BUILDERS
+
+    builders |= MODERN_BUILDERS | VISION_BUILDERS
     return builders[base](constrain, dtype, **options)
 
 

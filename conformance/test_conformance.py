@@ -33,7 +33,8 @@ def test_property(conformance_job, conformance_adapter, request):
     check, dtype = conformance_job
     profile = PROFILES[request.config.getoption("conformance_profile")]
     result = run_check(check, Bound(conformance_adapter), dtype, profile,
-                       request.config.getoption("conformance_seed"))
+                       request.config.getoption("conformance_seed"),
+                       timeout=request.config.getoption("conformance_timeout"))
     if result.status == "not covered":
         pytest.skip(f"not covered: {result.reason}")
     if result.status != "passed":

@@ -30,6 +30,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ViTConfig,
     config_from_dict,
 )
 
@@ -66,9 +67,24 @@ def _self_mha(prefix: str, c: Config) -> dict[str, Shape]:
     return mha_shapes(prefix, c.H, c.d_attn, c.d_mid, c.d_e, c.d_e, c.d_e)
 
 
+def vit_parameter_shapes(c: ViTConfig) -> dict[str, Shape]:
+    """The ViT classifier's canonical parameters (spec: Algorithms 76-77), in order."""
+    shapes: dict[str, Shape] = {"W_pe": (c.d_e, c.d_patch), "b_pe": (c.d_e,), "e_cls": (c.d_e,)}
+    if c.positions == "learned":
+        shapes["W_p"] = (c.d_e, c.n_patches + 1)
+    for l in range(c.L):
+        p = f"layers.{l}"
+        shapes |= layer_norm_shapes(f"{p}.ln1", c.d_e) | _self_mha(f"{p}.mha", c)
+        shapes |= layer_norm_shapes(f"{p}.ln2", c.d_e) | mlp_shapes(f"{p}.mlp", c.d_e, c.d_mlp)
+    return shapes | layer_norm_shapes("ln_f", c.d_e) | {"W_head": (c.n_classes, c.d_e),
+                                                          "b_head": (c.n_classes,)}
+
+
 def parameter_shapes(config: Config) -> dict[str, Shape]:
     """Every canonical parameter name of an architecture and its shape, in a fixed order."""
     c = config
+    if isinstance(c, ViTConfig):
+        return vit_parameter_shapes(c)
     shapes: dict[str, Shape] = {"W_e": (c.d_e, c.N_V), "W_p": (c.d_e, c.l_max)}
     if isinstance(c, DTransformerConfig):
         for l in range(c.L):

@@ -13,8 +13,10 @@ A run directory RUN holds
 A new checkpoint is written completely into a fresh ``RUN/.checkpoint.tmp-*`` directory and
 then swapped in by two renames (the previous one is kept as ``RUN/.checkpoint.old`` until the
 swap is done), so an interrupted write never leaves a half-written ``checkpoint``; a run killed
-between the two renames is recovered from ``.checkpoint.old``. The recorded hashes make a
-truncated or edited file a CheckpointError instead of a silent mix of two states.
+between the two renames is recovered from ``.checkpoint.old``. The temporary directory's name
+carries the writer's pid, so the next save removes those of killed runs (``clean_stale``).
+The recorded hashes make a truncated or edited file a CheckpointError instead of a silent mix
+of two states.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from formal_transformers import atomic
 from formal_transformers.atomic import publish, write_json
 from formal_transformers.canonical import (
     CONFIG_FILE,
@@ -78,8 +81,10 @@ def save_checkpoint(run_dir: str | os.PathLike, ckpt: Checkpoint) -> Path:
     from safetensors.numpy import save_file
 
     run = Path(run_dir)
+    atomic.check_output_dir(run)
     run.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=run, prefix=TMP_PREFIX))
+    clean_stale(run)
+    tmp = Path(tempfile.mkdtemp(dir=run, prefix=f"{TMP_PREFIX}{os.getpid()}-"))
     try:
         save_parameters(tmp, ckpt.config, ckpt.params)
         files = [PARAMS_FILE, CONFIG_FILE]
@@ -103,6 +108,13 @@ def save_checkpoint(run_dir: str | os.PathLike, ckpt: Checkpoint) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def clean_stale(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove what killed runs left in ``run_dir``: ``.checkpoint.tmp-<pid>-*`` directories
+    and ``.<file>.<pid>.*.tmp`` files of writers that no longer run."""
+    return (atomic.clean_stale(run_dir, TMP_PREFIX)
+            + atomic.clean_stale(run_dir, ".", atomic.TMP_SUFFIX))
 
 
 def checkpoint_dir(path: str | os.PathLike) -> Path | None:
@@ -163,6 +175,23 @@ def _read_state(d: Path) -> dict[str, Any]:
         raise CheckpointError(f"{f}: not a checkpoint state (missing {missing})")
     if state["format"] != FORMAT:
         raise CheckpointError(f"{f}: format {state['format']!r}, expected {FORMAT!r}")
+    for key, ok, expected in (
+            ("step", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+             "an integer >= 0"),
+            ("run", lambda v: isinstance(v, dict) and isinstance(v.get("arch"), str)
+             and isinstance(v.get("source"), dict) and isinstance(v.get("model"), dict),
+             "an object with arch, source and model"),
+            ("files", lambda v: isinstance(v, dict) and all(
+                isinstance(k, str) and "/" not in k and isinstance(h, str)
+                for k, h in v.items()), "an object {file name: sha256}"),
+            ("history", lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+             "a list of records"),
+            ("train_seconds", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+             "a number"),
+            ("last_eval", lambda v: isinstance(v, dict), "an object")):
+        if key in state and not ok(state[key]):
+            raise CheckpointError(f"{f}: field {key!r} must be {expected}, got "
+                                  f"{state[key]!r:.80} (was the file edited by hand?)")
     return state
 
 
@@ -180,9 +209,7 @@ def _read_optimizer(d: Path, state: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 def check_output_dir(path: str | os.PathLike) -> None:
     """``--out`` must be new, empty, or a run directory: never someone else's files."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise CheckpointError(f"--out {p}: exists and is not a directory")
+    p = atomic.check_output_dir(path)
     if p.is_dir() and any(p.iterdir()) and not is_run_dir(p):
         raise CheckpointError(f"--out {p}: not empty and holds no checkpoint; choose a new "
                               "directory or an existing run to resume")

@@ -70,3 +70,12 @@ class BackwardCacheError(FormalTransformersError, ValueError):
 
 class SourceError(FormalTransformersError, ValueError):
     """A training source is unknown, empty, or does not fit the chosen architecture."""
+
+
+class OutputPathError(FormalTransformersError, ValueError):
+    """An output path (--out, --json PATH, ...) is not somewhere a file may be written: a
+    directory, device node, FIFO or symbolic link, or in a directory that is not writable."""
+
+
+class TrainingDivergedError(NonFiniteError):
+    """Training produced a non-finite loss; the run stopped and kept its last finite checkpoint."""

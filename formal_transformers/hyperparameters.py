@@ -127,9 +127,56 @@ class EDTransformerConfig(_ConfigMixin):
         _validate_common(self)
 
 
-Config = DTransformerConfig | ETransformerConfig | EDTransformerConfig
+VIT_POSITIONS = ("learned", "none")
+
+
+@dataclass(frozen=True)
+class ViTConfig(_ConfigMixin):
+    """Vision transformer classifier (spec: Algorithms 75-77): images (C, height, width) cut
+    into patch_size x patch_size patches, a class token, pre-LN encoder layers, a linear head
+    to n_classes. ``positions``: learned positional embeddings or none."""
+
+    arch: ClassVar[str] = "vit"
+    C: int
+    height: int
+    width: int
+    patch_size: int
+    n_classes: int
+    d_e: int
+    d_mlp: int
+    L: int
+    H: int
+    positions: str = "learned"
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        _require_positive(self, "C", "height", "width", "patch_size", "n_classes", "d_e",
+                          "d_mlp", "L", "H")
+        _validate_common(self)
+        P = self.patch_size
+        if self.height % P or self.width % P:
+            raise ConfigError(f"ViTConfig.patch_size = {P} must divide the image height "
+                              f"{self.height} and width {self.width} (no partial patches)")
+        if self.positions not in VIT_POSITIONS:
+            raise ConfigError(f"ViTConfig.positions must be one of {VIT_POSITIONS}, "
+                              f"got {self.positions!r}")
+
+    @property
+    def n_patches(self) -> int:
+        """N = (height / P) (width / P), the patch tokens (the class token is one more)."""
+        return (self.height // self.patch_size) * (self.width // self.patch_size)
+
+    @property
+    def d_patch(self) -> int:
+        """C P^2, the values of one patch column."""
+        return self.C * self.patch_size ** 2
+
+
+Config = DTransformerConfig | ETransformerConfig | EDTransformerConfig | ViTConfig
 CONFIG_CLASSES: dict[str, type] = {
-    cls.arch: cls for cls in (DTransformerConfig, ETransformerConfig, EDTransformerConfig)
+    cls.arch: cls for cls in (DTransformerConfig, ETransformerConfig, EDTransformerConfig,
+                              ViTConfig)
 }
 
 

@@ -18,6 +18,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ViTConfig,
 )
 
 
@@ -59,6 +60,12 @@ PRESETS: Mapping[str, Config] = MappingProxyType({
     "small-encoder": ETransformerConfig(N_V=64, l_max=256, d_e=256, d_mlp=1024, L=1, H=8),
     "small-encoder-decoder": EDTransformerConfig(N_V=64, l_max=256, d_e=256, d_mlp=256,
                                                  L_enc=1, L_dec=1, H=8),
+    # ViT-Base/16 at 224 x 224 on ImageNet-1k (Dosovitskiy et al. 2021, Table 1), and a small
+    # ViT on 32 x 32 images (CIFAR-sized) that is cheap to measure
+    "vit-base-16": ViTConfig(C=3, height=224, width=224, patch_size=16, n_classes=1000,
+                             d_e=768, d_mlp=3072, L=12, H=12, layer_norm_eps=1e-12),
+    "vit-tiny-cifar": ViTConfig(C=3, height=32, width=32, patch_size=4, n_classes=10, d_e=64,
+                                d_mlp=256, L=2, H=4),
 })
 
 

@@ -5,7 +5,6 @@ Library functions return data; CLI commands pass that data to these functions.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -53,8 +52,10 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 
 def print_json(data: Any) -> None:
-    """Print data as indented JSON on stdout."""
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    """Print data as indented, strict JSON on stdout (no bare NaN: formal_transformers.atomic)."""
+    from formal_transformers.atomic import json_text
+
+    sys.stdout.write(json_text(data))
 
 
 def progress(transient: bool = False) -> Progress:
@@ -65,20 +66,23 @@ def progress(transient: bool = False) -> Progress:
 
 
 def algorithm(alg: Any) -> None:
-    """Print an algorithm's signature and numbered pseudocode (spec: spec/algorithms)."""
+    """Print an algorithm's signature and numbered pseudocode (spec: spec/algorithms), the
+    math as readable Unicode (formal_transformers.unimath; ``spec --json`` keeps LaTeX)."""
+    from formal_transformers.unimath import to_unicode as u
+
     out = console()
-    out.print(f"[bold]Algorithm {alg.number}: {alg.title}[/bold]  ({alg.origin})")
-    out.print(f"  {alg.signature}", markup=False)
-    out.print(f"  {alg.summary}", markup=False)
+    out.print(f"[bold]Algorithm {alg.number}: {u(alg.title)}[/bold]  ({alg.origin})")
+    out.print(f"  {u(alg.signature)}", markup=False)
+    out.print(f"  {u(alg.summary)}", markup=False)
     for label, items in (("Input", alg.inputs), ("Output", alg.outputs),
                          ("Parameters", alg.parameters), ("Hyperparameters", alg.hyperparameters)):
         if items:
             out.print(f"[bold]{label}:[/bold]")
             for s in items:
-                out.print(f"    {s.symbol} ∈ {s.type}  — {s.meaning}", markup=False)
+                out.print(f"    {u(s.symbol)} ∈ {u(s.type)}  — {u(s.meaning)}", markup=False)
     width = len(str(len(alg.pseudocode)))
     for line in alg.pseudocode:
-        out.print(f"  {line.number:>{width}}: {'  ' * line.depth}{line.text}", markup=False)
+        out.print(f"  {line.number:>{width}}: {'  ' * line.depth}{u(line.text)}", markup=False)
     out.print(f"[bold]Properties:[/bold] {', '.join(alg.properties)}")
 
 
@@ -117,5 +121,36 @@ def loss_curve(path: str, history: Sequence[dict[str, Any]], limits: Sequence[An
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+    return path
+
+
+def vit_attention_figure(path: str, image, patch_size: int, attention, true: int,
+                         predicted: int, bayes: int, template_at: tuple[int, int]) -> str:
+    """A PNG of one image (C, h, w; channel 0 shown) with its patch grid drawn, beside the class
+    token's attention over the patches (an n_h x n_w array), titled with the true, predicted
+    and Bayes classes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 4))
+    a.imshow(image[0], cmap="gray")
+    h, w = image.shape[1:]
+    for r in range(0, h + 1, patch_size):
+        a.axhline(r - 0.5, color="tab:orange", linewidth=1)
+    for c in range(0, w + 1, patch_size):
+        a.axvline(c - 0.5, color="tab:orange", linewidth=1)
+    a.set_title(f"class {true}, template at patch {tuple(template_at)}\n"
+                f"its {h // patch_size} x {w // patch_size} patches")
+    shown = b.imshow(attention, cmap="viridis", vmin=0)
+    b.set_title(f"class token's attention, last layer\npredicted {predicted}, Bayes {bayes}")
+    for ax in (a, b):
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(shown, ax=b, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, format="png", dpi=100)
     plt.close(fig)
     return path

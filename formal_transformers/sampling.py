@@ -29,6 +29,12 @@ def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature
 
     Returns the prompt, the generated tokens and their text (one character per token, the
     source's vocabulary) and, for reversal/copying, the target the model should produce.
+
+    ``prompt`` None draws a prompt from the source (a stream of its own); an empty prompt is a
+    ConfigError. ``max_new_tokens``: the decoder generates exactly that many (default: fill
+    the context), the encoder-decoder at most that many before eos (default and largest
+    value: l_max; more is a ConfigError); the encoder fills the masks of its prompt
+    (``_``, MASK_CHAR) and refuses ``max_new_tokens``.
     """
     import torch
 
@@ -37,6 +43,15 @@ def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature
     if not (isinstance(temperature, (int, float)) and np.isfinite(temperature)
             and temperature >= 0):
         raise ConfigError(f"--temperature must be a finite number >= 0, got {temperature!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"--seed must be an integer >= 0, got {seed!r}")
+    if prompt is not None and prompt == "":
+        raise ConfigError("--prompt is empty: give at least one character (or leave --prompt "
+                          "out to draw a prompt from the training source)")
+    if max_new_tokens is not None and (not isinstance(max_new_tokens, int)
+                                       or isinstance(max_new_tokens, bool)
+                                       or max_new_tokens < 1):
+        raise ConfigError(f"--max-new-tokens must be an integer >= 1, got {max_new_tokens!r}")
     ck = load_checkpoint(checkpoint)
     source = source_from_dict(ck.run["source"])
     model = model_from_canonical(ck.config, ck.params)
@@ -50,9 +65,13 @@ def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature
     elif arch == "encoder-decoder":
         result = _transduce(model, source, prompt, max_new_tokens, rng, opts)
     elif arch == "encoder":
+        if max_new_tokens is not None:
+            raise ConfigError("--max-new-tokens does not apply to the encoder: it fills the "
+                              "mask characters '_' of --prompt and generates nothing else")
         result = _fill(model, source, prompt, rng, opts)
-    else:  # pragma: no cover - load_checkpoint accepts only the three architectures
-        raise CheckpointError(f"{checkpoint}: cannot sample from arch {arch!r}")
+    else:  # a classifier has nothing to sample
+        raise CheckpointError(f"{checkpoint}: cannot sample from arch {arch!r}; a ViT "
+                              "classifier is run with `formal-transformers classify`")
     return {"arch": arch, "source": source.name, "temperature": temperature, "seed": seed,
             "step": ck.step, **result}
 
@@ -64,7 +83,12 @@ def _continue(model, source, prompt, max_new_tokens, rng, opts) -> dict[str, Any
 
     ids = source.encode(prompt) if prompt else np.array([rng.integers(source.N_V)])
     l_max = model.config.l_max
-    l_gen = max_new_tokens if max_new_tokens is not None else max(l_max - len(ids) + 1, 1)
+    room = l_max - len(ids) + 1  # Alg 14: l_x + l_gen - 1 <= l_max
+    if room < 1 or (max_new_tokens is not None and max_new_tokens > room):
+        raise ConfigError(f"--prompt of {len(ids)} characters leaves room for at most "
+                          f"{max(room, 0)} new tokens in the context of l_max = {l_max}, got "
+                          f"--max-new-tokens {max_new_tokens if max_new_tokens else 'default'}")
+    l_gen = max_new_tokens if max_new_tokens is not None else room
     y = d_inference(model, torch.as_tensor(ids), l_gen, **opts)  # Alg 14, KV cache
     return {"prompt": source.decode(ids), "tokens": y.tolist(), "text": source.decode(y)}
 
@@ -76,7 +100,14 @@ def _transduce(model, source, prompt, max_new_tokens, rng, opts) -> dict[str, An
 
     task = source.task
     z = source.encode(prompt) if prompt else task.sample(rng, 1)[0][0]
-    l_max_gen = min(max_new_tokens or model.config.l_max, model.config.l_max)
+    l_max = model.config.l_max
+    if len(z) > l_max:
+        raise ConfigError(f"--prompt holds {len(z)} characters; the model's context is "
+                          f"l_max = {l_max}")
+    if max_new_tokens is not None and max_new_tokens > l_max:
+        raise ConfigError(f"--max-new-tokens {max_new_tokens} exceeds the encoder-decoder's "
+                          f"l_max = {l_max}, the most tokens it can generate")
+    l_max_gen = l_max if max_new_tokens is None else max_new_tokens
     x = ed_inference(model, torch.as_tensor(z), bos_token=task.bos, eos_token=task.eos,
                      l_max_gen=l_max_gen, **opts)  # Alg 15, KV cache
     body = [int(t) for t in x[1:] if int(t) != task.eos]

@@ -45,8 +45,17 @@ class Backend(Protocol):
 
 
 def make_backend(impl: str, config: Config, params: Mapping[str, np.ndarray],
-                 run: Mapping[str, Any], optimizer_state: Mapping[str, np.ndarray]) -> Backend:
-    """The backend named ``impl`` ('torch' or 'reference'), loaded with params and state."""
+                 run: Mapping[str, Any], optimizer_state: Mapping[str, np.ndarray],
+                 distributed: str | None = None) -> Backend:
+    """The backend named ``impl`` ('torch' or 'reference'), loaded with params and state.
+
+    ``distributed`` ('ddp' or 'fsdp'): torch_impl across the ranks of the current process
+    group (DistributedTorchBackend); the reference runs in one process only.
+    """
+    if distributed is not None:
+        if impl != "torch":
+            raise ConfigError(f"distributed training runs torch_impl only, not --impl {impl}")
+        return DistributedTorchBackend(config, params, run, optimizer_state, distributed)
     if impl == "torch":
         return TorchBackend(config, params, run, optimizer_state)
     if impl == "reference":
@@ -62,30 +71,42 @@ class TorchBackend:
         import torch
 
         from torch_impl.models import model_from_canonical
-        from torch_impl.training import make_adamw
 
         self.torch = torch
         dtype = torch.float64 if run["dtype"] == "float64" else torch.float32
         self.model = model_from_canonical(config, params, dtype=dtype)
-        self.arch, self.mask_token = config.arch, config.N_V - 1
+        self.model_dtype = dtype
+        self.arch, self.mask_token = config.arch, getattr(config, "N_V", 0) - 1
+        self.run = run
         self.opt = None
         if run["optimizer"] == "adamw":
-            self.opt = make_adamw(self.model, lr=run["lr"], weight_decay=run["weight_decay"],
-                                  betas=tuple(run["betas"]), fused=False)
+            self.opt = self.make_optimizer(self.model)
             if optimizer_state:
                 self._load_adam(optimizer_state)
+
+    def make_optimizer(self, model):
+        """torch.optim.AdamW with the run's settings over ``model``'s parameters."""
+        from torch_impl.training import make_adamw
+
+        run = self.run
+        return make_adamw(model, lr=run["lr"], weight_decay=run["weight_decay"],
+                          betas=tuple(run["betas"]), fused=False)
 
     def _loss_fn(self):
         from torch_impl import training
 
         if self.arch == "encoder":
             return lambda model, b: training.e_losses(model, b, self.mask_token)
+        if self.arch == "vit":
+            return training.vit_losses
         return training.d_losses if self.arch == "decoder" else training.ed_losses
 
     def _tensors(self, batch: Batch) -> tuple:
         t = self.torch.as_tensor
         if self.arch == "encoder":  # e_losses masks the original tokens itself (Alg 12 L4)
             return t(batch.targets), t(batch.masked)
+        if self.arch == "vit":
+            return t(batch.x).to(self.model_dtype), t(batch.targets)
         return (t(batch.x),) if self.arch == "decoder" else (t(batch.z), t(batch.x))
 
     def step(self, batch: Batch, lr: float) -> float:
@@ -104,6 +125,8 @@ class TorchBackend:
         with torch.no_grad():
             if self.arch == "encoder-decoder":
                 logits = self.model(torch.as_tensor(batch.z), torch.as_tensor(batch.x))
+            elif self.arch == "vit":
+                logits = self.model(torch.as_tensor(batch.x).to(self.model_dtype))
             else:
                 logits = self.model(torch.as_tensor(batch.x))
             return torch.log_softmax(logits.double(), dim=-1).numpy()
@@ -141,6 +164,102 @@ class TorchBackend:
                 s["step"].fill_(adam_step(state))
 
 
+class DistributedTorchBackend:
+    """torch_impl on every rank of the current process group, DDP or FSDP2 (one step = one
+    global batch, each rank its contiguous shard; torch_impl/distributed.py).
+
+    It keeps a one-process TorchBackend beside the wrapped copy of its model: the full
+    parameters and AdamW moments are moved between the two in canonical form, so checkpoints
+    are the same canonical files as in one process, and a run resumes with any number of
+    processes. Every method is collective: all ranks call it in the same order.
+    """
+
+    def __init__(self, config: Config, params: Mapping[str, np.ndarray],
+                 run: Mapping[str, Any], optimizer_state: Mapping[str, np.ndarray],
+                 strategy: str):
+        import copy
+
+        import torch.distributed as dist
+
+        from torch_impl.distributed import check_strategy, unwrapped, wrap
+
+        self.strategy = check_strategy(strategy)
+        if not dist.is_initialized():
+            raise ConfigError("distributed training needs a process group: start it with "
+                              "`formal-transformers train --distributed ... --nproc N` or "
+                              "under torchrun")
+        self.dist, self.config = dist, config
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.local = TorchBackend(config, params, run, optimizer_state)
+        self.model = wrap(copy.deepcopy(self.local.model), strategy)
+        self.inner = unwrapped(self.model)
+        self.opt = None
+        if self.local.opt is not None:
+            self.opt = self.local.make_optimizer(self.model)
+            if optimizer_state:
+                self._move_optimizer_state(to_wrapped=True)
+
+    def _move_optimizer_state(self, to_wrapped: bool) -> None:
+        """AdamW's moments between the one-process copy and the wrapped model (full tensors
+        keyed by parameter name; FSDP shards or gathers them)."""
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        full = StateDictOptions(full_state_dict=True)
+        (src, src_opt), (dst, dst_opt) = ((self.local.model, self.local.opt),
+                                          (self.inner, self.opt))
+        if not to_wrapped:
+            (src, src_opt), (dst, dst_opt) = (dst, dst_opt), (src, src_opt)
+        state = get_optimizer_state_dict(src, src_opt, options=full)
+        set_optimizer_state_dict(dst, dst_opt, optim_state_dict=state, options=full)
+
+    def step(self, batch: Batch, lr: float) -> float:
+        from torch_impl.distributed import shard
+        from torch_impl.training import train_step
+
+        local = shard(list(self.local._tensors(batch)), self.rank, self.world)
+        self.model.train()
+        if self.opt is None:
+            loss = train_step(self.model, lr, self.local._loss_fn(), local)
+        else:
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            loss = train_step(self.model, self.opt, self.local._loss_fn(), local)
+        total = self.local.torch.tensor([loss], dtype=self.local.torch.float64)
+        self.dist.all_reduce(total)  # equal shards: the mean of the ranks' means
+        return float(total) / self.world
+
+    def log_probs(self, batch: Batch) -> np.ndarray:
+        torch = self.local.torch
+        self.model.eval()
+        with torch.no_grad():
+            if self.config.arch == "encoder-decoder":
+                logits = self.inner(torch.as_tensor(batch.z), torch.as_tensor(batch.x))
+            else:
+                logits = self.inner(torch.as_tensor(batch.x))
+            return torch.log_softmax(logits.double(), dim=-1).numpy()
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        from torch_impl.distributed import full_parameters
+
+        return full_parameters(self.config, self.model)
+
+    def optimizer_state(self) -> dict[str, np.ndarray]:
+        if self.opt is None:
+            return {}
+        self._move_optimizer_state(to_wrapped=False)
+        return self.local.optimizer_state()
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's answer, on every rank (e.g. "stop now": all ranks must stop together)."""
+        t = self.local.torch.tensor([1.0 if flag else 0.0])
+        self.dist.broadcast(t, src=0)
+        return bool(t.item())
+
+
 class ReferenceBackend:
     """reference_numpy: one sequence at a time, hand-written gradients, float64."""
 
@@ -162,6 +281,8 @@ class ReferenceBackend:
         c = self.config
         if c.arch == "decoder":
             return T.d_loss_and_grad(batch.x[b], self.params, c)
+        if c.arch == "vit":
+            return T.vit_loss_and_grad(batch.x[b], int(batch.targets[b]), self.params, c)
         if c.arch == "encoder":
             return T.e_loss_and_grad(batch.targets[b], batch.masked[b], self.params, c,
                                      c.N_V - 1)
@@ -184,11 +305,16 @@ class ReferenceBackend:
 
     def log_probs(self, batch: Batch) -> np.ndarray:
         from reference_numpy import architectures as A
+        from reference_numpy.vision import vit_classifier
 
         c, out = self.config, []
         for b in range(len(batch)):
             if c.arch == "decoder":
                 P = A.d_transformer(batch.x[b], self.params, c)
+            elif c.arch == "vit":
+                out.append(np.log(np.maximum(vit_classifier(batch.x[b], self.params, c),
+                                             1e-300)))
+                continue
             elif c.arch == "encoder":
                 P = A.e_transformer(batch.x[b], self.params, c)
             else:

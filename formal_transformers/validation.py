@@ -6,11 +6,13 @@ argument, what the spec expects and what was received. Nothing is broadcast sile
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from formal_transformers.errors import (
+    ConfigError,
     MaskError,
     NonFiniteError,
     SequenceLengthError,
@@ -112,6 +114,15 @@ def check_mask(name: str, Mask: object, shape: tuple[int, int]) -> None:
         is_bool = np.asarray(Mask).dtype == np.bool_
     if not is_bool:
         raise MaskError(f"{name} must have a boolean dtype, got {Mask.dtype}")  # type: ignore[attr-defined]
+
+
+def check_layer_norm_eps(eps: object) -> float:
+    """The layer-norm stabiliser epsilon: a finite real number >= 0 (ConfigError otherwise);
+    0 is Phuong & Hutter's algorithm (spec: Algorithm 6)."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)) \
+            or not math.isfinite(eps) or eps < 0:
+        raise ConfigError(f"layer_norm_eps must be a finite number >= 0, got {eps!r}")
+    return float(eps)
 
 
 def check_array(name: str, x: object, expected: Sequence[Dim]) -> None:

@@ -63,6 +63,21 @@ def gelu_tanh_grad(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * dk
 
 
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + e^-x), without overflow
+
+
+def silu(x: np.ndarray) -> np.ndarray:
+    """SiLU(x) = x sigma(x), sigma the logistic function (the gate of SwiGLU, Algorithm 28)."""
+    return x * _sigmoid(x)
+
+
+def silu_grad(x: np.ndarray) -> np.ndarray:
+    """SiLU'(x) = sigma(x) (1 + x (1 - sigma(x)))."""
+    s = _sigmoid(x)
+    return s * (1.0 + x * (1.0 - s))
+
+
 Elementwise = Callable[[np.ndarray], np.ndarray]
 _FUNCTIONS: dict[str, tuple[Elementwise, Elementwise]] = {
     "relu": (relu, relu_grad),
@@ -71,10 +86,23 @@ _FUNCTIONS: dict[str, tuple[Elementwise, Elementwise]] = {
 }
 
 
+GATED_ACTIVATIONS = ("silu", "gelu", "gelu_tanh")  # phi of the gated MLP (Algorithm 28)
+_GATED: dict[str, tuple[Elementwise, Elementwise]] = {
+    "silu": (silu, silu_grad), "gelu": _FUNCTIONS["gelu"], "gelu_tanh": _FUNCTIONS["gelu_tanh"]}
+
+
 def _lookup(activation: str) -> tuple[Elementwise, Elementwise]:
     if activation not in _FUNCTIONS:
         raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     return _FUNCTIONS[activation]
+
+
+def gated_activation(activation: str) -> tuple[Elementwise, Elementwise]:
+    """(phi, phi') of the gated MLP: 'silu' (SwiGLU), 'gelu' or 'gelu_tanh' (GeGLU)."""
+    if activation not in _GATED:
+        raise ConfigError(f"gated MLP activation must be one of {GATED_ACTIVATIONS}, got "
+                          f"{activation!r}")
+    return _GATED[activation]
 
 
 def activation_function(activation: str) -> Elementwise:

@@ -28,6 +28,9 @@ def _need(cache: object, forward: str, *keys: str) -> None:
                                  "with a dict before its backward pass")
 
 
+need = _need  # the same check, for the backward passes that live beside their forward
+
+
 def token_embedding_backward(d_out: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
     """Gradient of Algorithm 1 (spec: Algorithm 17, 17-token-embedding-backward.md).
 

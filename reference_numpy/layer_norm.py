@@ -6,20 +6,12 @@ column. The backward pass (Algorithm 21) is in reference_numpy/backward.py.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from formal_transformers.errors import ConfigError, NonFiniteError
-from formal_transformers.validation import check_array
+from formal_transformers.validation import check_array, check_layer_norm_eps
 
-
-def check_layer_norm_eps(eps: object) -> float:
-    """The stabiliser epsilon: a finite real number >= 0 (ConfigError otherwise)."""
-    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(eps) or eps < 0:
-        raise ConfigError(f"layer_norm_eps must be a finite number >= 0, got {eps!r}")
-    return float(eps)
+__all__ = ["check_layer_norm_eps", "layer_norm"]
 
 
 def layer_norm(e: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,

@@ -121,6 +121,19 @@ def e_loss_and_grad(x, masked, params: Params, config: ETransformerConfig, mask_
     return loss, _with_W_u(e_transformer_backward(dX_out, cache, config), dW_u)
 
 
+def vit_loss_and_grad(I, y: int, params: Params, config) -> tuple[float, Grads]:
+    """-log p[y] of the ViT classifier (spec: Algorithm 77) and its gradient with respect to
+    theta by the hand-written backward (Algorithm 78): dp = -onehot(y) / p[y]."""
+    from reference_numpy.vision import vit_classifier, vit_classifier_backward
+
+    cache: dict = {}
+    p = vit_classifier(I, params, config, cache)
+    check_token_id("y (the label)", y, config.n_classes)
+    dp = np.zeros_like(p)
+    dp[y] = -1.0 / p[y]
+    return float(-np.log(p[y])), vit_classifier_backward(dp, cache, config)[1]
+
+
 def next_token_targets(x: np.ndarray) -> list[tuple[int, int]]:
     """(t, x[t+1]) for t = 0..l_x-2: column t of P predicts the next token (Algs 11, 13)."""
     return [(t, int(x[t + 1])) for t in range(len(x) - 1)]

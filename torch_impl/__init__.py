@@ -10,6 +10,7 @@ inputs: bf16 keeps 8 significant bits, so one rounding is 2^-9 and a few chained
 below 2^-6). Tested in tests/torch_impl/test_agreement*.py.
 """
 
+from torch_impl.alibi import alibi
 from torch_impl.attention import attention, basic_attention, mh_attention
 from torch_impl.backward import (
     attention_backward,
@@ -21,8 +22,11 @@ from torch_impl.backward import (
     unembedding_backward,
 )
 from torch_impl.embeddings import positional_embedding, token_embedding
+from torch_impl.gated_mlp import gated_mlp, gated_mlp_backward
+from torch_impl.gq_attention import gq_attention, gq_attention_backward
 from torch_impl.inference import d_inference, ed_inference
 from torch_impl.layer_norm import layer_norm
+from torch_impl.masks import block_sparse_mask, sliding_window_mask
 from torch_impl.mlp import mlp
 from torch_impl.models import (
     DTransformer,
@@ -32,8 +36,24 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
+from torch_impl.online_softmax import (
+    online_softmax_attention,
+    online_softmax_attention_backward,
+)
+from torch_impl.qk_norm import qk_norm, qk_norm_backward
+from torch_impl.rmsnorm import rmsnorm, rmsnorm_backward
+from torch_impl.rope import rope, rope_backward
+from torch_impl.sinusoidal import sinusoidal_embedding
+from torch_impl.softcap import softcap_attention, softcap_backward
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
+from torch_impl.vision import (
+    ViTClassifier,
+    patch_embedding,
+    patch_extraction,
+    vit_classifier,
+    vit_classifier_backward,
+)
 
 REGISTRY = {
     "token_embedding": token_embedding,
@@ -59,6 +79,28 @@ REGISTRY = {
     "layer_norm_backward": layer_norm_backward,
     "mlp_backward": mlp_backward,
     "unembedding_backward": unembedding_backward,
+    "rope": rope,
+    "rmsnorm": rmsnorm,
+    "gated_mlp": gated_mlp,
+    "rope_backward": rope_backward,
+    "rmsnorm_backward": rmsnorm_backward,
+    "gated_mlp_backward": gated_mlp_backward,
+    "sinusoidal_embedding": sinusoidal_embedding,
+    "alibi": alibi,
+    "gq_attention": gq_attention,
+    "sliding_window_mask": sliding_window_mask,
+    "block_sparse_mask": block_sparse_mask,
+    "qk_norm": qk_norm,
+    "softcap": softcap_attention,
+    "gq_attention_backward": gq_attention_backward,
+    "qk_norm_backward": qk_norm_backward,
+    "softcap_backward": softcap_backward,
+    "online_softmax_attention": online_softmax_attention,
+    "online_softmax_attention_backward": online_softmax_attention_backward,
+    "patch_extraction": patch_extraction,
+    "patch_embedding": patch_embedding,
+    "vit_classifier": vit_classifier,
+    "vit_classifier_backward": vit_classifier_backward,
 }
 
-__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer"]
+__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer", "ViTClassifier"]

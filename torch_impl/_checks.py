@@ -60,7 +60,10 @@ def check_token_batch(name: str, x: object, N_V: int, l_max: int) -> None:
 def check_batched_mask(mask: object, B: int, l_z: int, l_x: int) -> None:
     """A bool mask (l_z, l_x) or (B, l_z, l_x), Mask[t_z, t_x] as in the spec (Algorithm 4),
     with no all-zero column (a query that attends to nothing has an undefined softmax)."""
-    shape = (l_z, l_x) if getattr(mask, "ndim", 2) == 2 else (B, l_z, l_x)
+    if not isinstance(mask, torch.Tensor):
+        raise MaskError(f"mask must be a torch.Tensor of dtype torch.bool and shape (l_z, l_x) "
+                        f"= {(l_z, l_x)} (or (B, l_z, l_x)), got {type(mask).__name__}")
+    shape = (l_z, l_x) if mask.ndim == 2 else (B, l_z, l_x)
     check_mask("mask", mask, shape)
     empty = ~mask.any(dim=-2)  # type: ignore[union-attr]
     if bool(empty.any()):

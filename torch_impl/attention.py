@@ -21,12 +21,14 @@ from torch_impl._checks import check_batched_mask, check_parameters, check_tenso
 
 
 def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None,
-         causal: bool = False) -> torch.Tensor:
+         causal: bool = False, enable_gqa: bool = False) -> torch.Tensor:
     """softmax(K^T Q / sqrt(d_attn)) applied to V, for all heads at once (Alg 4 L4-7).
 
     q: (B, H, l_x, d_attn), k: (B, H, l_z, d_attn), v: (B, H, l_z, d_mid);
     mask: None or bool broadcastable to (B, H, l_z, l_x) in the spec's orientation.
     Returns (B, H, l_x, d_mid). Every fast path of torch_impl goes through here.
+    ``enable_gqa``: k and v hold G heads, G | H, and query head h reads kv head floor(h G / H)
+    (SDPA repeat-interleaves them; spec: Algorithm 40).
     """
     attn_mask = None
     if mask is not None:
@@ -35,7 +37,8 @@ def sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor |
             l_x, l_z = q.shape[-2], k.shape[-2]
             attn_mask = attn_mask & causal_mask(l_z, l_x, q.device).transpose(0, 1)
             causal = False
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal,
+                                          enable_gqa=enable_gqa)
 
 
 def causal_mask(l_z: int, l_x: int, device: torch.device | str | None = None,
@@ -56,14 +59,9 @@ def _check_inputs(X: torch.Tensor, Z: torch.Tensor) -> tuple[int, int, int, int,
     return B, l_x, d_x, Z.shape[1], Z.shape[2]
 
 
-def attention(X: torch.Tensor, Z: torch.Tensor, W_q: torch.Tensor, b_q: torch.Tensor,
-              W_k: torch.Tensor, b_k: torch.Tensor, W_v: torch.Tensor, b_v: torch.Tensor,
-              mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
-    """Single-head attention (spec: Algorithm 4, spec/algorithms/04-attention.md).
-
-    X: (B, l_x, d_x), Z: (B, l_z, d_z), W_q/W_k: (d_attn, d_x/d_z), W_v: (d_out, d_z).
-    Returns V_tilde: (B, l_x, d_out).
-    """
+def check_single_head(X, Z, W_q, b_q, W_k, b_k, W_v, b_v, mask):
+    """Shapes and dtypes of one head's inputs and W_qkv; returns the mask as None, (l_z, l_x)
+    or (B, 1, l_z, l_x), ready to broadcast over a head axis."""
     B, l_x, d_x, l_z, d_z = _check_inputs(X, Z)
     d_attn, d_out = W_q.shape[0], W_v.shape[0]
     check_parameters([("W_q", W_q, (d_attn, d_x)), ("b_q", b_q, (d_attn,)),
@@ -72,6 +70,18 @@ def attention(X: torch.Tensor, Z: torch.Tensor, W_q: torch.Tensor, b_q: torch.Te
     if mask is not None:
         check_batched_mask(mask, B, l_z, l_x)
         mask = mask if mask.ndim == 2 else mask[:, None]  # (B, 1, l_z, l_x)
+    return mask
+
+
+def attention(X: torch.Tensor, Z: torch.Tensor, W_q: torch.Tensor, b_q: torch.Tensor,
+              W_k: torch.Tensor, b_k: torch.Tensor, W_v: torch.Tensor, b_v: torch.Tensor,
+              mask: torch.Tensor | None = None, causal: bool = False) -> torch.Tensor:
+    """Single-head attention (spec: Algorithm 4, spec/algorithms/04-attention.md).
+
+    X: (B, l_x, d_x), Z: (B, l_z, d_z), W_q/W_k: (d_attn, d_x/d_z), W_v: (d_out, d_z).
+    Returns V_tilde: (B, l_x, d_out).
+    """
+    mask = check_single_head(X, Z, W_q, b_q, W_k, b_k, W_v, b_v, mask)
     q = F.linear(X, W_q, b_q)[:, None]  # (B, 1, l_x, d_attn), Alg 4 L1
     k = F.linear(Z, W_k, b_k)[:, None]  # (B, 1, l_z, d_attn), Alg 4 L2
     v = F.linear(Z, W_v, b_v)[:, None]  # (B, 1, l_z, d_out), Alg 4 L3

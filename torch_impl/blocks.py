@@ -142,10 +142,13 @@ def _views(prefix: str, get: Get, **modules: nn.Module) -> dict[str, torch.Tenso
 
 
 class PreLNBlock(nn.Module):
-    """One layer of the D transformer, pre-LN (spec: Algorithm 10, L4-8)."""
+    """One pre-LN layer: of the D transformer with the causal mask (spec: Algorithm 10, L4-8),
+    or of the ViT encoder without a mask (``causal=False``, Algorithm 77, L2-6)."""
 
-    def __init__(self, d_e: int, d_mlp: int, H: int, activation: str, eps: float):
+    def __init__(self, d_e: int, d_mlp: int, H: int, activation: str, eps: float,
+                 causal: bool = True):
         super().__init__()
+        self.causal = causal
         self.ln1, self.mha = LayerNorm(d_e, eps=eps), MultiHeadAttention(d_e, H)
         self.ln2, self.mlp = LayerNorm(d_e, eps=eps), MLP(d_e, d_mlp, activation)
 
@@ -154,7 +157,7 @@ class PreLNBlock(nn.Module):
 
     def forward(self, X: torch.Tensor, cache: KVCache | None = None, layer: int = 0
                 ) -> torch.Tensor:
-        X = X + self.mha(self.ln1(X), causal=True, cache=cache, layer=layer)
+        X = X + self.mha(self.ln1(X), causal=self.causal, cache=cache, layer=layer)
         return X + self.mlp(self.ln2(X))
 
 

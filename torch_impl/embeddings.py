@@ -24,6 +24,8 @@ def token_embedding(x: torch.Tensor, W_e: torch.Tensor) -> torch.Tensor:
         raise SpecDTypeError(f"x must be a torch.Tensor of token ids, got {type(x).__name__}")
     check_shape("x", x, ("B", "l"))
     check_tokens("x", x, W_e.shape[1])
+    if x.dtype not in (torch.int64, torch.int32):  # any integer dtype, as the reference
+        x = x.long()
     return F.embedding(x, W_e.T)  # (B, l, d_e)
 
 

@@ -110,6 +110,8 @@ class CanonicalModel(nn.Module):
     def embed(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """e_t = W_e[:, x[t]] + W_p[:, offset + t]: x (B, T) -> (B, T, d_e) (Algs 1-2)."""
         T = x.shape[1]
+        if x.dtype not in (torch.int64, torch.int32):  # any integer dtype, as the reference
+            x = x.long()
         return self.wte(x) + self.wpe.weight[offset:offset + T]
 
 
@@ -272,6 +274,11 @@ def model_from_canonical(config: Config, params: Mapping[str, object],
                          dtype: torch.dtype | None = None,
                          device: torch.device | str | None = None) -> CanonicalModel:
     """The model class of ``config``'s architecture, loaded with ``params``."""
+    if type(config) not in MODEL_CLASSES:
+        from torch_impl.vision import ViTClassifier  # vision builds on this module
+
+        if isinstance(config, ViTClassifier.config_class):
+            return ViTClassifier.from_canonical(config, params, dtype, device)
     return MODEL_CLASSES[type(config)].from_canonical(config, params, dtype, device)
 
 

@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from formal_transformers.errors import ConfigError
-from formal_transformers.validation import check_token_id
+from formal_transformers.validation import check_token_id, check_tokens
 from torch_impl.models import DTransformer, EDTransformer, ETransformer
 
 Batch = Sequence[torch.Tensor]  # tensors sharing the batch axis 0, e.g. (x,) or (z, x)
@@ -35,6 +35,8 @@ def token_log_loss(logits: torch.Tensor, targets: torch.Tensor,
     The log-softmax and its gradient are computed in at least float32 (bf16 logits upcast).
     """
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    if not targets.dtype.is_floating_point:  # int8/int16/uint8 ids, as the reference takes
+        targets = targets.long()
     nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
     if weights is not None:
         nll = nll * weights.to(nll.dtype)
@@ -61,6 +63,13 @@ def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor
     x, masked = batch
     x_tilde = torch.where(masked, torch.full_like(x, mask_token), x)  # Alg 12 L4
     return token_log_loss(model(x_tilde), x, masked)  # Alg 12 L6-7
+
+
+def vit_losses(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """-log p[y] per image, p = ViTClassifier(I) (spec: Algorithm 77), batch = (I (B, C, h, w),
+    y (B,) labels): the per-example loss whose batch mean train_step minimises."""
+    images, labels = batch
+    return -torch.log_softmax(model(images), dim=-1).gather(1, labels[:, None])[:, 0]
 
 
 def draw_masked(x: torch.Tensor, p_mask: float, rng: np.random.Generator) -> torch.Tensor:
@@ -99,13 +108,24 @@ def make_adamw(model: nn.Module, lr: float = 3e-4, weight_decay: float = 0.1,
                              foreach=None if fused else True)
 
 
+def _gradient_sync(model: nn.Module, last: bool):
+    """Skip the gradient reduction of data-parallel wrappers on all but the last micro-batch:
+    DDP's ``no_sync`` context, FSDP2's ``set_requires_gradient_sync`` switch."""
+    if hasattr(model, "set_requires_gradient_sync"):  # FSDP2 (fully_shard)
+        model.set_requires_gradient_sync(last)
+        return nullcontext()
+    if last or not hasattr(model, "no_sync"):
+        return nullcontext()
+    return model.no_sync()
+
+
 def accumulate_gradients(model: nn.Module, loss_fn: LossFn, batch: Batch,
                          micro_batch_size: int | None = None,
                          autocast_dtype: torch.dtype | None = None) -> float:
     """Backpropagate the batch mean of the per-sequence losses, one micro-batch at a time.
 
     Each micro-batch contributes sum(losses) / B, so the accumulated gradient equals the
-    full batch's. Under DDP the gradient all-reduce runs only on the last micro-batch.
+    full batch's. Under DDP and FSDP2 the gradient reduction runs only on the last micro-batch.
     Returns the batch objective (a float).
     """
     B = batch[0].shape[0]
@@ -118,7 +138,7 @@ def accumulate_gradients(model: nn.Module, loss_fn: LossFn, batch: Batch,
     for i, s in enumerate(starts):
         micro = [t[s:s + m] for t in batch]
         last = i == len(starts) - 1
-        sync = nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync()
+        sync = _gradient_sync(model, last)
         autocast = (torch.autocast(device_type, dtype=autocast_dtype)
                     if autocast_dtype is not None else nullcontext())
         with sync:
@@ -156,8 +176,12 @@ def _check_schedule(N_epochs: int, eta: float) -> None:
         raise ConfigError(f"eta (learning rate) must be a finite number > 0, got {eta!r}")
 
 
-def _row(x: object, device: torch.device) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(x), dtype=torch.long, device=device)[None]  # (1, l)
+def _row(name: str, x: object, device: torch.device, N_V: int) -> torch.Tensor:
+    """One sequence of token ids as a (1, l) long tensor; float or out-of-range ids are the
+    reference's typed errors (never truncated: 1.7 is not token 1)."""
+    arr = np.asarray(x)
+    check_tokens(name, arr, N_V)
+    return torch.as_tensor(arr, dtype=torch.long, device=device)[None]  # (1, l)
 
 
 def d_training(data: Sequence[object], params: dict, config, eta: float, N_epochs: int,
@@ -172,8 +196,8 @@ def d_training(data: Sequence[object], params: dict, config, eta: float, N_epoch
     model = DTransformer.from_canonical(config, params, dtype)
     device = model.lm_head.weight.device
     for _ in range(N_epochs):  # Alg 13 L1
-        for x in data:  # Alg 13 L2-6
-            train_step(model, eta, d_losses, (_row(x, device),))
+        for n, x in enumerate(data):  # Alg 13 L2-6
+            train_step(model, eta, d_losses, (_row(f"data[{n}]", x, device, config.N_V),))
     return model.to_canonical()  # Alg 13 L7
 
 
@@ -184,8 +208,10 @@ def ed_training(data: Sequence[tuple[object, object]], params: dict, config, eta
     model = EDTransformer.from_canonical(config, params, dtype)
     device = model.lm_head.weight.device
     for _ in range(N_epochs):  # Alg 11 L1
-        for z, x in data:  # Alg 11 L2-6
-            train_step(model, eta, ed_losses, (_row(z, device), _row(x, device)))
+        for n, (z, x) in enumerate(data):  # Alg 11 L2-6
+            batch = (_row(f"data[{n}].z", z, device, config.N_V),
+                     _row(f"data[{n}].x", x, device, config.N_V))
+            train_step(model, eta, ed_losses, batch)
     return model.to_canonical()  # Alg 11 L7
 
 
@@ -209,7 +235,7 @@ def e_training(data: Sequence[object], params: dict, config, eta: float, N_epoch
         return e_losses(m, batch, mask_token)
 
     for _ in range(N_epochs):  # Alg 12 L1
-        for x in data:  # Alg 12 L2-8
-            row = _row(x, device)
+        for n, x in enumerate(data):  # Alg 12 L2-8
+            row = _row(f"data[{n}]", x, device, config.N_V)
             train_step(model, eta, loss_fn, (row, draw_masked(row, p_mask, rng)))
     return model.to_canonical()  # Alg 12 L9

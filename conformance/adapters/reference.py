@@ -13,7 +13,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 import reference_numpy as ref
-from conformance.adapter import Adapter
+from conformance.adapter import ATTENTION_VARIANTS, Adapter
+from conformance.adapters.vision import VISION, ReferenceVision
 from formal_transformers.canonical import parameter_count
 from reference_numpy import architectures, architectures_backward, inference, training
 
@@ -44,7 +45,7 @@ def _sum_grads(per_row: list[dict[str, Array]], stacked: tuple[str, ...],
     return out
 
 
-class ReferenceAdapter(Adapter):
+class ReferenceAdapter(ReferenceVision, Adapter):
     """reference_numpy, float64, one sequence at a time."""
 
     name = "reference_numpy"
@@ -56,7 +57,10 @@ class ReferenceAdapter(Adapter):
                   "token_embedding_backward", "positional_embedding_backward",
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
-                  "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward")
+                  "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
+                  "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
+                  "gated_mlp_backward", "sinusoidal_embedding", "alibi", *ATTENTION_VARIANTS,
+                  *VISION)
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -89,6 +93,70 @@ class ReferenceAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _rows(lambda b: ref.mlp(X[b].T, **params, activation=activation).T, X.shape[0])
+
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        return ref.sinusoidal_embedding(positions, d_e, base, index_offset).T.astype(dtype)
+
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        return ref.alibi(positions_x, positions_z, H, form).astype(dtype)
+
+    def rope(self, X, positions, config):
+        B, H = X.shape[:2]
+        return _rows(lambda b: np.stack([ref.rope(X[b, h].T, positions, config).T
+                                         for h in range(H)]), B)
+
+    def rmsnorm(self, X, params, eps, offset):
+        B, l, _ = X.shape
+        return _rows(lambda b: np.stack([ref.rmsnorm(X[b, t], params["gamma"], eps, offset)
+                                         for t in range(l)]), B)
+
+    def gated_mlp(self, X, params, activation):
+        return _rows(lambda b: ref.gated_mlp(X[b].T, **params, activation=activation).T,
+                     X.shape[0])
+
+    # -- modern attention primitives (Algorithms 40-49) --------------------------------------
+    def gq_attention(self, X, Z, params, mask=None):
+        return _rows(lambda b: ref.gq_attention(X[b].T, Z[b].T, **params, Mask=mask).T,
+                     X.shape[0])
+
+    def sliding_window_mask(self, l, w):
+        return ref.sliding_window_mask(l, w)
+
+    def block_sparse_mask(self, l, b, c):
+        return ref.block_sparse_mask(l, b, c)
+
+    def qk_norm(self, X, params, H, axis, eps):
+        return _rows(lambda b: ref.qk_norm(X[b].T, params["gamma"], H, axis, eps).T,
+                     X.shape[0])
+
+    def softcap(self, X, Z, params, c, mask=None):
+        return _rows(lambda b: ref.softcap_attention(X[b].T, Z[b].T, **params, c=c,
+                                                     Mask=mask).T, X.shape[0])
+
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        return _rows(lambda b: ref.online_softmax_attention(X[b].T, Z[b].T, **params, Mask=mask,
+                                                            block=block).T, X.shape[0])
+
+    def online_softmax_attention_backward(self, X, Z, params, block, dY, mask=None):
+        return self._columns_backward(ref.online_softmax_attention,
+                                      ref.online_softmax_attention_backward, X, (X, Z), dY,
+                                      ("X", "Z"), **params, Mask=mask, block=block)
+
+    def gq_attention_backward(self, X, Z, params, dY, mask=None):
+        return self._columns_backward(ref.gq_attention, ref.gq_attention_backward, X, (X, Z),
+                                      dY, ("X", "Z"), **params, Mask=mask)
+
+    def softcap_backward(self, X, Z, params, c, dY, mask=None):
+        return self._columns_backward(ref.softcap_attention, ref.softcap_backward, X, (X, Z),
+                                      dY, ("X", "Z"), **params, c=c, Mask=mask)
+
+    def qk_norm_backward(self, X, params, H, axis, eps, dY):
+        grads = []
+        for b in range(X.shape[0]):
+            cache: dict = {}
+            ref.qk_norm(X[b].T, params["gamma"], H, axis, eps, cache=cache)
+            grads.append(ref.qk_norm_backward(dY[b].T, cache))
+        return _sum_grads(grads, ("Q",), rename={"Q": "X"})
 
     def ed_transformer(self, z, x, params, config):
         return _rows(lambda b: architectures.ed_transformer(z[b], x[b], params, config).T,
@@ -193,16 +261,40 @@ class ReferenceAdapter(Adapter):
             per_column.append(g)
         return {"X": dX} | _sum_grads(per_column, ())
 
+    def rope_backward(self, X, positions, config, dY):
+        dX = np.zeros_like(X)
+        for b, h in np.ndindex(*X.shape[:2]):
+            cache: dict = {}
+            ref.rope(X[b, h].T, positions, config, cache=cache)
+            dX[b, h] = ref.rope_backward(dY[b, h].T, cache)["X"].T
+        return {"X": dX}
+
+    def rmsnorm_backward(self, X, params, eps, offset, dY):
+        per_column, dX = [], np.zeros_like(X)
+        for b, t in np.ndindex(*X.shape[:2]):
+            cache: dict = {}
+            ref.rmsnorm(X[b, t], params["gamma"], eps, offset, cache=cache)
+            g = ref.rmsnorm_backward(dY[b, t], cache)
+            dX[b, t] = g.pop("e")
+            per_column.append(g)
+        return {"X": dX} | _sum_grads(per_column, ())
+
+    def gated_mlp_backward(self, X, params, activation, dY):
+        return self._columns_backward(ref.gated_mlp, ref.gated_mlp_backward, X, (X,), dY,
+                                      ("X",), **params, activation=activation)
+
     # -- extras -------------------------------------------------------------------------------
     def count_parameters(self, algorithm, sizes):
         """The reference takes exactly the canonical parameters (or the primitive's own)."""
-        if algorithm in ARCH_FORWARD:
+        if algorithm in ARCH_FORWARD or algorithm == "vit_classifier":
             return parameter_count(sizes)
         from conformance.strategies import attention_shapes, mlp_shapes
+        from conformance.strategies_modern import gated_mlp_shapes
 
         shapes = {"mhattention": lambda s: attention_shapes(s, multi_head=True),
                   "layer_norm": lambda s: {"gamma": (s["d_e"],), "beta": (s["d_e"],)},
-                  "mlp": mlp_shapes}[algorithm](sizes)
+                  "mlp": mlp_shapes, "rmsnorm": lambda s: {"gamma": (s["d_e"],)},
+                  "gated_mlp": gated_mlp_shapes}[algorithm](sizes)
         return sum(int(np.prod(s)) for s in shapes.values())
 
     def _vjp(self, arch: str, tokens: tuple[Array, ...], params, config, dP):

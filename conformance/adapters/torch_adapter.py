@@ -12,20 +12,29 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+from einops import rearrange
 
 import torch_impl
-from conformance.adapter import Adapter
+from conformance.adapter import ATTENTION_VARIANTS, Adapter
+from conformance.adapters.vision import VISION, TorchVision
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
+from torch_impl.gated_mlp import GatedMLP
 from torch_impl.models import MODEL_CLASSES
+from torch_impl.rmsnorm import RMSNorm
 
 Array = np.ndarray
 LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
 
 
 def _t(a):
-    """A tensor view of a NumPy array (None passes through)."""
-    return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+    """A tensor view of a NumPy array (None passes through; bfloat16 through its bits)."""
+    if a is None:
+        return None
+    a = np.ascontiguousarray(a)
+    if a.dtype.name == "bfloat16":  # ml_dtypes.bfloat16, which torch.from_numpy cannot read
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
 
 
 def _tensors(params: Mapping[str, Array]) -> dict[str, torch.Tensor]:
@@ -33,14 +42,19 @@ def _tensors(params: Mapping[str, Array]) -> dict[str, torch.Tensor]:
 
 
 def _np(t: torch.Tensor) -> Array:
-    return t.detach().cpu().numpy()
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.numpy()
 
 
 def _grads(grads: Mapping[str, torch.Tensor]) -> dict[str, Array]:
     return {k: _np(v) for k, v in grads.items()}
 
 
-class TorchAdapter(Adapter):
+class TorchAdapter(TorchVision, Adapter):
     """torch_impl on the CPU, float32 and float64.
 
     ``threads`` (default 1) is passed to ``torch.set_num_threads`` on construction: the suite's
@@ -61,7 +75,9 @@ class TorchAdapter(Adapter):
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward")
+                  "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
+                  "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
+                  *ATTENTION_VARIANTS, *VISION)
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -87,6 +103,63 @@ class TorchAdapter(Adapter):
 
     def mlp(self, X, params, activation):
         return _np(torch_impl.mlp(_t(X), **_tensors(params), activation=activation))
+
+    def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
+        return _np(torch_impl.sinusoidal_embedding(_t(positions), d_e, base, index_offset,
+                                                   getattr(torch, dtype)))
+
+    def alibi(self, positions_x, positions_z, H, form, dtype):
+        bias = torch_impl.alibi(_t(positions_x), _t(positions_z), H, getattr(torch, dtype),
+                                form)
+        return _np(bias.transpose(1, 2))  # (H, l_x, l_z) -> the protocol's (H, l_z, l_x)
+
+    def rope(self, X, positions, config):
+        return _np(torch_impl.rope(_t(X), _t(positions), config))
+
+    def rmsnorm(self, X, params, eps, offset):
+        return _np(torch_impl.rmsnorm(_t(X), _t(params["gamma"]), eps, offset))
+
+    def gated_mlp(self, X, params, activation):
+        return _np(torch_impl.gated_mlp(_t(X), **_tensors(params), activation=activation))
+    # -- modern attention primitives (Algorithms 40-49) --------------------------------------
+    def gq_attention(self, X, Z, params, mask=None):
+        return _np(torch_impl.gq_attention(_t(X), _t(Z), **_tensors(params), mask=_t(mask)))
+
+    def sliding_window_mask(self, l, w):
+        return _np(torch_impl.sliding_window_mask(l, w))
+
+    def block_sparse_mask(self, l, b, c):
+        return _np(torch_impl.block_sparse_mask(l, b, c))
+
+    def qk_norm(self, X, params, H, axis, eps):
+        q = rearrange(_t(X), "b l (h d) -> b h l d", h=H)  # (B, H, l, d_attn)
+        out = torch_impl.qk_norm(q, _t(params["gamma"]), axis, eps)
+        return _np(rearrange(out, "b h l d -> b l (h d)"))
+
+    def softcap(self, X, Z, params, c, mask=None):
+        return _np(torch_impl.softcap_attention(_t(X), _t(Z), **_tensors(params), c=c,
+                                                mask=_t(mask)))
+
+    def online_softmax_attention(self, X, Z, params, block, mask=None):
+        return _np(torch_impl.online_softmax_attention(_t(X), _t(Z), **_tensors(params),
+                                                       block=block, mask=_t(mask)))
+
+    def online_softmax_attention_backward(self, X, Z, params, block, dY, mask=None):
+        return _grads(torch_impl.online_softmax_attention_backward(
+            _t(dY), _t(X), _t(Z), **_tensors(params), block=block, mask=_t(mask)))
+
+    def gq_attention_backward(self, X, Z, params, dY, mask=None):
+        return _grads(torch_impl.gq_attention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
+                                                       mask=_t(mask)))
+
+    def softcap_backward(self, X, Z, params, c, dY, mask=None):
+        return _grads(torch_impl.softcap_backward(_t(dY), _t(X), _t(Z), **_tensors(params), c=c,
+                                                  mask=_t(mask)))
+
+    def qk_norm_backward(self, X, params, H, axis, eps, dY):
+        dq, q = (rearrange(_t(a), "b l (h d) -> b h l d", h=H) for a in (dY, X))
+        g = torch_impl.qk_norm_backward(dq, q, _t(params["gamma"]), axis, eps)
+        return {"X": _np(rearrange(g["q"], "b h l d -> b l (h d)")), "gamma": _np(g["gamma"])}
 
     def ed_transformer(self, z, x, params, config):
         return _np(torch_impl.ed_transformer(_t(z), _t(x), params, config))
@@ -160,15 +233,34 @@ class TorchAdapter(Adapter):
         ones = torch.ones(y.shape, dtype=_t(X).dtype)
         return _grads(torch_impl.unembedding_backward(ones, _t(X), _t(params["W_u"]), _t(y)))
 
+    def rope_backward(self, X, positions, config, dY):
+        return _grads(torch_impl.rope_backward(_t(dY), _t(X), _t(positions), config))
+
+    def rmsnorm_backward(self, X, params, eps, offset, dY):
+        return _grads(torch_impl.rmsnorm_backward(_t(dY), _t(X), _t(params["gamma"]), eps,
+                                                  offset))
+
+    def gated_mlp_backward(self, X, params, activation, dY):
+        return _grads(torch_impl.gated_mlp_backward(_t(dY), _t(X), **_tensors(params),
+                                                    activation=activation))
+
     # -- extras -------------------------------------------------------------------------------
     def count_parameters(self, algorithm, sizes):
         """Parameters of the nn.Modules torch_impl builds for ``algorithm``."""
         if algorithm in ("d_transformer", "e_transformer", "ed_transformer"):
             module = MODEL_CLASSES[type(sizes)](sizes)
+        elif algorithm == "vit_classifier":
+            from torch_impl.vision import ViTClassifier
+
+            module = ViTClassifier(sizes)
         elif algorithm == "mhattention":
             module = MultiHeadAttention(sizes["d_x"], sizes["H"])
         elif algorithm == "layer_norm":
             module = LayerNorm(sizes["d_e"])
+        elif algorithm == "rmsnorm":
+            module = RMSNorm(sizes["d_e"])
+        elif algorithm == "gated_mlp":
+            module = GatedMLP(sizes["d_e"], sizes["d_mlp"], bias=sizes["bias"])
         else:
             module = MLP(sizes["d_e"], sizes["d_mlp"], "relu")
         return sum(p.numel() for p in module.parameters())

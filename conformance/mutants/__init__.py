@@ -3,8 +3,10 @@
 Each mutant is a small adapter subclass that breaks one thing, with two class attributes:
 ``only`` (the ``--only`` selection to verify it on -- algorithm or property ids -- to keep the
 run short) and ``caught_by`` (the
-properties that must fail for it). tests/conformance/test_mutants.py runs ``verify`` on every
-one and checks both; it also checks that every property of the suite catches some mutant.
+properties that must fail for it). A mutant with ``exit_status = 3`` (and ``caught_by = ()``)
+must instead make verify check nothing and say so. tests/conformance/test_mutants.py runs
+``verify`` on every one and checks both; it also checks that every property of the suite
+catches some mutant.
 Try one by hand::
 
     formal-transformers verify --impl conformance.mutants.attention:MissingScale --only attention
@@ -12,9 +14,21 @@ Try one by hand::
 
 from __future__ import annotations
 
-from conformance.mutants import attention, decoder, position_wise, training_memory
+from conformance.mutants import (
+    attention,
+    attention_variants,
+    decoder,
+    evidence,
+    modern_position_wise,
+    position_wise,
+    positions,
+    rope,
+    training_memory,
+    vision,
+)
 
-MODULES = (attention, position_wise, decoder, training_memory)
+MODULES = (attention, position_wise, decoder, training_memory, evidence, rope,
+           modern_position_wise, positions, attention_variants, vision)
 
 
 def catalogue() -> list[type]:

@@ -26,6 +26,11 @@ def mlp_count(d_e: int, d_mlp: int) -> int:
     return 2 * d_e * d_mlp + d_mlp + d_e
 
 
+def gated_mlp_count(d_e: int, d_mlp: int, bias: bool) -> int:
+    """Algorithm 28, (M7b) of spec/memory.md: W_gate, W_up, W_down and the optional biases."""
+    return 3 * d_e * d_mlp + (2 * d_mlp + d_e if bias else 0)
+
+
 def architecture_count(c) -> int:
     """Algorithms 8-10 in closed form: embeddings, layers, final parts, unembedding."""
     d = c.d_e
@@ -50,8 +55,11 @@ def _sizes(draw, alg, constrain, dtype):
         H, d_head = draw(st.integers(1, 4)), draw(st.integers(1, 4))
         sizes = {"H": H, "d_attn": d_head, "d_mid": d_head, "d_x": H * d_head,
                  "d_z": H * d_head, "d_out": H * d_head}
-    elif alg == "layer_norm":
+    elif alg in ("layer_norm", "rmsnorm"):
         sizes = {"d_e": draw(st.integers(1, 8))}
+    elif alg == "gated_mlp":
+        sizes = {"d_e": draw(st.integers(1, 8)), "d_mlp": draw(st.integers(1, 8)),
+                 "bias": draw(st.booleans())}
     else:
         sizes = {"d_e": draw(st.integers(1, 8)), "d_mlp": draw(st.integers(1, 8))}
     return constrain(alg, sizes)
@@ -64,11 +72,16 @@ def formula(alg: str, sizes) -> int:
         return 2 * sizes["d_e"]
     if alg == "mlp":
         return mlp_count(**sizes)
+    if alg == "rmsnorm":
+        return sizes["d_e"]  # (M7a)
+    if alg == "gated_mlp":
+        return gated_mlp_count(**sizes)
     return architecture_count(sizes)
 
 
 @check("memory.parameter_count", ("mhattention", "layer_norm", "mlp", "d_transformer",
-                                  "e_transformer", "ed_transformer"), _sizes,
+                                  "e_transformer", "ed_transformer", "rmsnorm", "gated_mlp"),
+       _sizes,
        requires=("count_parameters",))
 def parameter_count_is_exact(ctx, sizes):
     """The adapter's parameter count equals the spec's closed form (and the canonical count)."""
@@ -78,7 +91,7 @@ def parameter_count_is_exact(ctx, sizes):
              f"the closed form gives {want}", expected=str(want),
              observed=str(parameter_count(sizes)))
     got = ctx.adapter.count_parameters(ctx.algorithm, sizes)
-    ctx.observe(float(abs(got - want)))
+    ctx.observe(float(abs(got - want)), measure="count difference")
     if got != want:
         fail(f"{ctx.algorithm} has {got} parameters, the spec's formula gives {want} "
              f"(difference {got - want:+d}) at {sizes}", expected=str(want), observed=str(got))

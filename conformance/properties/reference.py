@@ -1,15 +1,22 @@
 """reference.*: agreement with reference_numpy, forward and gradients (spec/properties.md).
 
 The adapter runs in the dtype under test; the reference runs in float64 on exactly the values
-the adapter received. Tolerances per dtype: conformance.assertions.tolerance.
+the adapter received. Tolerances per dtype: conformance.assertions.tolerance. Below float32
+(float16, bfloat16) they follow flash-attention's rule as well: the adapter's error may reach
+NAIVE_K times the error of a plain implementation in the same dtype (torch_impl, run in that
+dtype on the same inputs) against the float64 reference -- an ill-conditioned example (a layer
+norm over close entries, saturated attention) costs every low-precision implementation alike.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from conformance import calls
-from conformance.assertions import assert_close, gradient_tolerance, tolerance
+from conformance.assertions import Tolerance, assert_close, gradient_tolerance, tolerance
+from conformance.bound import Bound
 from conformance.properties.training import (
     implied_gradient,
     implied_tolerance,
@@ -20,10 +27,49 @@ from conformance.strategies import cases_for, regressions
 from reference_numpy import training
 
 PRIMITIVES = ("token_embedding", "positional_embedding", "basic_attention", "attention",
-              "mhattention", "layer_norm", "unembedding", "mlp")
+              "mhattention", "layer_norm", "unembedding", "mlp", "rope", "rmsnorm", "gated_mlp",
+              "sinusoidal_embedding", "alibi", "gq_attention", "sliding_window_mask",
+              "block_sparse_mask", "qk_norm", "softcap", "online_softmax_attention")
 BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
              "mhattention_backward", "layer_norm_backward", "mlp_backward",
-             "unembedding_backward")
+             "unembedding_backward", "rope_backward", "rmsnorm_backward", "gated_mlp_backward",
+             "gq_attention_backward", "qk_norm_backward", "softcap_backward",
+             "online_softmax_attention_backward")
+
+
+NAIVE_K = 4.0
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+@lru_cache(maxsize=1)
+def _naive() -> Bound:
+    from conformance.adapters.torch_adapter import TorchAdapter
+
+    return Bound(TorchAdapter())
+
+
+def naive_error(ctx, compute, expected):
+    """Max |naive - expected| of a plain same-dtype implementation (``compute(bound)`` on
+    torch_impl), per array of a dict or for one array; 0 in float32/float64, or where the plain
+    implementation cannot run this example or gives a non-finite value (no loosening then)."""
+    def error(naive, exp):
+        err = float(np.max(np.abs(np.asarray(naive, np.float64) - exp), initial=0.0))
+        return err if np.isfinite(err) else 0.0
+
+    zero = dict.fromkeys(expected, 0.0) if isinstance(expected, dict) else 0.0
+    if ctx.dtype.name not in LOW_PRECISION:
+        return zero
+    try:
+        naive = compute(_naive())
+    except Exception:  # the plain implementation does not run it: the dtype's tolerance only
+        return zero
+    if isinstance(expected, dict):
+        return {k: error(naive[k], v) for k, v in expected.items()}
+    return error(naive, expected)
+
+
+def widened(tol: Tolerance, slack: float) -> Tolerance:
+    return Tolerance(tol.rtol, tol.atol + NAIVE_K * slack, tol.scaled)
 
 
 @check("reference.forward_agreement", PRIMITIVES, cases_for, dtypes="all", line=r"return")
@@ -34,7 +80,8 @@ def forward_agreement(ctx, case):
     alg = ctx.algorithm
     observed = calls.forward(ctx.adapter, alg, case.data)
     expected = calls.forward(ctx.reference, alg, up(case.data))
-    assert_close(ctx, f"{alg} output", observed, expected, tolerance(ctx.dtype),
+    slack = naive_error(ctx, lambda b: calls.forward(b, alg, case.data), expected)
+    assert_close(ctx, f"{alg} output", observed, expected, widened(tolerance(ctx.dtype), slack),
                  calls.AXES[alg])
 
 
@@ -45,9 +92,10 @@ def gradient_agreement(ctx, case):
     upstream = calls.upstream_for(alg, case.data, case.rng(5), ctx.dtype)
     observed = calls.backward(ctx.adapter, alg, case.data, upstream)
     expected = calls.backward(ctx.reference, alg, up(case.data), up(upstream))
+    slack = naive_error(ctx, lambda b: calls.backward(b, alg, case.data, upstream), expected)
     tol = gradient_tolerance(ctx.dtype, expected)
     for name, value in expected.items():
-        assert_close(ctx, f"gradient of {name}", observed[name], value, tol)
+        assert_close(ctx, f"gradient of {name}", observed[name], value, widened(tol, slack[name]))
 
 
 def _loss_and_grads(arch: str, case, rng):
@@ -88,9 +136,11 @@ def architecture_gradient_agreement(ctx, case):
     for b, t, y in targets:
         dP[b, t, y] -= 1.0 / P[b, t, y]
     observed = calls.backward(ctx.adapter, alg + "_backward", data, dP.astype(ctx.dtype))
+    slack = naive_error(ctx, lambda b: calls.backward(b, alg + "_backward", data,
+                                                      dP.astype(ctx.dtype)), expected)
     tol = gradient_tolerance(ctx.dtype, expected)
     for name, value in expected.items():
-        assert_close(ctx, f"gradient of {name}", observed[name], value, tol)
+        assert_close(ctx, f"gradient of {name}", observed[name], value, widened(tol, slack[name]))
 
 
 @check("reference.gradient_agreement", ("ed_training", "e_training", "d_training"),

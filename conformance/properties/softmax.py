@@ -48,9 +48,10 @@ def probabilities_sum_to_one(ctx, case):
 
 @check("softmax.shift_invariance", ("attention", "unembedding"), _cases, line=r"softmax")
 def shift_invariance(ctx, case):
-    """A shift that adds one constant per softmax column changes nothing: b_k + c shifts the
-    scores of query t_x by c^T q_{t_x} for every t_z; W_u + 1 a^T shifts every logit of
-    column e by a^T e."""
+    """softmax(S + 1 c^T) = softmax(S): a shift that adds one constant per softmax column
+    changes nothing. Any key-bias change delta (a random one, not only directions orthogonal
+    to the queries) adds delta^T q_{t_x} to every score of column t_x, masked or not, so the
+    attention output is unchanged; W_u + 1 a^T shifts every logit of column e by a^T e."""
     params = dict(case["params"])
     rng = case.rng()
     if ctx.algorithm == "attention":

@@ -6,7 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from conformance.assertions import Tolerance, assert_close, gradient_tolerance, tolerance
+from conformance.assertions import (
+    Tolerance,
+    assert_close,
+    gradient_tolerance,
+    tolerance,
+    unit_roundoff,
+)
 from conformance.registry import check, up
 from conformance.strategies import training_cases
 
@@ -46,7 +52,7 @@ def implied_tolerance(dtype, params, eta, expected) -> Tolerance:
     """The gradient tolerance of ``expected`` (conformance.assertions.gradient_tolerance),
     widened by the rounding of theta' in ``dtype`` divided by eta."""
     big = max(float(np.max(np.abs(v), initial=0.0)) for v in params.values())
-    return gradient_tolerance(dtype, expected, 8 * float(np.finfo(dtype).eps) * big / eta)
+    return gradient_tolerance(dtype, expected, 8 * unit_roundoff(dtype) * big / eta)
 
 
 def implied_gradient(ctx, alg, data):

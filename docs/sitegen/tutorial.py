@@ -17,8 +17,10 @@ FEATURED = "MultiheadAttention"
 
 
 def example_files(root: Path) -> list[Path]:
-    """examples/*.py except __init__.py; those that mention MultiheadAttention first."""
-    files = [p for p in sorted((root / "examples").glob("*.py")) if p.name != "__init__.py"]
+    """The example adapters (conformance/examples/*.py, shipped as conformance.examples, or
+    examples/*.py) except __init__.py; those that mention MultiheadAttention first."""
+    files = [p for d in ("conformance/examples", "examples")
+             for p in sorted((root / d).glob("*.py")) if p.name != "__init__.py"]
     return sorted(files, key=lambda p: FEATURED not in p.read_text(encoding="utf-8"))
 
 
@@ -35,7 +37,7 @@ def _source_tabs(root: Path, files: list[Path]) -> str:
 def tutorial_page(root: Path) -> str:
     """The walk-through of examples/README.md and the example adapters in full."""
     readme = root / "examples" / "README.md"
-    files = example_files(root) if (root / "examples").is_dir() else []
+    files = example_files(root)
     if not readme.is_file():
         return "\n\n".join([
             "# Test your implementation",
@@ -46,6 +48,7 @@ def tutorial_page(root: Path) -> str:
     parts = [readme.read_text(encoding="utf-8").strip()]
     if files:
         parts += ["## The example adapters in full",
-                  "As they stand in `examples/`; each passes everything it declares.",
+                  "As they stand in `conformance/examples/` (importable as "
+                  "`conformance.examples`); each passes everything it declares.",
                   _source_tabs(root, files)]
     return "\n\n".join(parts) + "\n"

@@ -13,8 +13,8 @@ import sys
 from formal_transformers import __version__
 from formal_transformers.errors import FormalTransformersError
 
-COMMAND_MODULES = ("spec_cmd", "verify_cmd", "train_cmd", "sample_cmd", "memory_cmd",
-                   "bench_cmd")
+COMMAND_MODULES = ("spec_cmd", "verify_cmd", "train_cmd", "sample_cmd", "classify_cmd",
+                   "memory_cmd", "bench_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from pathlib import Path
 
 from formal_transformers import render
-from formal_transformers.atomic import write_json
+from formal_transformers.atomic import STDOUT, check_json_destination, write_json
+from formal_transformers.cli.flags import check_finite_positive, check_minimum
 from formal_transformers.errors import ConfigError
 from formal_transformers.hyperparameters import ACTIVATIONS, CONFIG_CLASSES, Config
 from formal_transformers.memory import compare
@@ -57,7 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run a training step and a decode and print measured beside predicted")
     p.add_argument("--max-measure-bytes", type=float, default=2**30,
                    help="refuse to measure when a prediction exceeds this (default 1 GiB)")
-    p.add_argument("--json", type=Path, metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--json", nargs="?", const=STDOUT, metavar="PATH",
+                   help="also write the results as JSON to PATH (no PATH or '-': standard "
+                        "output, instead of the tables)")
     p.set_defaults(func=run)
 
 
@@ -98,22 +100,52 @@ def human(n: int | float) -> str:
     raise AssertionError("unreachable")
 
 
+MINIMUMS = {"--batch": 1, "--seq": 1, "--src-seq": 1, "--new-tokens": 1,
+            **{f"--{name}": 1 for name, kind in _HYPER if kind is int},
+            "--layer_norm_eps": 0}
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every flag in its domain and every output possible, before any work (ConfigError,
+    OutputPathError)."""
+    check_minimum(args, MINIMUMS)
+    check_finite_positive(args, ("--max-measure-bytes",))
+    check_json_destination(args.json)
+    if args.measure and args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("--measure --device cuda needs a CUDA device, and torch "
+                              f"{torch.__version__} sees none here; measure on the CPU "
+                              "(--device cpu) or predict only (leave out --measure)")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_args(args)
     config = config_from_args(args)
-    seq = args.seq or config.l_max
+    if config.arch == "vit":  # N patches and the class token per image: nothing to choose
+        if args.seq is not None and args.seq != config.n_patches + 1:
+            raise ConfigError(f"--seq: a ViT of {config.height} x {config.width} images and "
+                              f"patch size {config.patch_size} reads N + 1 = "
+                              f"{config.n_patches + 1} tokens per image, not {args.seq}")
+        args.seq = config.n_patches + 1
+    seq = config.l_max if args.seq is None else args.seq
     paths = ("reference",) if args.reference else ("naive", "sdpa")
     if args.reference:
         args.batch, args.dtype, args.optimizer = 1, "float64", "sgd"
     estimates = {p: training_memory(config, args.batch, seq, args.dtype, args.optimizer, p,
                                     args.src_seq, args.device) for p in paths}
     inference = None  # the KV cache is torch_impl's; the reference recomputes every prefix
-    if config.arch != "encoder" and not args.reference:
-        new = args.new_tokens or max(1, seq // 2)
-        prompt = (seq - new + 1) if config.arch == "decoder" else (args.src_seq or seq)
+    if config.arch not in ("encoder", "vit") and not args.reference:
+        new = max(1, seq // 2) if args.new_tokens is None else args.new_tokens
+        prompt = (seq - new + 1) if config.arch == "decoder" else (
+            seq if args.src_seq is None else args.src_seq)
         if prompt < 1:
             raise ConfigError(f"--new-tokens {new} leaves no prompt within --seq {seq}")
         inference = inference_memory(config, args.batch, prompt, new, args.dtype)
-    _print_prediction(config, args, seq, estimates, inference)
+    quiet = args.json == STDOUT  # the JSON on stdout replaces the tables
+    if not quiet:
+        _print_prediction(config, args, seq, estimates, inference)
     result = {"config": config.to_dict(), "parameters": parameter_counts(config),
               "tied_parameters": tied_parameter_count(config),
               "training": {p: e.to_dict() for p, e in estimates.items()},
@@ -122,12 +154,14 @@ def run(args: argparse.Namespace) -> int:
     if args.measure:
         checks = compare.measure_all(estimates, inference, args.device, args.max_measure_bytes)
         ok = all(c.ok for c in checks)
-        render.table("Measured beside predicted", ["quantity", "predicted", "measured",
+        if not quiet:
+            render.table("Measured beside predicted", ["quantity", "predicted", "measured",
                                                     "error", "tolerance", "within"],
-                     [(c.name, human(c.predicted), human(c.measured), f"{c.error:+.2%}",
-                       f"{c.tolerance:.0%}", "yes" if c.ok else "NO") for c in checks])
+                         [(c.name, human(c.predicted), human(c.measured),
+                           f"{c.error:+.2%}", f"{c.tolerance:.0%}", "yes" if c.ok else "NO")
+                          for c in checks])
         result["measured"] = [c.to_dict() for c in checks]
-    if args.json:
+    if args.json is not None:
         write_json(args.json, result)
     return 0 if ok else 1
 
@@ -136,7 +170,8 @@ def _print_prediction(config, args, seq, estimates, inference) -> None:
     counts = parameter_counts(config)
     render.table(f"Parameters ({config.arch})", ["component", "count", f"bytes ({args.dtype})"],
                  [(k, f"{v:,}", human(v * DTYPE_BYTES[args.dtype])) for k, v in counts.items()]
-                 + [("total, W_u tied to W_e", f"{tied_parameter_count(config):,}", "")])
+                 + ([("total, W_u tied to W_e", f"{tied_parameter_count(config):,}", "")]
+                    if config.arch != "vit" else []))
     paths = list(estimates)
     first = estimates[paths[0]]
     rows = []
@@ -149,7 +184,8 @@ def _print_prediction(config, args, seq, estimates, inference) -> None:
                     t.bytes for t in estimates[p].activations if t.group == g))
                     for p in paths] + [""])
     rows.append(["peak"] + [human(estimates[p].peak) for p in paths] + ["(M28) / (M29)"])
-    src = f", l_z {args.src_seq or seq}" if config.arch == "encoder-decoder" else ""
+    l_z = seq if args.src_seq is None else args.src_seq
+    src = f", l_z {l_z}" if config.arch == "encoder-decoder" else ""
     render.table(f"Training step: batch {args.batch}, seq {seq}{src}, {args.dtype}, "
                  f"{args.optimizer}", ["component", *paths, "formula"], rows)
     if inference is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from formal_transformers import render
+from formal_transformers.atomic import STDOUT, check_json_destination, write_json
 from formal_transformers.sampling import sample
 
 
@@ -16,25 +17,32 @@ def register(sub: argparse._SubParsersAction) -> None:
         "sample", help="sample from a checkpoint written by `train`",
         description="Decoder: continue --prompt. Encoder-decoder: map --prompt (the context z) "
                     "to its target, e.g. reverse it. Encoder: fill the '_' characters of "
-                    "--prompt. Without --prompt, a random one is drawn. --temperature 0 is "
-                    "greedy decoding.")
+                    "--prompt ('_' is always the encoder's mask token). Without --prompt, a "
+                    "prompt is drawn from the training source; an empty --prompt is an error. "
+                    "--temperature 0 is greedy decoding.")
     p.add_argument("--checkpoint", required=True, metavar="DIR",
                    help="run directory (or its checkpoint/ directory)")
     p.add_argument("--prompt", help="text in the source's characters (see `train`)")
     p.add_argument("--temperature", type=float, default=1.0, help="tau >= 0 (default 1)")
     p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens",
-                   help="tokens to generate (default: fill the context)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampler")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+                   help="decoder: tokens to generate (default: fill the context); "
+                        "encoder-decoder: at most this many before eos (default and most: "
+                        "l_max); not for the encoder")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampler (>= 0)")
+    p.add_argument("--json", nargs="?", const=STDOUT, metavar="PATH",
+                   help="write the result as JSON to PATH (no PATH or '-': standard output, "
+                        "instead of the text)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_json_destination(args.json)
     result = sample(args.checkpoint, prompt=args.prompt, temperature=args.temperature,
                     max_new_tokens=args.max_new_tokens, seed=args.seed)
-    if args.json:
-        render.print_json(result)
-        return 0
+    if args.json is not None:
+        write_json(args.json, result)
+        if args.json == STDOUT:
+            return 0
     out = render.console()
     out.print(f"{result['arch']} trained on {result['source']} ({result['step']} steps)",
               markup=False)

@@ -1,4 +1,7 @@
-"""`formal-transformers spec [ID] [--json]`: list the catalogue or show one algorithm."""
+"""`formal-transformers spec [ID] [--json [PATH]]`: list the catalogue or show one algorithm.
+
+Text output renders the math as Unicode (ℝ, ←, ℓ, subscripts); the JSON keeps the LaTeX.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import sys
 
 from formal_transformers import render
+from formal_transformers.atomic import STDOUT, check_json_destination, write_json
 from formal_transformers.spec import load_catalogue
 
 
@@ -13,13 +17,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("spec", help="list the algorithms of the spec, or show one",
                        description="Without ID, list every algorithm (number, id, title, origin). "
                                    "With ID (an id, number or name), print its signature and "
-                                   "numbered pseudocode.")
+                                   "numbered pseudocode, the math as Unicode text (--json "
+                                   "keeps the spec's LaTeX).")
     p.add_argument("id", nargs="?", help="algorithm id, number or name (e.g. attention, 4)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--json", nargs="?", const=STDOUT, metavar="PATH",
+                   help="JSON (LaTeX math) instead of text, to PATH (no PATH or '-': standard "
+                        "output); put it after ID")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_json_destination(args.json)
     catalogue = load_catalogue()
     if args.id is not None:
         key = args.id.lower()
@@ -30,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         catalogue = chosen
-    if args.json:
-        render.print_json([a.to_json() for a in catalogue])
+    if args.json is not None:
+        write_json(args.json, [a.to_json() for a in catalogue])
     elif args.id is not None:
         render.algorithm(catalogue[0])
     else:

@@ -25,6 +25,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ViTConfig,
 )
 
 PATHS = ("reference", "naive", "sdpa")
@@ -184,6 +185,28 @@ def _encoder_decoder(c: EDTransformerConfig, B: int, l_z: int, l_x: int, b: int,
     return terms + _next_token_head(path, c, B, l_x, b)
 
 
+def _vit(c: ViTConfig, B: int, b: int, path: str) -> list[Term]:
+    """(M51) torch: the ViT classifier (Algorithm 77) on B images of N patches: the layers of
+    the D transformer on l = N + 1 tokens without a mask, the patch rows the projection keeps,
+    the final layer norm of the class token only, and the head's log-probabilities."""
+    if path == "reference":
+        from formal_transformers.errors import ConfigError
+
+        raise ConfigError("the memory formulas cover the ViT classifier on torch_impl's paths "
+                          "('naive', 'sdpa'), not the reference's")
+    l, d, L = c.n_patches + 1, c.d_e, c.L
+    n = B * l
+    return [_scores(path, c.H, L, n, l, _qkv_width(path, b), "self-attention"),
+            *_attention(path, L, n, n, d, b, "self-attention", B),
+            _mlp(path, c, L, n, b, "layers"),
+            Term("residual stream and layer-norm outputs", "residual", (4 * L + 1) * n * d, b),
+            Term("final layer norm of the class token", "residual", B * d, b),
+            Term("layer norms: mean, 1/sigma", "layer norm", (2 * L * n + B) * 2, b),
+            Term("patch rows (input of the patch projection)", "embedding",
+                 B * c.n_patches * c.d_patch, b),
+            Term("log-probabilities of the classes", "head", B * c.n_classes, b)]
+
+
 def activation_terms(config: Config, batch: int, seq: int, bytes_per: int, path: str,
                      src_seq: int | None = None) -> list[Term]:
     """The inventory of what a training step keeps for its backward pass.
@@ -199,6 +222,8 @@ def activation_terms(config: Config, batch: int, seq: int, bytes_per: int, path:
         return _encoder_only(config, batch, seq, bytes_per, path)
     if isinstance(config, EDTransformerConfig):
         return _encoder_decoder(config, batch, src_seq or seq, seq, bytes_per, path)
+    if isinstance(config, ViTConfig):  # seq is unused: N + 1 tokens per image
+        return _vit(config, batch, bytes_per, path)
     raise TypeError(f"config must be an architecture config, got {type(config).__name__}")
 
 

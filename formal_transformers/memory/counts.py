@@ -13,6 +13,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ViTConfig,
 )
 
 
@@ -64,6 +65,8 @@ def parameter_counts(config: Config) -> dict[str, int]:
     transformer's W_f, b_f and optional embedding layer norm) and ``unembedding`` (W_u).
     """
     c = config
+    if isinstance(c, ViTConfig):  # (M50)
+        return vit_parameter_counts(c)
     if not isinstance(c, (DTransformerConfig, ETransformerConfig, EDTransformerConfig)):
         raise TypeError(f"config must be an architecture config, got {type(config).__name__}")
     emb = token_embedding_parameters(c.d_e, c.N_V) + positional_embedding_parameters(
@@ -84,6 +87,20 @@ def parameter_counts(config: Config) -> dict[str, int]:
     return counts
 
 
+def vit_parameter_counts(c: ViTConfig) -> dict[str, int]:
+    """(M50) The ViT classifier (Algorithm 77): patch embedding (W_pe, b_pe, e_cls, W_p),
+    layers, final layer norm, head."""
+    ln, mlp = layer_norm_parameters(c.d_e), mlp_parameters(c.d_e, c.d_mlp)
+    positions = c.d_e * (c.n_patches + 1) if c.positions == "learned" else 0
+    counts = {"embeddings": c.d_e * c.d_patch + 2 * c.d_e + positions,
+              "layers": c.L * (_self_mha(c) + mlp + 2 * ln), "final": ln,
+              "head": c.n_classes * (c.d_e + 1)}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
 def tied_parameter_count(config: Config) -> int:
     """(M11) The count when W_u = W_e^T is one shared matrix (GPT-2, BERT): total - N_V d_e."""
+    if isinstance(config, ViTConfig):  # nothing to tie
+        return parameter_counts(config)["total"]
     return parameter_counts(config)["total"] - unembedding_parameters(config.d_e, config.N_V)

@@ -34,7 +34,7 @@ def _check_sizes(config: Config, batch: int, seq: int, src_seq: int | None) -> N
                                   or value < 1):
             raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     for name, value in (("seq", seq), ("src_seq", src_seq)):
-        if value is not None and value > config.l_max:
+        if value is not None and value > getattr(config, "l_max", value):
             raise ConfigError(f"{name} = {value} exceeds the context size l_max = "
                               f"{config.l_max}")
     if seq < 2 and isinstance(config, (DTransformerConfig, EDTransformerConfig)):

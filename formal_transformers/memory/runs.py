@@ -19,6 +19,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ViTConfig,
 )
 from formal_transformers.memory import measure
 from formal_transformers.memory.predict import dtype_bytes
@@ -87,13 +88,19 @@ def _torch_setup(config: Config, batch: int, seq: int, src_seq: int | None, dtyp
     import torch
 
     from torch_impl.models import model_from_canonical
-    from torch_impl.training import d_losses, e_losses, ed_losses
+    from torch_impl.training import d_losses, e_losses, ed_losses, vit_losses
 
     torch_dtype = {"float64": torch.float64, "float32": torch.float32,
                    "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     dtype_bytes(dtype)
     model = model_from_canonical(config, init_parameters(config, np.random.default_rng(seed)),
                                  dtype=torch_dtype, device=device)
+    if isinstance(config, ViTConfig):  # images (B, C, h, w) and labels; seq is unused
+        rng = np.random.default_rng(seed)
+        images = torch.as_tensor(rng.standard_normal(
+            (batch, config.C, config.height, config.width)), dtype=torch_dtype, device=device)
+        labels = torch.as_tensor(rng.integers(0, config.n_classes, batch), device=device)
+        return model, vit_losses, (images, labels)
     x, z, masked = (torch.as_tensor(a, device=device)
                     for a in _tokens(config, batch, seq, src_seq, seed))
     if isinstance(config, DTransformerConfig):

@@ -15,6 +15,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ViTConfig,
 )
 
 # Bytes of temporaries per entry while reference_numpy evaluates phi'(U) (its output
@@ -37,7 +38,10 @@ def loss_positions(config: Config, seq: int) -> int:
 
 def torch_forward_working(config: Config, batch: int, seq: int, b: int) -> int:
     """(M23) The logits (B l N_V b) while the loss computes the log-probabilities; with a
-    dtype narrower than float32 the float32 copy of the target positions instead."""
+    dtype narrower than float32 the float32 copy of the target positions instead. The ViT
+    classifier: its B K logits (M52)."""
+    if isinstance(config, ViTConfig):
+        return batch * config.n_classes * b
     logits = batch * seq * config.N_V * b
     copy32 = batch * loss_positions(config, seq) * config.N_V * 4 if b < 4 else 0
     return max(logits, copy32)
@@ -61,6 +65,8 @@ def torch_backward_working(config: Config, batch: int, seq: int, b: int, path: s
     keeps its output until it has run); on the naive path, the softmax backward's two
     gradient buffers dA, dS of the top attention (float32 at least on CPU), less what was
     released before it (``_freed_above_top_attention``)."""
+    if isinstance(config, ViTConfig):  # (M52): N + 1 tokens per image, a K-way head
+        return _vit_backward_working(config, batch, b, path)
     head = 2 * batch * loss_positions(config, seq) * config.N_V * max(b, 4)
     k = 2 if config.activation == "relu" else 1
     candidates = [head, k * batch * seq * config.d_mlp * b]
@@ -68,6 +74,20 @@ def torch_backward_working(config: Config, batch: int, seq: int, b: int, path: s
         l_z = src_seq or seq if isinstance(config, EDTransformerConfig) else seq
         scores = batch * config.H * seq * l_z * max(b, 4)
         candidates.append(2 * scores - _freed_above_top_attention(config, batch, seq, b))
+    return max(candidates)
+
+
+def _vit_backward_working(c: ViTConfig, batch: int, b: int, path: str) -> int:
+    """(M52) The ViT's analogue of (M24): the top MLP's gradient buffers, or on the naive
+    path the top attention's dA, dS less what the layers above it released (its MLP's U, G
+    and three residual-sized vectors per token)."""
+    l = c.n_patches + 1
+    n, mlp = batch * l, (1 if c.activation == "relu" else 2) * c.d_mlp
+    k = 2 if c.activation == "relu" else 1
+    candidates = [2 * batch * c.n_classes * b, k * n * c.d_mlp * b]
+    if path == "naive":
+        scores = batch * c.H * l * l * max(b, 4)
+        candidates.append(2 * scores - n * (3 * c.d_e + mlp) * b)
     return max(candidates)
 
 

@@ -3,6 +3,7 @@
     markov         decoder          order-k Markov chain; floor: its entropy rate
     masked-markov  encoder          masked tokens of the chain; Bayes accuracy and loss
     reverse, copy  encoder-decoder  string maps; floor: loss 0, exact match 1
+    images         vit              templates in noise; Bayes accuracy and loss (exact posterior)
     --text FILE    decoder/encoder  character-level text; no known limit
 
 ``make_source`` builds one from command-line choices; ``source_from_dict`` rebuilds it from
@@ -15,13 +16,14 @@ from typing import Any
 
 from formal_transformers.errors import SourceError
 from formal_transformers.sources.base import Batch, Limit, Source
+from formal_transformers.sources.images import TemplateImages
 from formal_transformers.sources.markov import MarkovChain
 from formal_transformers.sources.seq2seq import Seq2SeqTask
 from formal_transformers.sources.tasks import MarkovLM, MaskedMarkov, Seq2Seq
 from formal_transformers.sources.text import TextLM
 
 SOURCE_ARCH = {"markov": "decoder", "masked-markov": "encoder",
-               "reverse": "encoder-decoder", "copy": "encoder-decoder"}
+               "reverse": "encoder-decoder", "copy": "encoder-decoder", "images": "vit"}
 TEXT_ARCHS = ("decoder", "encoder")
 
 __all__ = ["SOURCE_ARCH", "Batch", "Limit", "Source", "make_source", "source_from_dict"]
@@ -70,6 +72,8 @@ def source_from_dict(data: dict[str, Any]) -> Source:
             return Seq2Seq(task, **d)
         if name == "text":
             return TextLM(**d)
+        if name == "images":
+            return TemplateImages(**d)
     except TypeError as exc:
         raise SourceError(f"source {name!r}: bad options {sorted(d)} ({exc})") from None
     raise SourceError(f"unknown source {name!r}; known sources: {sorted(SOURCE_ARCH)} or text")

@@ -29,6 +29,9 @@ from formal_transformers.sources.base import (
     target_log_probs,
 )
 
+MASK_CHAR = "_"
+"""The encoder's mask token as a character: in --prompt it marks a token to fill."""
+
 
 @dataclass(frozen=True)
 class CharTokenizer:
@@ -106,6 +109,8 @@ def file_digest(text: str) -> str:
 class TextLM:
     """A user's text file as a character-level source (decoder: Alg 13; encoder: Alg 12).
 
+    ``path`` is stored absolute, so a run resumes (and samples) from any directory.
+
     The tokenizer needs only the stored ``alphabet`` (sampling works without the file); the
     file itself is read on the first batch and must still have the recorded ``sha256``.
     For the encoder, positions are masked with probability p_mask (``mask_token`` = N_V - 1).
@@ -126,9 +131,15 @@ class TextLM:
     def from_file(cls, path: str | os.PathLike, arch: str = "decoder", length: int = 64,
                   seed: int = 0, p_mask: float = 0.15) -> TextLM:
         text = read_text(path)
+        if arch == "encoder" and MASK_CHAR in text:
+            where = text.index(MASK_CHAR)
+            raise SourceError(f"--text: {str(path)!r} holds the encoder's mask character "
+                              f"{MASK_CHAR!r} (first at character {where}); it stands for the "
+                              "mask token in prompts and output, so the text must not contain "
+                              "it: replace it in the file (or train the decoder)")
         tok = CharTokenizer.from_text(text)
-        src = cls(str(path), tok.alphabet, file_digest(text), min(length, len(text)), seed, arch,
-                  p_mask)
+        src = cls(os.path.abspath(path), tok.alphabet, file_digest(text),
+                  min(length, len(text)), seed, arch, p_mask)
         src._corpus = TextCorpus(tok.encode(text), src.length)
         return src
 
@@ -187,11 +198,11 @@ class TextLM:
 
     @property
     def vocab(self) -> str:
-        """One character per token id; the encoder's mask token is '_' (or '\u2591' when '_'
-        is a character of the text)."""
+        """One character per token id; the encoder's mask token (id N_V - 1) is MASK_CHAR
+        '_', always (a text holding '_' cannot train the encoder)."""
         if self.arch != "encoder":
             return self.alphabet
-        return self.alphabet + ("_" if "_" not in self.alphabet else "\u2591")
+        return self.alphabet + MASK_CHAR
 
     def encode(self, text: str) -> np.ndarray:
         return CharTokenizer(self.vocab).encode(text)

@@ -40,7 +40,7 @@ def test_a_declared_but_missing_method_is_named_with_its_signature():
 
 @pytest.mark.parametrize("attr, value, message", [
     ("name", "", "attribute 'name' must be a non-empty string"),
-    ("dtypes", ("bfloat16",), "attribute 'dtypes' must be a non-empty tuple drawn from"),
+    ("dtypes", ("float8",), "attribute 'dtypes' must be a non-empty tuple drawn from"),
     ("algorithms", ("attention", "flash_attention"), "unknown algorithm 'flash_attention'"),
     ("algorithms", "attention", "attribute 'algorithms' must be a tuple"),
 ])

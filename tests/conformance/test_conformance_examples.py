@@ -7,8 +7,8 @@ import pytest
 from conformance.adapter import load_adapter
 from conformance.runner import run
 
-EXAMPLES = ["examples.torch_multihead_attention:TorchMultiheadAttention",
-            "examples.torch_encoder_layer:TorchEncoder"]
+EXAMPLES = ["conformance.examples.torch_multihead_attention:TorchMultiheadAttention",
+            "conformance.examples.torch_encoder_layer:TorchEncoder"]
 
 
 @pytest.mark.parametrize("spec", EXAMPLES)

@@ -19,7 +19,7 @@ from formal_transformers.spec import load_properties
 class Seen:
     max_error = 0.0
 
-    def observe(self, error):
+    def observe(self, error, ratio=None, measure=None):
         self.max_error = max(self.max_error, error)
 
 

@@ -55,3 +55,20 @@ def test_front_matter_lists_the_properties_the_suite_checks():
         if c.property not in listed:
             unlisted[c.algorithm].append(c.property)
     assert not unlisted, f"checks missing from the algorithms' front matter: {dict(unlisted)}"
+
+
+def test_the_laws_state_their_domains_and_conditions():
+    """Issue 12: each law says when it holds (checked against the paper's definitions)."""
+    p = {pid: " ".join(prop.statement.split()) for pid, prop in load_properties().items()}
+    assert r"\mathrm{softmax}(S + \mathbf{1}c^\top)" in p["softmax.shift_invariance"]
+    assert "any change $\\delta$ of the key bias" in p["softmax.shift_invariance"]
+    assert "orthogonal" not in p["softmax.shift_invariance"]
+    assert "only with the same context $z$" in p["causal.non_leakage"]
+    for law in ("layer_norm.affine_invariance", "layer_norm.standardised"):
+        assert r"\mathrm{var}(e) > 0" in p[law]
+    assert "a^2" in p["layer_norm.affine_invariance"]
+    assert "in particular" in p["softmax.normalised"] and "equivalently" not in \
+        p["softmax.normalised"] and "all zeros" in p["softmax.normalised"]
+    assert "near-tie" in p["sampling.greedy_limit"] and "near-tie" in p["kv_cache.equivalence"]
+    assert "Mask}[t, t] = 0" in p["mask.no_influence"]
+    assert "interface check" in p["mask.all_ones_equals_none"]

@@ -268,7 +268,8 @@ def test_every_pseudocode_line_links_to_code_and_every_citation_links_back(wide_
 def test_api_reference_nav_entries_are_not_cut_short(visit):
     visit.goto("reference/reference_numpy/architectures_backward/")
     cut = visit.page.evaluate("""() => [...document.querySelectorAll(
-        ".md-sidebar--primary .md-ellipsis")].filter((e) => e.offsetParent !== null &&
+        ".md-sidebar--primary a.md-nav__link:not([href^='#']) .md-ellipsis")].filter((e) =>
+        e.offsetParent !== null &&
         e.scrollWidth > e.clientWidth + 1).map((e) => e.textContent.trim())""")
     shown = visit.page.locator(".md-sidebar--primary a.md-nav__link--active").inner_text()
     assert shown.strip() == "architectures_backward"

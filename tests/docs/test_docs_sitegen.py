@@ -208,7 +208,7 @@ def test_citation_version_matches_the_package():
 
 def test_bibtex_of_the_software_keeps_the_entity_author_whole():
     bib = citation.bibtex(CFF)
-    assert bib.startswith("@software{formaltransformerscontributorsformal,\n")
+    assert bib.startswith("@software{formaltransformerscontributors2026formal,\n")
     assert "  author = {{formal-transformers contributors}}" in bib
     assert f"  version = {{{CFF['version']}}}" in bib and bib.endswith("\n}")
 

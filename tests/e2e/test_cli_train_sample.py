@@ -147,9 +147,22 @@ def test_ctrl_c_stops_training_after_the_step_with_a_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize(("flags", "message"), [
-    (["--steps", "0"], "RunConfig.steps must be an integer >= 1, got 0"),
-    (["--lr", "-0.1"], "RunConfig.lr must be a finite number > 0, got -0.1"),
+    (["--steps", "0"], "--steps must be an integer >= 1, got 0"),
+    (["--lr", "-0.1"], "--lr must be a finite number > 0, got -0.1"),
     (["--heads", "3"], "d_e must be divisible by H"),
+    # issue 15: zero is a value (never "not given"): the same error as a negative value
+    (["--heads", "0"], "--heads must be an integer >= 1, got 0"),
+    (["--heads", "-1"], "--heads must be an integer >= 1, got -1"),
+    (["--d-e", "0"], "--d-e must be an integer >= 1, got 0"),
+    (["--layers", "0"], "--layers must be an integer >= 1, got 0"),
+    (["--d-mlp", "0"], "--d-mlp must be an integer >= 1, got 0"),
+    (["--length", "0"], "--length must be an integer >= 1, got 0"),
+    (["--length", "1"], "--length must be >= 2 for the decoder"),
+    (["--seed", "-1"], "--seed must be an integer >= 0, got -1"),
+    (["--lr", "0"], "--lr must be a finite number > 0, got 0.0"),
+    (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
+    (["--batch-size", "0"], "--batch-size must be an integer >= 1, got 0"),
+    (["--checkpoint-every", "0"], "--checkpoint-every must be an integer >= 1, got 0"),
 ])
 def test_bad_settings_are_config_errors_and_write_nothing(tmp_path, capsys, flags, message):
     out = tmp_path / "run"

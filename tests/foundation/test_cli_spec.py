@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from formal_transformers import render
 from formal_transformers.cli import main
 from formal_transformers.spec import load_catalogue
+from formal_transformers.unimath import to_unicode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,9 +30,37 @@ def test_spec_id_prints_signature_and_numbered_pseudocode(capsys):
     assert main(["spec", "attention"]) == 0
     out = capsys.readouterr().out
     alg = next(a for a in load_catalogue() if a.id == "attention")
-    assert "Algorithm 4: Attention" in out and alg.signature in out
+    assert "Algorithm 4: Attention" in out and to_unicode(alg.signature) in out
     for line in alg.pseudocode:
-        assert f"{line.number}: {'  ' * line.depth}{line.text}" in out
+        assert f"{line.number}: {'  ' * line.depth}{to_unicode(line.text)}" in out
+
+
+def test_spec_id_renders_the_math_as_unicode_text_not_latex(capsys):
+    """Issue 15: the terminal shows ℝ, ←, ℓ and subscripts, never raw LaTeX; --json keeps
+    the LaTeX."""
+    for alg in load_catalogue():
+        render.algorithm(alg)  # what `spec ID` prints
+        out = capsys.readouterr().out
+        assert "\\" not in out and "$" not in out, (alg.id, out)
+    assert main(["spec", "attention"]) == 0
+    out = capsys.readouterr().out
+    assert "Q ← W_q X + b_q 𝟏ᵀ" in out and "ℝ^(dₓ × ℓₓ)" in out
+    assert "return V\u0303 = V · softmax(S / √dₐₜₜₙ)" in out
+    assert main(["spec", "attention", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "\\gets" in data[0]["signature"]
+
+
+@pytest.mark.parametrize("tex, text", [
+    (r"$\mathbb{R}^{d_x \times \ell_x}$", "ℝ^(dₓ × ℓₓ)"),
+    (r"\ell_{max}", "ℓₘₐₓ"), (r"W^{-1}", "W⁻¹"), (r"K^\top Q", "Kᵀ Q"),
+    (r"\hat{y} \gets \tilde{V}", "y\u0302 ← V\u0303"), (r"\mathcal{W}_{qkv}", "𝒲_qkv"),
+    (r"\sqrt{d}", "√d"), (r"\frac{a + b}{2}", "(a + b)/2"),
+    (r"\{0, 1\}", "{0, 1}"), (r"\theta, \gamma, \epsilon", "θ, γ, ε"),
+    (r"for $t \in [\ell]$: /* a comment */", "for t ∈ [ℓ]: /* a comment */"),
+])
+def test_unicode_rendering_of_the_spec_latex(tex, text):
+    assert to_unicode(tex) == text
 
 
 def test_spec_json_has_the_promised_fields(capsys):

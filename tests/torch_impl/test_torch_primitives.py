@@ -106,7 +106,7 @@ def test_bad_token_ids_positions_and_hyperparameters_raise_typed_errors():
         ti.token_embedding(torch.tensor([[1.0]]), W_e)
     with pytest.raises(SequenceLengthError, match="exceed the context size l_max = 5"):
         ti.positional_embedding(4, W_p, offset=2)
-    with pytest.raises(ConfigError, match="eps must be a float"):
+    with pytest.raises(ConfigError, match="layer_norm_eps must be a finite number >= 0"):
         ti.layer_norm(_randn(2, 4), _randn(4), _randn(4), eps=-1.0)
     with pytest.raises(ConfigError, match="activation must be one of"):
         ti.mlp(_randn(2, 4), _randn(3, 4), _randn(3), _randn(4, 3), _randn(4), "swish")

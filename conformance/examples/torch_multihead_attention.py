@@ -1,6 +1,7 @@
 """Adapter for ``torch.nn.MultiheadAttention``: code we did not write, held to the spec.
 
-    formal-transformers verify --impl examples.torch_multihead_attention:TorchMultiheadAttention
+    formal-transformers verify \
+        --impl conformance.examples.torch_multihead_attention:TorchMultiheadAttention
 
 PyTorch's module implements Algorithm 5 at the shapes of a transformer layer: the query size
 ``embed_dim`` is split over the heads (d_attn = d_mid = d_x / H) and the output has d_out = d_x;

@@ -1,6 +1,6 @@
 """Adapter for ``torch.nn.TransformerEncoderLayer``: BERT-style layers we did not write.
 
-    formal-transformers verify --impl examples.torch_encoder_layer:TorchEncoder
+    formal-transformers verify --impl conformance.examples.torch_encoder_layer:TorchEncoder
 
 Algorithm 9 (the E transformer) is the embedding, L post-LN encoder layers, a final dense
 layer with the activation, a layer norm and the unembedding. ``nn.TransformerEncoderLayer``
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from conformance.adapter import Adapter
-from examples.torch_multihead_attention import canonical_views as attention_views
+from conformance.examples.torch_multihead_attention import canonical_views as attention_views
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu,
                "gelu_tanh": functools.partial(F.gelu, approximate="tanh")}

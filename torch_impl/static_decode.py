@@ -1,0 +1,106 @@
+"""Decoding the D transformer with one static-shape step, for torch.compile (spec: Algorithm 14).
+
+The eager decode loop (torch_impl.inference.d_inference) attends to the cached prefix
+``k[:, :, :length]``, whose length grows by one token per step: a new shape at every step, so
+a compiler would specialise or guard on it again and again. ``StaticDecoder``'s step instead
+attends to the whole preallocated buffer of the KV cache (torch_impl/kv_cache.py) under the
+causal row of Algorithm 10 L6 for the query at position ``pos``, Mask[t_z] = [t_z <= pos], and
+writes the new key and value at ``pos`` with ``index_copy_``; ``pos`` is a tensor. Every step
+then has the same shapes and runs the same graph, which ``torch.compile`` specialises once:
+on CPU inductor fuses the layer norms, GELU and residual additions between the matrix-vector
+products and removes the per-operation dispatch of eager mode; on CUDA
+``mode="reduce-overhead"`` also replays the step as a CUDA graph. Keys t_z > pos hold zeros or
+stale values and are masked out, so the distribution of every step is that of the eager loop
+(property kv_cache.equivalence; tested to float rounding, tokens identical).
+
+The prompt is prefilled by the eager model into the same cache buffers (Alg 14 L3-4).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from formal_transformers.errors import SequenceLengthError
+from torch_impl.inference import Generator, _as_batch, _check_count, _check_sampling, sample_next
+from torch_impl.kv_cache import KVCache
+from torch_impl.models import DTransformer
+
+
+class StaticDecoder:
+    """Batch-B decoding of ``model`` with a static step, optionally compiled.
+
+    ``compile``: False (eager static step), True (``torch.compile`` with inductor) or a dict
+    of ``torch.compile`` keyword arguments (e.g. ``{"mode": "reduce-overhead"}`` on CUDA, or
+    ``{"backend": "eager"}`` to test the tracing cheaply). ``capacity`` (<= l_max) bounds
+    prompt + generated tokens; the compiled step is reused by every ``generate`` call with the
+    same B and capacity.
+    """
+
+    def __init__(self, model: DTransformer, B: int = 1, capacity: int | None = None,
+                 compile: bool | dict = False):
+        c = model.config
+        capacity = c.l_max if capacity is None else capacity
+        _check_count("capacity", capacity, c.l_max)
+        _check_count("B", B)
+        self.model, self.B, self.capacity = model.eval(), B, capacity
+        self.cache: KVCache = model.new_cache(B, capacity)
+        self.keys = torch.arange(capacity, device=model.lm_head.weight.device)  # t_z
+        step = self._step
+        if compile:
+            # The cache buffers keep their addresses for the decoder's lifetime: say so, so
+            # that a CUDA graph (mode="reduce-overhead") may write them in place (as
+            # transformers' StaticCache and gpt-fast do).
+            torch._dynamo.mark_static_address(self.cache.k)
+            torch._dynamo.mark_static_address(self.cache.v)
+            options = {} if compile is True else dict(compile)
+            step = torch.compile(step, fullgraph=True, dynamic=False, **options)
+        self.step = step
+
+    def _step(self, token: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """token (B, 1) at position pos (1,) -> the logits of the next token (B, N_V).
+
+        Alg 10 L2-9 for one new column, attending to the cached columns t_z <= pos.
+        """
+        m, cache = self.model, self.cache
+        B = token.shape[0]
+        X = m.wte(token) + m.wpe(pos)  # (B, 1, d_e), Alg 10 L2-3
+        allowed = (self.keys <= pos)[None]  # (1, capacity): Mask[t_z, pos], Alg 10 L6
+        for l, layer in enumerate(m.layers):  # Alg 10 L4-8
+            mha = layer.mha
+            q, k, v = mha.qkv(layer.ln1(X)).view(B, 1, 3, mha.H, -1).permute(2, 0, 3, 1, 4)
+            cache.k[l].index_copy_(2, pos, k)  # (B, H, capacity, d_head)
+            cache.v[l].index_copy_(2, pos, v)
+            y = F.scaled_dot_product_attention(q, cache.k[l], cache.v[l], attn_mask=allowed)
+            X = X + mha.out(y.transpose(1, 2).reshape(B, 1, -1))
+            X = X + layer.mlp(layer.ln2(X))
+        return m.lm_head(m.ln_f(X)[:, -1])  # Alg 10 L9-10, (B, N_V)
+
+    @torch.inference_mode()
+    def generate(self, prompt: torch.Tensor, l_gen: int, tau: float = 1.0,
+                 generator: Generator = None, greedy: bool = False) -> torch.Tensor:
+        """Algorithm 14 like torch_impl.inference.d_inference: the l_gen new tokens.
+
+        prompt: (l_x,) or (B, l_x) with l_x + l_gen - 1 <= capacity.
+        """
+        _check_sampling(tau, generator, greedy)
+        _check_count("l_gen", l_gen)
+        x = _as_batch("prompt", prompt)
+        self.model.check_tokens("prompt", x)
+        B, l_x = x.shape
+        if B != self.B:
+            raise SequenceLengthError(f"this decoder was built for B = {self.B} sequences, "
+                                      f"got a prompt batch of {B}")
+        if l_x + l_gen - 1 > self.capacity:
+            raise SequenceLengthError(f"prompt length l_x = {l_x} plus l_gen = {l_gen} minus 1 "
+                                      f"exceeds the decoder's capacity {self.capacity}")
+        self.cache.reset()
+        y = torch.empty(B, l_gen, dtype=torch.long, device=x.device)
+        logits = self.model.last_logits(x, self.cache)  # eager prefill, Alg 14 L3-4
+        for i in range(l_gen):
+            y[:, i] = sample_next(logits, tau, generator, greedy)  # Alg 14 L5
+            if i + 1 == l_gen:
+                break
+            pos = torch.tensor([l_x + i], device=x.device)
+            logits = self.step(y[:, i:i + 1], pos)  # the newest token only, Alg 14 L6
+        return y[0] if prompt.ndim == 1 else y
