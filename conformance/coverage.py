@@ -101,6 +101,7 @@ class Tracer:
 
     def __post_init__(self):
         self._files = {f for f, _ in self.wanted}
+        self._code_left: dict[Any, set[int]] = {}
 
     def start(self) -> bool:
         monitoring = getattr(sys, "monitoring", None)
@@ -127,15 +128,30 @@ class Tracer:
             sys.settrace(None)
         threading.settrace(None)  # type: ignore[arg-type]
 
-    # sys.settrace (Python < 3.12)
+    # sys.settrace (Python < 3.12): a code object is traced only while some line of it that
+    # carries a citation has not run yet, so the literal loops of the reference run untraced
+    # once their lines have been seen.
     def _global(self, frame, event, arg):
-        return self._local if frame.f_code.co_filename in self._files else None
+        code = frame.f_code
+        left = self._code_left.get(code)
+        if left is None:
+            if code.co_filename not in self._files:
+                self._code_left[code] = left = set()
+            else:
+                lines = {ln for _, _, ln in code.co_lines() if ln is not None}
+                left = {ln for f, ln in self.wanted if f == code.co_filename and ln in lines}
+                self._code_left[code] = left = left - {ln for f, ln in self.hit
+                                                       if f == code.co_filename}
+        return self._local if left else None
 
     def _local(self, frame, event, arg):
         if event == "line":
-            key = (frame.f_code.co_filename, frame.f_lineno)
-            if key in self.wanted:
-                self.hit.add(key)
+            left = self._code_left.get(frame.f_code)
+            if left and frame.f_lineno in left:
+                left.discard(frame.f_lineno)
+                self.hit.add((frame.f_code.co_filename, frame.f_lineno))
+            if not left:
+                return None
         return self._local
 
     # sys.monitoring (Python >= 3.12)
