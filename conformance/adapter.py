@@ -6,6 +6,17 @@ An adapter is a small class. It declares
 - ``dtypes``: the NumPy float dtypes it runs in, e.g. ``("float32", "float64")``;
 - ``algorithms``: the spec ids it implements (``formal-transformers spec`` lists them) and the
   optional extras of ``EXTRAS`` (parameter counts, gradients of the architectures);
+- ``variants`` (optional): a dict of the declared variants it implements, from
+  ``formal_transformers.hyperparameters.VARIANTS`` -- ``tied_unembedding`` (bool: W_u = W_e^T,
+  one parameter), ``bias`` (bool: False means no bias and no layer-norm beta anywhere),
+  ``loss_reduction`` ("sum" or "mean": the training algorithms' objective), ``padding_idx``
+  (None or a token id whose embedding column is 0 and gets no gradient from the lookup).
+  Undeclared names take the spec's default. The suite then builds every architecture config
+  with these values and draws parameters that respect them (canonical.parameter_shapes of
+  that config: no ``W_u`` when tied, no ``b_*``/``beta`` when bias-free); the spec states each
+  variant's formula (spec/algorithms/01, 07-13, "Hyperparameter variants"). Variants apply
+  to the architectures (Algorithms 8-10) and the training and inference built on them; the
+  primitives' checks (attention, layer norm, MLP, ...) draw the paper's parameters;
 
 and implements one method per declared name, with the signatures documented on ``Adapter``.
 Everything undeclared is reported as *not covered* -- never as passed.
@@ -36,19 +47,21 @@ from typing import Any
 import numpy as np
 
 from formal_transformers.errors import AdapterError
+from formal_transformers.hyperparameters import VARIANTS, variant_problem
 
 Array = np.ndarray
 Params = Mapping[str, np.ndarray]
 
 FORWARD = ("token_embedding", "positional_embedding", "basic_attention", "attention",
            "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
-           "e_transformer", "d_transformer")
+           "e_transformer", "d_transformer", "modern_d_transformer")
 # The modern attention primitives (spec: Algorithms 40-49).
 ATTENTION_VARIANTS = ("gq_attention", "sliding_window_mask", "block_sparse_mask", "qk_norm",
                       "softcap", "gq_attention_backward", "qk_norm_backward", "softcap_backward",
                       "online_softmax_attention", "online_softmax_attention_backward")
 TRAINING = ("ed_training", "e_training", "d_training")
 INFERENCE = ("d_inference", "ed_inference")
+DECODING = ("sampling", "speculative_decoding")  # Algorithms 60-61
 BACKWARD = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
             "mhattention_backward", "layer_norm_backward", "mlp_backward",
             "unembedding_backward")
@@ -58,10 +71,12 @@ MODERN = ("sinusoidal_embedding", "rope", "alibi", "rmsnorm", "gated_mlp", "rope
           "rmsnorm_backward", "gated_mlp_backward")
 # Vision (spec: Algorithms 75-78, issue 17): images (B, C, h, w), channel axis first.
 VISION = ("patch_extraction", "patch_embedding", "vit_classifier", "vit_classifier_backward")
-ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + MODERN + ATTENTION_VARIANTS
-              + VISION)
+ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + DECODING + MODERN
+              + ATTENTION_VARIANTS + VISION)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
-          "ed_transformer_backward")
+          "ed_transformer_backward", "sampling_distribution", "d_transformer_padded",
+          "e_transformer_padded", "ed_transformer_padded", "d_decode", "ed_decode",
+          "d_training_padded", "modern_d_transformer_cached")
 SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 
@@ -74,6 +89,7 @@ class Adapter:
     name: str = "unnamed adapter"
     dtypes: tuple[str, ...] = ("float64",)
     algorithms: tuple[str, ...] = ()
+    variants: dict[str, Any] = {}  # noqa: RUF012 -- read only; see declared_variants
 
     def constrain(self, algorithm: str, sizes: dict[str, Any]) -> dict[str, Any]:
         """Map drawn sizes onto ones this implementation supports (default: all supported).
@@ -190,6 +206,11 @@ class Adapter:
         """Alg 47. Returns {"X", "Z", "W_q", "b_q", "W_k", "b_k", "W_v", "b_v"}."""
         raise NotImplementedError
 
+    def modern_d_transformer(self, x: Array, params: Params, config: Any) -> Array:
+        """Alg 65. x (B, l) int; canonical params of a ModernDTransformerConfig (its selections
+        are the declared variants). Returns P (B, l, N_V)."""
+        raise NotImplementedError
+
     # -- training (Algorithms 11-13): one epoch over the batch -------------------------------
     # One gradient-descent step per sequence, rows in order (B steps; B = 1 is one step of the
     # spec). Returns (sum of the per-sequence losses, each before its step; updated params).
@@ -209,6 +230,13 @@ class Adapter:
         """Alg 13 with N_epochs = 1 on the sequences x[b]."""
         raise NotImplementedError
 
+    def d_training_padded(self, x: Array, real: Array, params: Params, config: Any, eta: float
+                          ) -> tuple[float, dict[str, Array]]:
+        """Alg 13 with N_epochs = 1 on a padded batch (spec: 13-d-training.md, "Padded
+        batches"): real (B, l) bool as in d_transformer_padded; row b's step is the step on
+        its real tokens alone. Returns what d_training returns."""
+        raise NotImplementedError
+
     # -- inference (Algorithms 14-15) ---------------------------------------------------------
     def d_inference(self, prompt: Array, params: Params, config: Any, l_gen: int, tau: float,
                     seed: int) -> Array:
@@ -218,10 +246,58 @@ class Adapter:
         """
         raise NotImplementedError
 
+    def d_decode(self, prompt: Array | None, params: Params, config: Any, l_gen: int,
+                 real: Array | None = None, chunk: int | None = None, state: Any = None
+                 ) -> tuple[Array, Array, Any]:
+        """The decode path of Alg 14 at tau -> 0 (greedy), with every step's distribution.
+
+        prompt (B, l) int; real (B, l) bool marks the real tokens of a LEFT-padded prompt
+        (spec: 10-d-transformer.md, "Padded batches") or None; chunk: feed the prompt to the
+        cache ``chunk`` tokens at a time (None: all at once); state: what an earlier call
+        returned, to continue generating after its last token (then prompt is None).
+        Returns (new tokens (B, l_gen) int, log_probs (B, l_gen, N_V) in the params' dtype:
+        log p of the next-token distribution each token was taken from (its argmax), state).
+        """
+        raise NotImplementedError
+
+    def ed_decode(self, z: Array, params: Params, config: Any, l_gen: int, bos_token: int
+                  ) -> tuple[Array, Array]:
+        """The decode path of Alg 15 at tau -> 0 for exactly l_gen tokens (no stop at eos):
+        z (B, l_z) int. Returns (new tokens after bos_token (B, l_gen) int, log_probs
+        (B, l_gen, N_V): log p of the distribution each token was the argmax of)."""
+        raise NotImplementedError
+
     def ed_inference(self, z: Array, params: Params, config: Any, tau: float, seed: int,
                      bos_token: int, eos_token: int, l_max_gen: int) -> list[Array]:
         """Alg 15. z (B, l_z) int. Returns B int arrays, each starting with bos_token and
         ending at eos_token or after l_max_gen generated tokens."""
+        raise NotImplementedError
+
+    # -- decoding conventions (Algorithms 60-61) ----------------------------------------------
+    def sampling(self, logits: Array, config: Any, n: int, seed: int) -> Array:
+        """Alg 60. logits (B, N_V), each row's p = softmax(logits); config a
+        formal_transformers.sampling_config.SamplingConfig (tau, top_k, top_p, min_p, order).
+
+        Returns (B, n) int: n independent draws from each row's truncated distribution,
+        seeded by seed.
+        """
+        raise NotImplementedError
+
+    def sampling_distribution(self, logits: Array, config: Any) -> Array:
+        """Optional extra of Alg 60: the distribution q it samples from, (B, N_V), zero
+        outside the kept set. Declared, it lets ``sampling.kept_set`` compare the set exactly."""
+        raise NotImplementedError
+
+    def speculative_decoding(self, prompt: Array, target_params: Params, target_config: Any,
+                             draft_params: Params, draft_config: Any, l_gen: int, k: int,
+                             sampling: Any, seed: int) -> tuple[Array, list[Array]]:
+        """Alg 61 with two D transformers (Alg 10): draft proposes k tokens, target verifies.
+
+        prompt (B, l) int; sampling a SamplingConfig applied to both models' distributions, or
+        None for greedy decoding. Returns (tokens (B, l + l_gen) int: the prompt followed by
+        the new tokens; accepted: B int arrays, the number of draft tokens the target accepted
+        at each of that row's verification steps, in order).
+        """
         raise NotImplementedError
 
     # -- backward (Algorithms 17-23): gradients summed over the batch for parameters --------
@@ -347,6 +423,34 @@ class Adapter:
         """Vector-Jacobian product of Alg 10: gradients of sum(P * dP) for every canonical name."""
         raise NotImplementedError
 
+    def d_transformer_padded(self, x: Array, real: Array, params: Params, config: Any
+                             ) -> Array:
+        """Alg 10 on a padded batch (spec: 10-d-transformer.md, "Padded batches").
+
+        x (B, l) int, real (B, l) bool: True at a sequence's tokens, one block per row at its
+        start (right padding) or end (left padding); a real token's position is the number of
+        real tokens before it. Returns P (B, l, N_V); columns at padded positions are ignored.
+        """
+        raise NotImplementedError
+
+    def e_transformer_padded(self, x: Array, real: Array, params: Params, config: Any
+                             ) -> Array:
+        """Alg 9 on a padded batch, like d_transformer_padded (9-e-transformer.md)."""
+        raise NotImplementedError
+
+    def ed_transformer_padded(self, z: Array, x: Array, z_real: Array, x_real: Array,
+                              params: Params, config: Any) -> Array:
+        """Alg 8 on a padded batch: the context z (B, l_z) and the primary x (B, l_x) each
+        with its real-token mask, as in d_transformer_padded (8-ed-transformer.md)."""
+        raise NotImplementedError
+
+    def modern_d_transformer_cached(self, x: Array, params: Params, config: Any, prefill: int
+                                    ) -> Array:
+        """Alg 65 through the implementation's KV cache: the first ``prefill`` tokens of x
+        (B, l) in one pass, then one token per step. Returns P (B, l, N_V), row t from the
+        step that consumed token t."""
+        raise NotImplementedError
+
     def e_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array
                                ) -> dict[str, Array]:
         """Vector-Jacobian product of Alg 9, like d_transformer_backward."""
@@ -392,6 +496,32 @@ def validate_adapter(adapter: object) -> None:
     constrain = getattr(adapter, "constrain", None)
     if constrain is not None and not callable(constrain):
         raise AdapterError(f"{where}: attribute 'constrain' must be a method")
+    _check_variants(where, getattr(adapter, "variants", None))
+
+
+def _check_variants(where: str, variants: object) -> None:
+    if variants is None:
+        return
+    if not isinstance(variants, Mapping):
+        raise AdapterError(f"{where}: attribute 'variants' must be a dict of declared variants "
+                           f"(known: {', '.join(VARIANTS)}), got {type(variants).__name__}")
+    for name, value in variants.items():
+        problem = variant_problem(name, value)
+        if problem:
+            raise AdapterError(f"{where}: {problem}")
+    idx = variants.get("padding_idx")
+    if idx is not None and idx >= MAX_PADDING_IDX:
+        raise AdapterError(f"{where}: variant 'padding_idx' = {idx}: the suite draws "
+                           f"vocabularies of up to {MAX_PADDING_IDX} tokens, so it must be < "
+                           f"{MAX_PADDING_IDX} (map your padding id onto a small one)")
+
+
+MAX_PADDING_IDX = 64
+
+
+def declared_variants(adapter: object) -> dict[str, Any]:
+    """Every variant with its value for ``adapter``: the declared ones, else the default."""
+    return VARIANTS | dict(getattr(adapter, "variants", None) or {})
 
 
 def _signature(fn: Any) -> str:
@@ -399,10 +529,23 @@ def _signature(fn: Any) -> str:
     return "(" + ", ".join(params) + ")"
 
 
-def load_adapter(spec: str | None) -> object:
+def load_adapter(spec: str | None, mapping: str | None = None) -> object:
     """The adapter named on the command line: None or "torch" for the bundled torch
-    implementation, "reference" for reference_numpy, or "module:Object" (a class, called with
-    no arguments, or an instance). The current directory is importable, like ``python -m``."""
+    implementation, "reference" for reference_numpy, "hf:DIR" for a transformers model saved
+    with save_pretrained, or "module:Object" (a class, called with no arguments, or an
+    instance). With ``mapping`` (``--map FILE.toml``), "module:Object" (or the file's
+    ``factory``) is instead a factory of the user's nn.Module of the modern decoder, put behind
+    the protocol by the mapping file (conformance/adapters/mapped.py). The current directory
+    is importable, like ``python -m``.
+    """
+    if mapping is not None:
+        from conformance.adapters.mapped import MappedModule, mapping_factory
+
+        factory = spec if spec is not None else mapping_factory(mapping)
+        if ":" not in factory:
+            raise AdapterError(f"--map needs the nn.Module to build as module:Factory (--impl or "
+                               f"the mapping's factory key), got {factory!r}")
+        return _checked(MappedModule(_import_object(factory), mapping))
     if spec in (None, "torch"):
         from conformance.adapters.torch_adapter import TorchAdapter
 
@@ -411,9 +554,29 @@ def load_adapter(spec: str | None) -> object:
         from conformance.adapters.reference import ReferenceAdapter
 
         return _checked(ReferenceAdapter())
+    if spec.startswith("hf:"):
+        from conformance.adapters.hf_dir import HFDirAdapter
+
+        return _checked(HFDirAdapter(spec[3:]))
+    obj = _import_object(spec)
+    if isinstance(obj, type):
+        attr = spec.partition(":")[2]
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())} "
+                               "(an adapter class must be constructible with no arguments)"
+                               ) from None
+    return _checked(obj)
+
+
+def _import_object(spec: str) -> Any:
+    """The object ``module:attr.path`` names (the current directory importable)."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise AdapterError(f"--impl must be 'torch', 'reference' or 'module:Object', got {spec!r}")
+        raise AdapterError(f"--impl must be 'torch', 'reference', 'hf:DIR' or 'module:Object', "
+                           f"got {spec!r}")
     cwd = str(Path.cwd())
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -428,15 +591,7 @@ def load_adapter(spec: str | None) -> object:
         if not hasattr(obj, part):
             raise AdapterError(f"--impl {spec}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
-    if isinstance(obj, type):
-        try:
-            obj = obj()
-        except Exception as exc:
-            raise AdapterError(f"--impl {spec}: {attr}() raised {type(exc).__name__}: "
-                               f"{' '.join(str(exc).split())} "
-                               "(an adapter class must be constructible with no arguments)"
-                               ) from None
-    return _checked(obj)
+    return obj
 
 
 def _checked(adapter: object) -> object:

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapter import EXTRAS
+from conformance.adapter import EXTRAS, declared_variants
 from conformance.assertions import as_dtype
 from formal_transformers.errors import AdapterError
 
 Shape = tuple[int, ...]
+VARIANT_ALGORITHMS = ("d_transformer", "e_transformer", "ed_transformer")  # configs' fields
 
 
 def describe(value: Any) -> str:
@@ -58,11 +59,17 @@ class Bound:
         self.adapter = adapter
         self.name: str = adapter.name
         self.dtypes: tuple[str, ...] = tuple(adapter.dtypes)
+        self.variants: dict[str, Any] = declared_variants(adapter)
 
     def declares(self, name: str) -> bool:
         return name in tuple(self.adapter.algorithms)
 
     def constrain(self, algorithm: str, sizes: dict[str, Any]) -> dict[str, Any]:
+        """The adapter's ``constrain`` of ``sizes``; an architecture config's fields first get
+        the declared variants, which ``constrain`` must leave as they are."""
+        declared = ({k: v for k, v in self.variants.items() if k in sizes}
+                    if algorithm in VARIANT_ALGORITHMS else {})
+        sizes = dict(sizes) | declared
         fn = getattr(self.adapter, "constrain", None)
         if fn is None:
             return sizes
@@ -70,6 +77,10 @@ class Bound:
         if not isinstance(out, Mapping) or set(out) != set(sizes):
             raise AdapterError(f"{self.name}.constrain({algorithm!r}, ...) must return a dict "
                                f"with the keys {sorted(sizes)}, got {out!r}")
+        changed = sorted(k for k in declared if out[k] != declared[k])
+        if changed:
+            raise AdapterError(f"{self.name}.constrain({algorithm!r}, ...) changed the declared "
+                               f"variant(s) {changed}: declare them in 'variants' instead")
         return {k: _plain(v) for k, v in out.items()}
 
     # -- the checked call ---------------------------------------------------------------------
@@ -214,7 +225,7 @@ class Bound:
 
     def _probs(self, method, x, params, config, *args):
         out = self._call(method, *args, params, config)
-        return self._array(method, out, x.shape + (config.N_V,), params["W_u"].dtype)
+        return self._array(method, out, x.shape + (config.N_V,), params["W_e"].dtype)
 
     def ed_transformer(self, z, x, params, config):
         return self._probs("ed_transformer", x, params, config, z, x)
@@ -224,6 +235,26 @@ class Bound:
 
     def d_transformer(self, x, params, config):
         return self._probs("d_transformer", x, params, config, x)
+
+    def d_transformer_padded(self, x, real, params, config):
+        """P (B, l, N_V) of a padded batch (only the real positions are meaningful)."""
+        return self._probs("d_transformer_padded", x, params, config, x, real)
+
+    def e_transformer_padded(self, x, real, params, config):
+        return self._probs("e_transformer_padded", x, params, config, x, real)
+
+    def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
+        return self._probs("ed_transformer_padded", x, params, config, z, x, z_real, x_real)
+
+    def modern_d_transformer(self, x, params, config):
+        out = self._call("modern_d_transformer", x, params, config)
+        return self._array("modern_d_transformer", out, x.shape + (config.N_V,),
+                           params["W_e"].dtype)
+
+    def modern_d_transformer_cached(self, x, params, config, prefill):
+        out = self._call("modern_d_transformer_cached", x, params, config, prefill)
+        return self._array("modern_d_transformer_cached", out, x.shape + (config.N_V,),
+                           params["W_e"].dtype)
 
     # -- training -----------------------------------------------------------------------------
     def _step(self, method, params, out):
@@ -246,6 +277,10 @@ class Bound:
         return self._step("e_training", params,
                           self._call("e_training", x, masked, params, config, eta, mask_token))
 
+    def d_training_padded(self, x, real, params, config, eta):
+        return self._step("d_training_padded", params,
+                          self._call("d_training_padded", x, real, params, config, eta))
+
     def d_training(self, x, params, config, eta):
         return self._step("d_training", params, self._call("d_training", x, params, config, eta))
 
@@ -265,6 +300,30 @@ class Bound:
         B, l = prompt.shape
         return self._tokens("d_inference", out, (B, l + l_gen), config.N_V)
 
+    def d_decode(self, prompt, params, config, l_gen, real=None, chunk=None, state=None):
+        """(new tokens (B, l_gen), log-probabilities (B, l_gen, N_V), state), checked."""
+        out = self._call("d_decode", prompt, params, config, l_gen, real=real, chunk=chunk,
+                         state=state)
+        if not isinstance(out, tuple) or len(out) != 3:
+            raise AdapterError(f"{self.name}.d_decode must return (tokens, log_probs, state), "
+                               f"got {describe(out)}")
+        B = prompt.shape[0] if prompt is not None else np.shape(out[0])[0]
+        tokens = self._tokens("d_decode", out[0], (B, l_gen), config.N_V)
+        log_p = self._array("d_decode", out[1], (B, l_gen, config.N_V), params["W_e"].dtype,
+                            "log_probs")
+        return tokens, log_p, out[2]
+
+    def ed_decode(self, z, params, config, l_gen, bos_token):
+        """(new tokens (B, l_gen), log-probabilities (B, l_gen, N_V)), checked."""
+        out = self._call("ed_decode", z, params, config, l_gen, bos_token)
+        if not isinstance(out, tuple) or len(out) != 2:
+            raise AdapterError(f"{self.name}.ed_decode must return (tokens, log_probs), got "
+                               f"{describe(out)}")
+        B = z.shape[0]
+        return (self._tokens("ed_decode", out[0], (B, l_gen), config.N_V),
+                self._array("ed_decode", out[1], (B, l_gen, config.N_V), params["W_e"].dtype,
+                            "log_probs"))
+
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         out = self._call("ed_inference", z, params, config, tau, seed, bos_token, eos_token,
                          l_max_gen)
@@ -279,6 +338,36 @@ class Bound:
                                    f"expected 1-D, bos plus 1..l_max_gen={l_max_gen} tokens")
             rows.append(self._tokens("ed_inference", arr, arr.shape, config.N_V, f"row {b}"))
         return rows
+
+    # -- decoding conventions (Algorithms 60-61) ----------------------------------------------
+    def sampling(self, logits, config, n, seed):
+        out = self._call("sampling", logits, config, n, seed)
+        return self._tokens("sampling", out, (logits.shape[0], n), logits.shape[1])
+
+    def sampling_distribution(self, logits, config):
+        out = self._call("sampling_distribution", logits, config)
+        return self._array("sampling_distribution", out, logits.shape, logits.dtype)
+
+    def speculative_decoding(self, prompt, target_params, target_config, draft_params,
+                             draft_config, l_gen, k, sampling, seed):
+        method = "speculative_decoding"
+        out = self._call(method, prompt, target_params, target_config, draft_params,
+                         draft_config, l_gen, k, sampling, seed)
+        B, l = prompt.shape
+        if not isinstance(out, tuple) or len(out) != 2 or len(out[1]) != B:
+            raise AdapterError(f"{self.name}.{method} must return (tokens, accepted) with one "
+                               f"array of accepted counts per row, got {describe(out)}")
+        tokens = self._tokens(method, out[0], (B, l + l_gen), target_config.N_V)
+        accepted = []
+        for b, row in enumerate(out[1]):
+            arr = np.asarray(row)
+            if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer) or arr.size < 1 \
+                    or arr.min() < 0 or arr.max() > k:
+                raise AdapterError(f"{self.name}.{method}: accepted counts of row {b} must be a "
+                                   f"non-empty 1-D integer array in [0, k={k}], got "
+                                   f"{describe(arr)}")
+            accepted.append(arr.astype(np.int64))
+        return tokens, accepted
 
     # -- backward and extras ------------------------------------------------------------------
     def backward(self, method, args, expected, dtype, **kwargs):

@@ -27,7 +27,8 @@ AXES = {"token_embedding": ("b", "t", "i"), "positional_embedding": ("t", "i"),
         "qk_norm": ("b", "t", "i"), "softcap": ("b", "t_x", "i"),
         "online_softmax_attention": ("b", "t_x", "i"),
         "patch_extraction": ("b", "n", "i"), "patch_embedding": ("b", "t", "i"),
-        "vit_classifier": ("b", "k")}
+        "vit_classifier": ("b", "k"),
+        "modern_d_transformer": ("b", "t", "v")}
 # Inputs with a batch axis 0, per forward algorithm.
 BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "attention": ("X", "Z"), "mhattention": ("X", "Z"), "layer_norm": ("X",),
@@ -36,7 +37,8 @@ BATCHED = {"token_embedding": ("x",), "basic_attention": ("e", "E_ctx"),
            "rmsnorm": ("X",), "gated_mlp": ("X",), "gq_attention": ("X", "Z"),
            "qk_norm": ("X",), "softcap": ("X", "Z"), "patch_extraction": ("I",),
            "patch_embedding": ("I",), "vit_classifier": ("I",),
-           "online_softmax_attention": ("X", "Z")}
+           "online_softmax_attention": ("X", "Z"),
+           "modern_d_transformer": ("x",)}
 ARCHITECTURES = ("d_transformer", "e_transformer", "ed_transformer")
 
 
@@ -59,7 +61,7 @@ def forward(bound: Bound, alg: str, data: Mapping[str, Any]) -> np.ndarray:
         return bound.mlp(d["X"], d["params"], d["activation"])
     if alg == "ed_transformer":
         return bound.ed_transformer(d["z"], d["x"], d["params"], d["config"])
-    if alg in ("d_transformer", "e_transformer"):
+    if alg in ("d_transformer", "e_transformer", "modern_d_transformer"):
         return getattr(bound, alg)(d["x"], d["params"], d["config"])
     if alg == "sinusoidal_embedding":
         return bound.sinusoidal_embedding(d["positions"], d["d_e"], d["base"],

@@ -24,7 +24,7 @@ _CHECKS: list[Check] = []
 PROPERTY_MODULES = ("reference", "permutation", "causal", "memory", "mask", "batch", "softmax",
                     "layer_norm", "sampling", "kv_cache", "structure", "training", "gradient",
                     "rope", "rmsnorm", "gated_mlp", "positions", "attention_variants",
-                    "vision")
+                    "vision", "truncation", "speculative", "modern_decoder")
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,8 @@ def run_check(check: Check, bound: Bound, dtype: str | None, profile: Profile, s
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     test = given(check.strategy(check.algorithm, bound.constrain, as_dtype(dtype)))(body)
     for case in check.pinned(check.algorithm, as_dtype(dtype)):
-        test = example(case)(test)
+        if _declared_like(case, bound):  # a pinned config has the spec's default variants
+            test = example(case)(test)
     test = settings(max_examples=max(1, profile.max_examples // check.cost), deadline=None,
                     database=None, phases=phases, verbosity=Verbosity.quiet,
                     suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
@@ -250,6 +251,12 @@ def _with_timeout(fn: Callable[[], None], seconds: float | None) -> None:
         raise CheckTimeout()
     if outcome and outcome[0] is not None:
         raise outcome[0]
+
+
+def _declared_like(case: Any, bound: Bound) -> bool:
+    """The case's config (if any) has the variants the adapter declares."""
+    config = getattr(case, "data", {}).get("config")
+    return config is None or all(getattr(config, k, v) == v for k, v in bound.variants.items())
 
 
 def _failure(result: Result, status: str, exc: BaseException, case: Any, prefix: str = ""

@@ -18,9 +18,10 @@ import numpy as np
 from hypothesis import strategies as st
 
 from conformance.assertions import summarise
-from formal_transformers.canonical import parameter_shapes
+from formal_transformers.canonical import parameter_shapes, zero_padding_column
 from formal_transformers.hyperparameters import (
     ACTIVATIONS,
+    VARIANTS,
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
@@ -262,10 +263,13 @@ def config_fields(draw, constrain: Constrain, arch: str, l_max: tuple[int, int] 
         fields["L"] = draw(st.integers(1, 2))
     if arch == "e_transformer":
         fields["embedding_layer_norm"] = draw(st.booleans())
-    fields |= fixed
+    fields |= VARIANTS | fixed  # the adapter's declared variants replace these in constrain
     extra = shapes(draw, fields) if shapes is not None else {}
     out = constrain(arch, fields | extra)
-    config = CONFIG_CLASSES[arch](**{k: v for k, v in out.items() if k not in extra})
+    fields = {k: v for k, v in out.items() if k not in extra}
+    if fields["padding_idx"] is not None:  # the padding id must be a token of the vocabulary
+        fields["N_V"] = max(fields["N_V"], fields["padding_idx"] + 1)
+    config = CONFIG_CLASSES[arch](**fields)
     sizes = {k: min(out[k], config.l_max) if k.startswith("l") else out[k] for k in extra}
     return config, sizes
 
@@ -274,6 +278,15 @@ def config_fields(draw, constrain: Constrain, arch: str, l_max: tuple[int, int] 
 # their training and inference) have l_max and l in this range, so that a bug that only shows
 # beyond a few positions (a window on the causal mask, a position table cut short) is reached.
 LONG = (16, 20)
+
+
+def model_parameters(config: Any, rng: np.random.Generator, scale: float, dtype: Any
+                     ) -> dict[str, np.ndarray]:
+    """Random canonical parameters of ``config``, respecting its declared variants: exactly
+    the entries of canonical.parameter_shapes (no W_u when tied, no b_*/beta without bias),
+    W_e[:, padding_idx] = 0."""
+    return zero_padding_column(config, random_parameters(parameter_shapes(config), rng, scale,
+                                                         dtype))
 
 
 @st.composite
@@ -307,7 +320,7 @@ def build_architecture_case(arch: str, config: Any, B: int, l: int, l_z: int | N
                             ) -> Case:
     """The case ``architecture_cases`` draws for these choices (also used to pin examples)."""
     rng = np.random.default_rng(seed)
-    params = random_parameters(parameter_shapes(config), rng, scale, dtype)
+    params = model_parameters(config, rng, scale, dtype)
     if zero_positions:
         params["W_p"] = np.zeros_like(params["W_p"])
     data: dict[str, Any] = {"config": config, "params": params,
@@ -338,20 +351,21 @@ def training_cases(draw, constrain: Constrain, dtype: Any, arch: str) -> Case:
 
 @st.composite
 def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0, 0.5, 2.0),
-                    scale: float | None = None) -> Case:
+                    scale: float | None = None, fixed: Mapping[str, Any] | None = None) -> Case:
     """A D or ED transformer with parameters, a prompt (B, l) or context z (B, l_z), a
-    temperature and a sampling seed (spec: Algorithms 14-15)."""
+    temperature and a sampling seed (spec: Algorithms 14-15). ``fixed``: config fields to
+    impose (e.g. a wide N_V)."""
     base = "d_transformer" if arch == "d_inference" else "ed_transformer"
     # Long regimes (see architecture_cases): a long generation from a prompt of any length,
     # or a prompt (a context) of >= LONG[0] - 1 tokens, so that even a check that samples a
     # single new token runs on >= LONG[0] tokens.
     regime = draw(st.sampled_from(["short", "long generation", "long prompt"]))
     config = draw(configs(constrain, base, l_max=(4, 7) if regime == "short"
-                          else (LONG[0] + 2, LONG[1] + 2)))
+                          else (LONG[0] + 2, LONG[1] + 2), fixed=fixed))
     low = min(LONG[0] - 1, config.l_max - 2) if regime == "long prompt" else 1
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
-    params = random_parameters(parameter_shapes(config), rng, scale or draw(SCALES), dtype)
+    params = model_parameters(config, rng, scale or draw(SCALES), dtype)
     data: dict[str, Any] = {"config": config, "params": params, "tau": draw(st.sampled_from(taus)),
                             "sample_seed": draw(st.integers(0, 2**31 - 1))}
     B = draw(st.integers(1, 2))
@@ -377,6 +391,10 @@ def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):
         return attention_cases(constrain, dtype, base == "mhattention", **options)
     if base in CONFIG_CLASSES:
         return architecture_cases(constrain, dtype, base, **options)
+    if base == "modern_d_transformer":
+        from conformance.modern_cases import modern_cases  # it builds on this module
+
+        return modern_cases(constrain, dtype, **options)
     builders = {"basic_attention": basic_attention_cases, "layer_norm": layer_norm_cases,
                 "mlp": mlp_cases, "unembedding": unembedding_cases,
                 "token_embedding": lambda c, d, **o: embedding_cases(c, d, "token", **o),
@@ -400,3 +418,102 @@ def regressions(alg: str, dtype: Any) -> list[Case]:
     config = EDTransformerConfig(N_V=3, l_max=3, d_e=3, d_mlp=2, L_enc=1, L_dec=1, H=1,
                                  activation="relu")
     return [build_architecture_case(alg, config, 1, 3, 2, 0, 1.0, dtype)]
+
+
+# -- sampling conventions (Algorithm 60) -----------------------------------------------------
+SAMPLING_DELTA = 2e-3  # top-p / min-p thresholds this far away change no kept set
+
+
+def _kept(p: np.ndarray, config: Any) -> tuple[bool, ...]:
+    from reference_numpy.sampling import truncated_distribution
+
+    return tuple(bool(v) for v in truncated_distribution(p, config) > 0)
+
+
+def robust_sampling_config(P: np.ndarray, config: Any) -> bool:
+    """Whether moving top_p and min_p by SAMPLING_DELTA keeps every row's kept set: the no-
+    near-boundary condition of sampling.kept_set (a float32 or float16 implementation's
+    rounding of the masses must not decide the set)."""
+    from dataclasses import replace
+
+    moved = [replace(config, top_p=min(1.0, max(SAMPLING_DELTA, config.top_p + s)))
+             for s in (-SAMPLING_DELTA, SAMPLING_DELTA) if config.top_p < 1]
+    moved += [replace(config, min_p=min(1.0, max(0.0, config.min_p + s)))
+              for s in (-SAMPLING_DELTA, SAMPLING_DELTA) if config.min_p > 0]
+    return all(_kept(p, c) == _kept(p, config) for p in P for c in moved)
+
+
+@st.composite
+def sampling_cases(draw, constrain: Constrain, dtype: Any, truncate: bool = True,
+                   taus=(1.0, 0.5, 2.0, 0.8)) -> Case:
+    """Logits (B, N_V) on a grid of 1/8 (exact in float16; ties are exact, distinct values
+    differ by e^(1/8) at least), a SamplingConfig and a seed (spec: Algorithm 60).
+
+    N_V is small (2-8) or wide (64-128: past a silent top-50 truncation). ``truncate=False``
+    gives the explicit no-op values top_k = N_V, top_p = 1, min_p = 0."""
+    from formal_transformers.sampling_config import ORDERS, SamplingConfig
+
+    sizes = constrain("sampling", {"N_V": draw(st.one_of(st.integers(2, 8),
+                                                         st.integers(64, 128)))})
+    N_V, seed = sizes["N_V"], draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    B, spread = draw(st.integers(1, 2)), draw(st.sampled_from([0.5, 1.0, 2.0, 3.0]))
+    if draw(st.booleans()):  # a few levels: many exact ties, boundaries inside tie groups
+        logits = rng.integers(0, 4, (B, N_V)) * spread
+    else:
+        logits = np.round(rng.standard_normal((B, N_V)) * spread * 8) / 8
+    P = np.exp(logits - logits.max(-1, keepdims=True))
+    P /= P.sum(-1, keepdims=True)
+    order, tau = draw(st.sampled_from(ORDERS)), draw(st.sampled_from(taus))
+    config = SamplingConfig(tau=tau, top_k=N_V, order=order)
+    if truncate:
+        k = draw(st.sampled_from([None, 1, 2, 3, N_V // 2, N_V - 1, N_V, 55]))
+        for _ in range(8):
+            config = SamplingConfig(
+                tau=tau, top_k=None if k is None else max(1, min(k, N_V)), order=order,
+                top_p=draw(st.sampled_from([1.0, 0.3, 0.6, 0.9, 0.95, 0.99])),
+                min_p=draw(st.sampled_from([0.0, 0.01, 0.05, 0.2, 0.5])))
+            if robust_sampling_config(P, config):
+                break
+        else:
+            config = SamplingConfig(tau=tau, top_k=config.top_k, order=order)
+    return Case("sampling", sizes, seed, {"logits": logits.astype(dtype), "config": config,
+                                          "sample_seed": draw(st.integers(0, 2**31 - 1))})
+
+
+# -- speculative decoding (Algorithm 61) -----------------------------------------------------
+@st.composite
+def speculative_cases(draw, constrain: Constrain, dtype: Any, greedy: bool = False,
+                      rollbacks: bool = False, rows: tuple[int, int] = (1, 2)) -> Case:
+    """A target and a smaller draft D transformer on one vocabulary, a prompt (B, l_x), l_gen,
+    the draft length k and the sampling conventions (None: greedy). Sampled cases are tiny
+    (N_V^l_gen <= 16) so that the exact distribution over sequences can be enumerated;
+    ``rollbacks`` draws k >= 2 and l_gen >= 3, where a rejection leaves draft proposals to cut
+    from the draft's cache before it proposes again."""
+    from formal_transformers.sampling_config import SamplingConfig
+
+    N_V = draw(st.integers(2, 7) if greedy else st.integers(2, 3))
+    l_x = draw(st.integers(1, 2))
+    if greedy:
+        l_gen = draw(st.integers(4, 6) if rollbacks else st.integers(2, 5))
+    else:
+        l_gen = 4 if rollbacks and N_V == 2 else draw(st.integers(3 if rollbacks else 2,
+                                                                   4 if N_V == 2 else 3))
+    shared = {"N_V": N_V, "l_max": l_x + l_gen - 1}
+    target = draw(configs(constrain, "d_transformer", fixed=shared | {"L": draw(
+        st.integers(1, 2))}))
+    k = draw(st.integers(2 if rollbacks else 1, 3))
+    # a draft may have the longer context (room for a cache that fails to roll back)
+    draft = draw(configs(constrain, "d_transformer", fixed=shared | {
+        "L": 1, "H": 1, "l_max": shared["l_max"] + (k - 1) * l_gen}))
+    seed = draw(SEEDS)
+    rng = np.random.default_rng(seed)
+    data: dict[str, Any] = {
+        "target_config": target, "draft_config": draft,
+        "target_params": random_parameters(parameter_shapes(target), rng, 2.0, dtype),
+        "draft_params": random_parameters(parameter_shapes(draft), rng,
+                                          3.0 if rollbacks else 2.0, dtype),
+        "prompt": rng.integers(0, N_V, (draw(st.integers(*rows)), l_x)), "l_gen": l_gen,
+        "k": k, "sample_seed": draw(st.integers(0, 2**31 - 1)),
+        "sampling": None if greedy else SamplingConfig(tau=draw(st.sampled_from([1.0, 0.7])))}
+    return Case("speculative_decoding", shared, seed, data)

@@ -72,6 +72,10 @@ class SourceError(FormalTransformersError, ValueError):
     """A training source is unknown, empty, or does not fit the chosen architecture."""
 
 
+class UnsupportedVariantError(ConfigError):
+    """A model declares a variant the spec does not have (a bridge refuses it by name)."""
+
+
 class OutputPathError(FormalTransformersError, ValueError):
     """An output path (--out, --json PATH, ...) is not somewhere a file may be written: a
     directory, device node, FIFO or symbolic link, or in a directory that is not writable."""

@@ -5,7 +5,9 @@
 - encoder: fill the mask characters of a prompt from P (the masked-LM use of Algorithm 9).
 
 Temperature tau samples from q proportional to p^{1/tau}; tau = 0 means greedy (argmax).
-Randomness comes only from a torch.Generator seeded with ``seed``.
+top_k, top_p, min_p and the order of temperature and truncation are Algorithm 60's sampling
+conventions (spec/algorithms/60-sampling.md); None leaves a rule off. Randomness comes only
+from a torch.Generator seeded with ``seed``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,40 @@ import numpy as np
 
 from formal_transformers.checkpoint import load_checkpoint
 from formal_transformers.errors import CheckpointError, ConfigError
+from formal_transformers.sampling_config import SamplingConfig
 from formal_transformers.sources import source_from_dict
 from formal_transformers.sources.base import stream_rng
 
 SAMPLE_STREAM = 3  # prompts drawn when none is given: neither training nor validation data
+FLAGS = {"tau": "--temperature", "top_k": "--top-k", "top_p": "--top-p", "min_p": "--min-p",
+         "order": "--temperature-order"}
+
+
+def conventions(temperature: float, top_k: int | None = None, top_p: float | None = None,
+                min_p: float | None = None, order: str | None = None
+                ) -> SamplingConfig | None:
+    """Algorithm 60's conventions from the command line's values, None when none is set.
+
+    A value given as 0 is checked like any other (``is not None``): --top-k 0 and --top-p 0
+    are errors, never "off". ConfigError names the flag. At temperature 0 (greedy) the
+    conventions are still validated; the tau they carry is then unused.
+    """
+    fields = {name: value for name, value in
+              (("top_k", top_k), ("top_p", top_p), ("min_p", min_p), ("order", order))
+              if value is not None}
+    if not fields:
+        return None
+    try:
+        return SamplingConfig(tau=float(temperature) or 1.0, **fields)
+    except ConfigError as exc:
+        field = str(exc).split()[0].removeprefix("SamplingConfig.")
+        raise ConfigError(f"{FLAGS.get(field, field)}: {exc}") from None
 
 
 def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature: float = 1.0,
-           max_new_tokens: int | None = None, seed: int = 0) -> dict[str, Any]:
+           max_new_tokens: int | None = None, seed: int = 0, top_k: int | None = None,
+           top_p: float | None = None, min_p: float | None = None, order: str | None = None
+           ) -> dict[str, Any]:
     """Generate from the model in ``checkpoint`` (a run directory or its checkpoint/).
 
     Returns the prompt, the generated tokens and their text (one character per token, the
@@ -35,6 +63,7 @@ def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature
     the context), the encoder-decoder at most that many before eos (default and largest
     value: l_max; more is a ConfigError); the encoder fills the masks of its prompt
     (``_``, MASK_CHAR) and refuses ``max_new_tokens``.
+    top_k, top_p, min_p, order: Algorithm 60's conventions (see ``conventions``).
     """
     import torch
 
@@ -52,15 +81,17 @@ def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature
                                        or isinstance(max_new_tokens, bool)
                                        or max_new_tokens < 1):
         raise ConfigError(f"--max-new-tokens must be an integer >= 1, got {max_new_tokens!r}")
+    truncation = conventions(temperature, top_k, top_p, min_p, order)
     ck = load_checkpoint(checkpoint)
     source = source_from_dict(ck.run["source"])
     model = model_from_canonical(ck.config, ck.params)
     model.eval()
     gen = torch.Generator().manual_seed(int(seed))
-    opts = {"tau": float(temperature) or 1.0, "generator": gen, "greedy": temperature == 0}
+    opts = {"tau": float(temperature) or 1.0, "generator": gen, "greedy": temperature == 0,
+            "sampling": truncation}
     rng = stream_rng(seed, SAMPLE_STREAM)
     arch = ck.config.arch
-    if arch == "decoder":
+    if arch in ("decoder", "modern-decoder"):
         result = _continue(model, source, prompt, max_new_tokens, rng, opts)
     elif arch == "encoder-decoder":
         result = _transduce(model, source, prompt, max_new_tokens, rng, opts)
@@ -72,8 +103,11 @@ def sample(checkpoint: str | os.PathLike, prompt: str | None = None, temperature
     else:  # a classifier has nothing to sample
         raise CheckpointError(f"{checkpoint}: cannot sample from arch {arch!r}; a ViT "
                               "classifier is run with `formal-transformers classify`")
+    applied = {} if truncation is None else {
+        "top_k": truncation.top_k, "top_p": truncation.top_p, "min_p": truncation.min_p,
+        "temperature_order": truncation.order}
     return {"arch": arch, "source": source.name, "temperature": temperature, "seed": seed,
-            "step": ck.step, **result}
+            "step": ck.step, **applied, **result}
 
 
 def _continue(model, source, prompt, max_new_tokens, rng, opts) -> dict[str, Any]:
@@ -137,6 +171,7 @@ def _fill(model, source, prompt, rng, opts) -> dict[str, Any]:
     filled = x.copy()
     if masked.any():
         rows = logits[torch.as_tensor(masked)]
-        filled[masked] = sample_next(rows, opts["tau"], opts["generator"], opts["greedy"]).numpy()
+        filled[masked] = sample_next(rows, opts["tau"], opts["generator"], opts["greedy"],
+                                     opts["sampling"]).numpy()
     return {"prompt": source.decode(x), "tokens": filled.tolist(), "text": source.decode(filled),
             "masked_positions": np.flatnonzero(masked).tolist()}

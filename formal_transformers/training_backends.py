@@ -99,7 +99,7 @@ class TorchBackend:
             return lambda model, b: training.e_losses(model, b, self.mask_token)
         if self.arch == "vit":
             return training.vit_losses
-        return training.d_losses if self.arch == "decoder" else training.ed_losses
+        return training.ed_losses if self.arch == "encoder-decoder" else training.d_losses
 
     def _tensors(self, batch: Batch) -> tuple:
         t = self.torch.as_tensor
@@ -107,7 +107,7 @@ class TorchBackend:
             return t(batch.targets), t(batch.masked)
         if self.arch == "vit":
             return t(batch.x).to(self.model_dtype), t(batch.targets)
-        return (t(batch.x),) if self.arch == "decoder" else (t(batch.z), t(batch.x))
+        return (t(batch.z), t(batch.x)) if self.arch == "encoder-decoder" else (t(batch.x),)
 
     def step(self, batch: Batch, lr: float) -> float:
         from torch_impl.training import train_step
@@ -267,6 +267,9 @@ class ReferenceBackend:
                  run: Mapping[str, Any], optimizer_state: Mapping[str, np.ndarray]):
         if run["dtype"] != "float64":
             raise ConfigError(f"--impl reference runs in float64 only, got dtype {run['dtype']!r}")
+        if config.arch == "modern-decoder":
+            raise ConfigError("--impl reference cannot train the modern-decoder: it has no "
+                              "hand-written backward of Algorithm 65 (train it with --impl torch)")
         self.config = config
         self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
         self.run = run

@@ -30,7 +30,13 @@ from formal_transformers.atomic import atomic_write, write_json
 from formal_transformers.canonical import init_parameters, parameter_shapes
 from formal_transformers.errors import CheckpointError, ConfigError, TrainingDivergedError
 from formal_transformers.hyperparameters import Config, config_from_dict
-from formal_transformers.sources import Batch, Source, make_source, source_from_dict
+from formal_transformers.sources import (
+    Batch,
+    Source,
+    make_source,
+    resolve_arch,
+    source_from_dict,
+)
 from formal_transformers.training_backends import make_backend
 
 OPTIMIZERS, IMPLS, DTYPES, INITS = ("adamw", "sgd"), ("torch", "reference"), \
@@ -124,6 +130,10 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "images": {"d_e": 32, "H": 2, "L": 1, "d_mlp": 64},
 }
 MODEL_PRESETS["copy"] = MODEL_PRESETS["reverse"]
+# The modern decoder on the same sources, with grouped kv heads (one kv head on markov: MQA).
+# Measured on markov, seed 0: excess loss 0.0057 nats (G=1, d_mlp=128) vs 0.0104 with the
+# narrower gated MLP of Llama's 8/3 d_e rule (d_mlp=86).
+MODERN_PRESETS: dict[str, dict[str, Any]] = {"markov": {"G": 1}, "text": {"G": 2}}
 RUN_PRESETS: dict[str, dict[str, Any]] = {
     "markov": {"lr": 1e-2, "batch_size": 32, "steps": 800},
     # Order 1: the spec's post-LN encoder leaves its unigram plateau on an order-2 chain
@@ -160,10 +170,12 @@ def plan_run(source: str | None = None, *, text: str | None = None, arch: str | 
     small = REFERENCE_VALIDATION.get(key or "", {}) if settings.get("impl") == "reference" else {}
     src_options = {**preset.pop("source", {}), **small, **(source_options or {})}
     src = make_source(source, text=text, arch=arch, seed=seed, **src_options)
+    arch = resolve_arch(source, text, arch)  # the model's: src.arch is the batches' format
     if settings.get("impl") == "reference":
         preset["dtype"] = "float64"
     run_fields = {**preset, **settings}
-    sizes = {**MODEL_PRESETS[key or ""], **(model or {})}
+    modern = MODERN_PRESETS.get(key or "", {}) if arch == "modern-decoder" else {}
+    sizes = {**MODEL_PRESETS[key or ""], **modern, **(model or {})}
     if src.arch != "encoder-decoder":
         for name in ("L_enc", "L_dec"):
             sizes.pop(name, None)
@@ -172,8 +184,8 @@ def plan_run(source: str | None = None, *, text: str | None = None, arch: str | 
                           f"predict: a sequence of length l has l - 1 targets), got {src.length}")
     # what the data fix: vocabulary and context, or (images) the ViT's input and classes
     fixed = getattr(src, "model_fields", None) or {"N_V": src.N_V, "l_max": src.length}
-    config = config_from_dict({"arch": src.arch, **fixed, **sizes})
-    return RunConfig(arch=src.arch, source=src.to_dict(), model=config.to_dict(), **run_fields)
+    config = config_from_dict({"arch": arch, **fixed, **sizes})
+    return RunConfig(arch=arch, source=src.to_dict(), model=config.to_dict(), **run_fields)
 
 
 def initial_parameters(config: Config, run: RunConfig) -> dict[str, np.ndarray]:

@@ -7,6 +7,7 @@ argument, what the spec expects and what was received. Nothing is broadcast sile
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -25,7 +26,8 @@ Dim = int | str | None  # an int must match; a str or None is a free (named) dim
 
 
 def _is_torch(x: object) -> bool:
-    return type(x).__module__.startswith("torch")
+    torch = sys.modules.get("torch")  # never imports torch itself; traceable by torch.compile
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def check_shape(name: str, x: object, expected: Sequence[Dim]) -> None:
@@ -51,10 +53,13 @@ def _fmt(expected: Sequence[Dim]) -> str:
 
 
 def check_finite(name: str, x: object) -> None:
-    """No NaN or Inf in a floating-point array."""
+    """No NaN or Inf in a floating-point array (skipped while torch.compile traces: the check
+    reads data, a graph break)."""
     if _is_torch(x):
         import torch
 
+        if torch.compiler.is_compiling():
+            return
         bad = not bool(torch.isfinite(x).all())  # type: ignore[arg-type]
     else:
         bad = not bool(np.isfinite(np.asarray(x)).all())

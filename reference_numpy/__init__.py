@@ -23,6 +23,7 @@ from reference_numpy.inference import d_inference, ed_inference
 from reference_numpy.layer_norm import layer_norm
 from reference_numpy.masks import block_sparse_mask, sliding_window_mask
 from reference_numpy.mlp import mlp
+from reference_numpy.modern_decoder import modern_d_transformer
 from reference_numpy.online_softmax import (
     online_softmax_attention,
     online_softmax_attention_backward,
@@ -30,8 +31,10 @@ from reference_numpy.online_softmax import (
 from reference_numpy.qk_norm import qk_norm, qk_norm_backward
 from reference_numpy.rmsnorm import rmsnorm, rmsnorm_backward
 from reference_numpy.rope import rope, rope_backward
+from reference_numpy.sampling import sample
 from reference_numpy.sinusoidal import sinusoidal_embedding
 from reference_numpy.softcap import softcap_attention, softcap_backward
+from reference_numpy.speculative import speculative_decoding
 from reference_numpy.training import d_training, e_training, ed_training
 from reference_numpy.unembedding import unembedding
 from reference_numpy.vision import (
@@ -58,6 +61,8 @@ REGISTRY = {
     "d_inference": d_inference,
     "ed_inference": ed_inference,
     "mlp": mlp,
+    "sampling": sample,
+    "speculative_decoding": speculative_decoding,
     "token_embedding_backward": token_embedding_backward,
     "positional_embedding_backward": positional_embedding_backward,
     "attention_backward": attention_backward,
@@ -87,4 +92,5 @@ REGISTRY = {
     "patch_embedding": patch_embedding,
     "vit_classifier": vit_classifier,
     "vit_classifier_backward": vit_classifier_backward,
+    "modern_d_transformer": modern_d_transformer,
 }

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from formal_transformers.errors import ConfigError
-from formal_transformers.hyperparameters import ACTIVATIONS
+from formal_transformers.hyperparameters import ACTIVATIONS, GATED_ACTIVATIONS
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_TANH_C = 0.044715
@@ -86,7 +86,6 @@ _FUNCTIONS: dict[str, tuple[Elementwise, Elementwise]] = {
 }
 
 
-GATED_ACTIVATIONS = ("silu", "gelu", "gelu_tanh")  # phi of the gated MLP (Algorithm 28)
 _GATED: dict[str, tuple[Elementwise, Elementwise]] = {
     "silu": (silu, silu_grad), "gelu": _FUNCTIONS["gelu"], "gelu_tanh": _FUNCTIONS["gelu_tanh"]}
 

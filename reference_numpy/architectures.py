@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from formal_transformers.canonical import check_parameters
+from formal_transformers.canonical import check_parameters, full_parameters
 from formal_transformers.errors import ParameterFileError, SpecDTypeError
 from formal_transformers.hyperparameters import (
     DTransformerConfig,
@@ -52,8 +52,9 @@ def check_token_sequence(name: str, x: object, config) -> np.ndarray:
 
 
 def check_model_parameters(config, params: Params) -> dict[str, np.ndarray]:
-    """Exactly the canonical entries with their shapes, each a finite floating-point NumPy
-    array. Returns them as float64 (no copy of entries that already are)."""
+    """Exactly the canonical entries of ``config`` (its declared variants included) with
+    their shapes, each a finite floating-point NumPy array. Returns them as float64 (no copy
+    of entries that already are)."""
     if not isinstance(params, Mapping):
         raise ParameterFileError(f"params must be a mapping from canonical names to arrays, "
                                  f"got {type(params).__name__}")
@@ -65,6 +66,13 @@ def check_model_parameters(config, params: Params) -> dict[str, np.ndarray]:
     for name, value in params.items():
         check_array(name, value, tuple(value.shape))
     return {name: np.asarray(value, dtype=np.float64) for name, value in params.items()}
+
+
+def model_parameters(config, params: Params) -> dict[str, np.ndarray]:
+    """``check_model_parameters``, then the paper's full set (``canonical.full_parameters``):
+    under the declared variants W_u = W_e^T (tied_unembedding) and every b_* and beta = 0
+    (bias = False), so that the pseudocode below runs unchanged."""
+    return full_parameters(config, check_model_parameters(config, params))
 
 
 def group(params: Params, prefix: str) -> dict[str, np.ndarray]:
@@ -153,7 +161,7 @@ def d_transformer(x, params: Params, config: DTransformerConfig,
     x: (l_x,) token ids. Returns P: (N_V, l_x); column t is the distribution of x[t+1].
     Pre-LN, causal self-attention, final layer norm.
     """
-    params = check_model_parameters(config, params)
+    params = model_parameters(config, params)
     x = check_token_sequence("x", x, config)  # Alg 10 L1
     l_x, eps, sigma = len(x), config.layer_norm_eps, config.activation
     X = embed(x, params, cache, "embedding")  # Alg 10 L2, L3
@@ -187,7 +195,7 @@ def e_transformer(x, params: Params, config: ETransformerConfig,
     x: (l_x,) token ids (some may be a mask token). Returns P: (N_V, l_x); column t is the
     distribution of the token at position t. Post-LN, unmasked self-attention.
     """
-    params = check_model_parameters(config, params)
+    params = model_parameters(config, params)
     x = check_token_sequence("x", x, config)  # Alg 9 L1
     eps, sigma = config.layer_norm_eps, config.activation
     X = embed(x, params, cache, "embedding")  # Alg 9 L2, L3
@@ -246,7 +254,7 @@ def ed_transformer(z, x, params: Params, config: EDTransformerConfig,
     z: (l_z,) context ids, x: (l_x,) primary ids. Returns P: (N_V, l_x); column t is the
     distribution of x[t+1] given x[0 : t+1] and z. Post-LN throughout.
     """
-    params = check_model_parameters(config, params)
+    params = model_parameters(config, params)
     z = check_token_sequence("z", z, config)  # Alg 8 L1
     x = check_token_sequence("x", x, config)  # Alg 8 L9
     Z = encode(z, params, config, cache)

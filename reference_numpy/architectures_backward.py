@@ -6,15 +6,17 @@ representation (the input of the unembedding, line 10 of Algorithm 10), each fun
 the forward's cache backwards, line by line, calling only the primitive backward functions of
 ``reference_numpy.backward`` (and the elementwise activation derivative for the encoder's final
 dense layer), and returns the gradient of that loss with respect to every canonical parameter
-except ``W_u`` (whose gradient the loss computes with the unembedding). The forward must have
-been run with ``cache={}``. Residual additions ``X <- X + f(X)`` send the gradient both ways.
+except ``W_u`` (whose gradient the loss computes with the unembedding), for the paper's full
+parameter set (``canonical.fold_gradients`` maps it to a declared variant's own parameters).
+The forward must have been run with ``cache={}``. Residual additions ``X <- X + f(X)`` send
+the gradient both ways.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from formal_transformers.canonical import parameter_shapes
+from formal_transformers.canonical import full_parameter_shapes
 from formal_transformers.errors import BackwardCacheError
 from formal_transformers.hyperparameters import (
     Config,
@@ -35,8 +37,9 @@ Grads = dict[str, np.ndarray]
 
 
 def zero_gradients(config: Config) -> Grads:
-    """A zero array for every canonical parameter, in canonical order."""
-    return {name: np.zeros(shape) for name, shape in parameter_shapes(config).items()}
+    """A zero array for every parameter of the paper's full set (every bias, beta and W_u,
+    whatever the declared variants: ``canonical.fold_gradients`` maps them back)."""
+    return {name: np.zeros(shape) for name, shape in full_parameter_shapes(config).items()}
 
 
 def _accumulate(grads: Grads, prefix: str, g: dict[str, np.ndarray], inputs: tuple[str, ...]
@@ -80,10 +83,15 @@ def mlp_columns_backward(dY: np.ndarray, cache: dict, prefix: str, grads: Grads)
     return g["X"]
 
 
-def embed_backward(dX: np.ndarray, cache: dict, key: str, grads: Grads) -> None:
-    """Backward of e_t = W_e[:, x[t]] + W_p[:, t] (Algorithms 17-18), summed over positions."""
+def embed_backward(dX: np.ndarray, cache: dict, key: str, grads: Grads,
+                   padding_idx: int | None = None) -> None:
+    """Backward of e_t = W_e[:, x[t]] + W_p[:, t] (Algorithms 17-18), summed over positions.
+
+    With the variant ``padding_idx`` (spec: Algorithm 17, variants) a position holding that
+    token sends no gradient to W_e (its positional embedding still gets its share)."""
     for t, (c_tok, c_pos) in enumerate(_entry(cache, key)):
-        grads["W_e"] += token_embedding_backward(dX[:, t], c_tok)["W_e"]
+        if c_tok["v"] != padding_idx:
+            grads["W_e"] += token_embedding_backward(dX[:, t], c_tok)["W_e"]
         grads["W_p"] += positional_embedding_backward(dX[:, t], c_pos)["W_p"]
 
 
@@ -107,7 +115,7 @@ def d_transformer_backward(dX_out: np.ndarray, cache: dict, config: DTransformer
         dX = dX + layer_norm_columns_backward(dX_tilde, cache, f"{p}.ln2", grads)  # Alg 10 L7
         dQ, dKV = attend_backward(dX, cache, f"{p}.mha", grads)  # backward of Alg 10 L6
         dX = dX + layer_norm_columns_backward(dQ + dKV, cache, f"{p}.ln1", grads)  # Alg 10 L5
-    embed_backward(dX, cache, "embedding", grads)  # backward of Alg 10 L2-3
+    embed_backward(dX, cache, "embedding", grads, config.padding_idx)  # backward of Alg 10 L2-3
     return grads
 
 
@@ -131,7 +139,7 @@ def e_transformer_backward(dX_out: np.ndarray, cache: dict, config: ETransformer
         dX = post_ln_layer_backward(dX, cache, f"layers.{l}", grads)
     if config.embedding_layer_norm:  # backward of Alg 9 L4
         dX = layer_norm_columns_backward(dX, cache, "emb_ln", grads)
-    embed_backward(dX, cache, "embedding", grads)  # backward of Alg 9 L2-3
+    embed_backward(dX, cache, "embedding", grads, config.padding_idx)  # backward of Alg 9 L2-3
     return grads
 
 
@@ -161,8 +169,8 @@ def ed_transformer_backward(dX_out: np.ndarray, cache: dict, config: EDTransform
     for l in reversed(range(config.L_dec)):  # backward of Alg 8 L12
         dX, dZ_l = decoder_layer_backward(dX, cache, f"dec.layers.{l}", grads)
         dZ = dZ + dZ_l
-    embed_backward(dX, cache, "dec.embedding", grads)  # backward of Alg 8 L10-11
+    embed_backward(dX, cache, "dec.embedding", grads, config.padding_idx)  # Alg 8 L10-11
     for l in reversed(range(config.L_enc)):  # backward of Alg 8 L4
         dZ = post_ln_layer_backward(dZ, cache, f"enc.layers.{l}", grads)  # Alg 8 L5-8
-    embed_backward(dZ, cache, "enc.embedding", grads)  # backward of Alg 8 L2-3
+    embed_backward(dZ, cache, "enc.embedding", grads, config.padding_idx)  # Alg 8 L2-3
     return grads

@@ -7,6 +7,11 @@ computed with ``unembedding_loss`` (the forward of Algorithm 23) on the final re
 (a dict keyed and ordered like ``formal_transformers.canonical.parameter_shapes``), chained
 through the hand-written backward passes of ``reference_numpy.architectures_backward``.
 The training algorithms run plain gradient descent, one sequence per step.
+
+Declared variants (spec: "Hyperparameter variants" of Algorithms 11-13): the gradients are
+those of the config's own parameters (``canonical.fold_gradients``: a tied W_e gets both
+uses, absent biases have none), and ``loss_reduction = "mean"`` divides a sequence's loss, and
+so its gradient, by its number of predicted tokens |T| (``reduction_scale``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from formal_transformers.canonical import fold_gradients, full_parameters
 from formal_transformers.errors import ConfigError
 from formal_transformers.hyperparameters import (
     DTransformerConfig,
@@ -61,9 +67,23 @@ def unembedding_loss_and_grad(X_out: np.ndarray, W_u: np.ndarray,
     return loss, dX_out, dW_u
 
 
-def _with_W_u(grads: Grads, dW_u: np.ndarray) -> Grads:
+def reduction_scale(config, n_targets: int) -> float:
+    """The factor of the summed loss: 1 for ``loss_reduction = "sum"`` (the paper), and
+    1 / max(|T|, 1) for "mean", |T| = n_targets the sequence's predicted tokens (a sequence
+    with none has loss 0 either way)."""
+    return 1.0 if config.loss_reduction == "sum" else 1.0 / max(n_targets, 1)
+
+
+def _reduced(config, targets, loss: float, dX_out: np.ndarray, dW_u: np.ndarray
+             ) -> tuple[float, np.ndarray, np.ndarray]:
+    s = reduction_scale(config, len(targets))
+    return s * loss, s * dX_out, s * dW_u
+
+
+def _with_W_u(config, grads: Grads, dW_u: np.ndarray) -> Grads:
+    """The full set's gradients with W_u's, folded onto the config's own parameters."""
     grads["W_u"] = dW_u
-    return grads
+    return fold_gradients(config, grads)
 
 
 def d_loss_and_grad(x, params: Params, config: DTransformerConfig) -> tuple[float, Grads]:
@@ -75,9 +95,9 @@ def d_loss_and_grad(x, params: Params, config: DTransformerConfig) -> tuple[floa
     x, cache = check_token_sequence("x", x, config), {}  # Alg 13 L3: l_x = len(x)
     d_transformer(x, params, config, cache)  # Alg 13 L4
     targets = next_token_targets(x)
-    loss, dX_out, dW_u = unembedding_loss_and_grad(cache["X_out"], params["W_u"],
-                                                   targets)  # Alg 13 L5
-    return loss, _with_W_u(d_transformer_backward(dX_out, cache, config), dW_u)
+    loss, dX_out, dW_u = _reduced(config, targets, *unembedding_loss_and_grad(
+        cache["X_out"], _W_u(config, params), targets))  # Alg 13 L5
+    return loss, _with_W_u(config, d_transformer_backward(dX_out, cache, config), dW_u)
 
 
 def ed_loss_and_grad(z, x, params: Params, config: EDTransformerConfig
@@ -90,9 +110,9 @@ def ed_loss_and_grad(z, x, params: Params, config: EDTransformerConfig
     x, cache = check_token_sequence("x", x, config), {}  # Alg 11 L3: l_x = len(x)
     ed_transformer(z, x, params, config, cache)  # Alg 11 L4
     targets = next_token_targets(x)
-    loss, dX_out, dW_u = unembedding_loss_and_grad(cache["X_out"], params["W_u"],
-                                                   targets)  # Alg 11 L5
-    return loss, _with_W_u(ed_transformer_backward(dX_out, cache, config), dW_u)
+    loss, dX_out, dW_u = _reduced(config, targets, *unembedding_loss_and_grad(
+        cache["X_out"], _W_u(config, params), targets))  # Alg 11 L5
+    return loss, _with_W_u(config, ed_transformer_backward(dX_out, cache, config), dW_u)
 
 
 def mask_sequence(x: np.ndarray, masked: np.ndarray, mask_token: int) -> np.ndarray:
@@ -116,9 +136,9 @@ def e_loss_and_grad(x, masked, params: Params, config: ETransformerConfig, mask_
     cache: dict = {}
     e_transformer(x_tilde, params, config, cache)  # Alg 12 L6
     targets = [(t, int(x[t])) for t in T]
-    loss, dX_out, dW_u = unembedding_loss_and_grad(cache["X_out"], params["W_u"],
-                                                   targets)  # Alg 12 L7
-    return loss, _with_W_u(e_transformer_backward(dX_out, cache, config), dW_u)
+    loss, dX_out, dW_u = _reduced(config, targets, *unembedding_loss_and_grad(
+        cache["X_out"], _W_u(config, params), targets))  # Alg 12 L7
+    return loss, _with_W_u(config, e_transformer_backward(dX_out, cache, config), dW_u)
 
 
 def vit_loss_and_grad(I, y: int, params: Params, config) -> tuple[float, Grads]:
@@ -139,10 +159,18 @@ def next_token_targets(x: np.ndarray) -> list[tuple[int, int]]:
     return [(t, int(x[t + 1])) for t in range(len(x) - 1)]
 
 
-def target_loss(X_out: np.ndarray, W_u: np.ndarray, targets: Sequence[tuple[int, int]]
+def _W_u(config, params: Params) -> np.ndarray:
+    """W_u of the full parameter set (W_e^T under tied_unembedding)."""
+    return full_parameters(config, params)["W_u"]
+
+
+def target_loss(config, X_out: np.ndarray, params: Params, targets: Sequence[tuple[int, int]]
                 ) -> float:
-    """The loss of ``unembedding_loss_and_grad`` without its gradient."""
-    return float(sum(unembedding_loss(X_out[:, t], W_u, y) for t, y in targets))
+    """The loss of ``unembedding_loss_and_grad`` without its gradient (reduced as the
+    config's loss_reduction says)."""
+    W_u = _W_u(config, params)
+    return reduction_scale(config, len(targets)) * float(
+        sum(unembedding_loss(X_out[:, t], W_u, y) for t, y in targets))
 
 
 def d_loss(x, params: Params, config: DTransformerConfig) -> float:
@@ -150,7 +178,7 @@ def d_loss(x, params: Params, config: DTransformerConfig) -> float:
     params = check_model_parameters(config, params)
     x, cache = check_token_sequence("x", x, config), {}
     d_transformer(x, params, config, cache)
-    return target_loss(cache["X_out"], params["W_u"], next_token_targets(x))
+    return target_loss(config, cache["X_out"], params, next_token_targets(x))
 
 
 def ed_loss(z, x, params: Params, config: EDTransformerConfig) -> float:
@@ -158,7 +186,7 @@ def ed_loss(z, x, params: Params, config: EDTransformerConfig) -> float:
     params = check_model_parameters(config, params)
     x, cache = check_token_sequence("x", x, config), {}
     ed_transformer(z, x, params, config, cache)
-    return target_loss(cache["X_out"], params["W_u"], next_token_targets(x))
+    return target_loss(config, cache["X_out"], params, next_token_targets(x))
 
 
 def e_loss(x, masked, params: Params, config: ETransformerConfig, mask_token: int) -> float:
@@ -168,7 +196,7 @@ def e_loss(x, masked, params: Params, config: ETransformerConfig, mask_token: in
     masked = _check_masked(masked, len(x))
     check_token_id("mask_token", mask_token, config.N_V)
     e_transformer(mask_sequence(x, masked, mask_token), params, config, cache)
-    return target_loss(cache["X_out"], params["W_u"],
+    return target_loss(config, cache["X_out"], params,
                        [(int(t), int(x[t])) for t in np.flatnonzero(masked)])
 
 

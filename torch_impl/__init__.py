@@ -36,6 +36,7 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
+from torch_impl.modern_decoder import ModernDTransformer, modern_d_transformer
 from torch_impl.online_softmax import (
     online_softmax_attention,
     online_softmax_attention_backward,
@@ -43,8 +44,10 @@ from torch_impl.online_softmax import (
 from torch_impl.qk_norm import qk_norm, qk_norm_backward
 from torch_impl.rmsnorm import rmsnorm, rmsnorm_backward
 from torch_impl.rope import rope, rope_backward
+from torch_impl.sampling import sample
 from torch_impl.sinusoidal import sinusoidal_embedding
 from torch_impl.softcap import softcap_attention, softcap_backward
+from torch_impl.speculative import speculative_decoding
 from torch_impl.training import d_training, e_training, ed_training
 from torch_impl.unembedding import unembedding
 from torch_impl.vision import (
@@ -72,6 +75,8 @@ REGISTRY = {
     "d_inference": d_inference,
     "ed_inference": ed_inference,
     "mlp": mlp,
+    "sampling": sample,
+    "speculative_decoding": speculative_decoding,
     "token_embedding_backward": token_embedding_backward,
     "positional_embedding_backward": positional_embedding_backward,
     "attention_backward": attention_backward,
@@ -101,6 +106,8 @@ REGISTRY = {
     "patch_embedding": patch_embedding,
     "vit_classifier": vit_classifier,
     "vit_classifier_backward": vit_classifier_backward,
+    "modern_d_transformer": modern_d_transformer,
 }
 
-__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer", "ViTClassifier"]
+__all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer", "ViTClassifier",
+           "ModernDTransformer"]

@@ -8,6 +8,9 @@
   torch_impl's compiled static-shape decoder (and its eager loop) vs transformers'
   ``generate``; tokens per second, and each as a fraction of the float32 weight-reading
   floor of one step measured in the same run (``matvec_floor``).
+- ``speculative``: greedy speculative decoding (Algorithm 61) vs plain greedy decoding of the
+  same briefly trained target; the speed-up (torch_impl/bench_speculative.py);
+  ``speculative_sampled`` the same at tau = 1.
 - ``gpu_training`` (CUDA only): GPT-2 124M training throughput and model-FLOPs utilisation at
   1024 tokens in bf16 autocast with fused AdamW (and optionally torch.compile).
 
@@ -241,8 +244,11 @@ def _size(hf: torch.nn.Module) -> str:
 def run_all(names: list[str] | None = None, quick: bool = False,
             progress: Callable[[str], None] | None = None) -> list[BenchResult]:
     """Run the named CPU benchmarks (all of CPU_BENCHMARKS by default), in order."""
+    from torch_impl.bench_speculative import bench_speculative, bench_speculative_sampled
+
     table = {"reference": bench_reference, "gpt2_forward": bench_gpt2_forward,
-             "gpt2_decode": bench_gpt2_decode}
+             "gpt2_decode": bench_gpt2_decode, "speculative": bench_speculative,
+             "speculative_sampled": bench_speculative_sampled}
     results = []
     for name in names or list(CPU_BENCHMARKS):
         if progress is not None:
@@ -251,7 +257,8 @@ def run_all(names: list[str] | None = None, quick: bool = False,
     return results
 
 
-CPU_BENCHMARKS = ("reference", "gpt2_forward", "gpt2_decode")
+CPU_BENCHMARKS = ("reference", "gpt2_forward", "gpt2_decode", "speculative",
+                  "speculative_sampled")
 NEEDS_TRANSFORMERS = ("gpt2_forward", "gpt2_decode")  # baselines from Hugging Face
 
 

@@ -11,13 +11,18 @@ softmax(logits / tau), since p = softmax(logits).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from formal_transformers.errors import ConfigError, SequenceLengthError, SpecDTypeError
+from formal_transformers.sampling_config import SamplingConfig
 from formal_transformers.validation import check_token_id
+from torch_impl import padding
+from torch_impl.kv_cache import KVCache
 from torch_impl.models import DTransformer, EDTransformer
+from torch_impl.sampling import draw, sample
 
 Generator = torch.Generator | np.random.Generator | None
 
@@ -46,35 +51,32 @@ def _as_batch(name: str, x: torch.Tensor) -> torch.Tensor:
     return x[None] if x.ndim == 1 else x  # (B, l)
 
 
-def sample_next(logits: torch.Tensor, tau: float, generator: Generator, greedy: bool = False
-                ) -> torch.Tensor:
+def sample_next(logits: torch.Tensor, tau: float, generator: Generator, greedy: bool = False,
+                sampling: SamplingConfig | None = None) -> torch.Tensor:
     """One token per row from q proportional to p^{1/tau}, p = softmax(logits): (B, N_V) -> (B,).
 
-    ``generator``: a torch.Generator (torch.multinomial), or a numpy.random.Generator, which
-    draws exactly as reference_numpy does (one ``rng.choice`` per token), so that a float64
-    model and the reference sample the same tokens from the same seed. ``greedy=True`` takes
-    the argmax instead (the tau -> 0 limit, property sampling.greedy_limit).
+    ``generator``: a torch.Generator or a numpy.random.Generator (see torch_impl.sampling.draw).
+    ``greedy=True`` takes the argmax instead (the tau -> 0 limit, property
+    sampling.greedy_limit). ``sampling``: Algorithm 60's conventions (top-k, top-p, min-p and
+    the order of temperature), whose own ``tau`` then replaces ``tau``.
     """
     if greedy:
         return logits.argmax(dim=-1)
+    if sampling is not None:
+        return sample(logits, sampling, generator)  # Alg 60
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
-    q = torch.softmax(logits / tau, dim=-1)  # (B, N_V)
-    if isinstance(generator, np.random.Generator):
-        rows = q.double().cpu().numpy()
-        ys = [generator.choice(row.shape[0], p=row / row.sum()) for row in rows]
-        return torch.tensor(ys, dtype=torch.long, device=logits.device)
-    return torch.multinomial(q, 1, generator=generator)[:, 0]
+    return draw(torch.softmax(logits / tau, dim=-1), generator)  # (B, N_V) -> (B,)
 
 
 @torch.inference_mode()
 def d_inference(model: DTransformer, prompt: torch.Tensor, l_gen: int, tau: float = 1.0,
                 generator: Generator = None, use_cache: bool = True,
-                greedy: bool = False) -> torch.Tensor:
+                greedy: bool = False, sampling: SamplingConfig | None = None) -> torch.Tensor:
     """Continue a prompt by l_gen sampled tokens (spec: Algorithm 14).
 
     prompt: (l_x,) or (B, l_x) token ids with l_x + l_gen - 1 <= l_max. Returns the new tokens,
     (l_gen,) or (B, l_gen). Randomness comes only from ``generator`` (see ``sample_next``);
-    ``greedy=True`` needs none.
+    ``greedy=True`` needs none; ``sampling`` adds Algorithm 60's truncation conventions.
     """
     _check_sampling(tau, generator, greedy)
     _check_count("l_gen", l_gen)
@@ -88,7 +90,7 @@ def d_inference(model: DTransformer, prompt: torch.Tensor, l_gen: int, tau: floa
     cache = model.new_cache(B, l_x + l_gen - 1) if use_cache else None
     logits = model.last_logits(x, cache)  # (B, N_V): P[:, l_x - 1], Alg 14 L3-4
     for i in range(l_gen):
-        y[:, i] = sample_next(logits, tau, generator, greedy)  # Alg 14 L5
+        y[:, i] = sample_next(logits, tau, generator, greedy, sampling)  # Alg 14 L5
         if i + 1 == l_gen:
             break
         if cache is not None:  # feed only the newest token, Alg 14 L6
@@ -102,7 +104,8 @@ def d_inference(model: DTransformer, prompt: torch.Tensor, l_gen: int, tau: floa
 def ed_inference(model: EDTransformer, z: torch.Tensor, tau: float = 1.0,
                  generator: Generator = None, bos_token: int = 0,
                  eos_token: int = 1, l_max_gen: int | None = None, use_cache: bool = True,
-                 greedy: bool = False) -> torch.Tensor | list[torch.Tensor]:
+                 greedy: bool = False, sampling: SamplingConfig | None = None
+                 ) -> torch.Tensor | list[torch.Tensor]:
     """Generate a target for the context z until eos_token or l_max_gen tokens (spec: Alg 15).
 
     z: (l_z,) or (B, l_z). Returns x_hat, starting with bos_token and ending with eos_token
@@ -126,10 +129,89 @@ def ed_inference(model: EDTransformer, z: torch.Tensor, tau: float = 1.0,
     while n <= l_max_gen and not bool(done.all()):  # Alg 15 L3
         x_in = x_hat[:, n - 1:n] if cache is not None else x_hat[:, :n]
         logits = model.lm_head(model.decode(x_in, kv, cache)[:, -1])  # Alg 15 L4-5
-        y = sample_next(logits, tau, generator, greedy)  # Alg 15 L6
+        y = sample_next(logits, tau, generator, greedy, sampling)  # Alg 15 L6
         x_hat[:, n] = y  # Alg 15 L7
         n += 1
         lengths = torch.where(done, lengths, n)
         done |= y == eos_token
     out = [x_hat[b, :int(lengths[b])].clone() for b in range(B)]
     return out[0] if z.ndim == 1 else out
+
+
+@dataclass
+class DecodeState:
+    """Where a greedy decode stopped: the KV cache and the last token, not yet fed."""
+
+    cache: KVCache
+    pending: torch.Tensor  # (B, 1)
+
+
+@torch.inference_mode()
+def decode_steps(model: DTransformer, prompt: torch.Tensor | None, l_gen: int,
+                 attention_mask: torch.Tensor | None = None, chunk: int | None = None,
+                 state: DecodeState | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, DecodeState]:
+    """Greedy decoding (Algorithm 14 at tau -> 0) that exposes every step's distribution.
+
+    prompt (B, l) ids, prefilled into a KV cache ``chunk`` tokens at a time (None: at once);
+    ``attention_mask`` (B, l) bool marks the real tokens of a left-padded prompt (spec:
+    10-d-transformer.md, "Padded batches"). ``state`` (from an earlier call, prompt None)
+    continues that decode. Returns (new tokens (B, l_gen), log p of each step's next-token
+    distribution (B, l_gen, N_V), the state to continue from).
+    """
+    _check_count("l_gen", l_gen)
+    if state is None:
+        x = _as_batch("prompt", prompt)
+        model.check_tokens("prompt", x)
+        B, l = x.shape
+        if attention_mask is not None:
+            real = padding.check_real(attention_mask, (B, l))
+            if not bool(real[:, -1].all()):
+                raise ConfigError("decode_steps takes left-padded prompts: the last position "
+                                  "of every row must be a real token")
+        step = l if chunk is None else chunk
+        _check_count("chunk", step)
+        cache = model.new_cache(B)
+        for s in range(0, l, step):  # Alg 14 L3-4: P[:, l_x - 1] after the whole prompt
+            mask = None if attention_mask is None else attention_mask[:, s:s + step]
+            logits = model.last_logits(x[:, s:s + step], cache, mask)
+    else:
+        if prompt is not None:
+            raise ConfigError("decode_steps continues from state: pass prompt=None")
+        cache = state.cache
+        logits = model.last_logits(state.pending, cache)
+    B = logits.shape[0]
+    y = torch.empty(B, l_gen, dtype=torch.long, device=logits.device)
+    log_p = torch.empty(B, l_gen, logits.shape[-1], dtype=logits.dtype, device=logits.device)
+    for i in range(l_gen):
+        log_p[:, i] = torch.log_softmax(logits, dim=-1)
+        y[:, i] = logits.argmax(dim=-1)  # Alg 14 L5 at tau -> 0
+        if i + 1 < l_gen:
+            logits = model.last_logits(y[:, i:i + 1], cache)  # Alg 14 L6
+    return y, log_p, DecodeState(cache, y[:, -1:].clone())
+
+
+@torch.inference_mode()
+def ed_decode_steps(model: EDTransformer, z: torch.Tensor, l_gen: int, bos_token: int = 0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy Algorithm 15 for exactly l_gen tokens (no stop at eos), exposing every step's
+    distribution: z (B, l_z) -> (new tokens (B, l_gen), log p of each step (B, l_gen, N_V)).
+    The encoder runs once; the decoder's self-attention keys and values are cached."""
+    c = model.config
+    _check_count("l_gen", l_gen, c.l_max)
+    check_token_id("bos_token", bos_token, c.N_V)
+    zb = _as_batch("z", z)
+    kv = model.context(model.encode(zb))  # Alg 15 L4: the encoder's output, once
+    B = zb.shape[0]
+    cache = model.new_cache(B, l_gen)
+    y = torch.empty(B, l_gen, dtype=torch.long, device=zb.device)
+    log_p = None
+    x_in = torch.full((B, 1), bos_token, dtype=torch.long, device=zb.device)  # Alg 15 L1
+    for i in range(l_gen):
+        logits = model.lm_head(model.decode(x_in, kv, cache)[:, -1])  # Alg 15 L4-5
+        if log_p is None:
+            log_p = logits.new_empty(B, l_gen, logits.shape[-1])
+        log_p[:, i] = torch.log_softmax(logits, dim=-1)
+        y[:, i] = logits.argmax(dim=-1)  # Alg 15 L6 at tau -> 0
+        x_in = y[:, i:i + 1]
+    return y, log_p

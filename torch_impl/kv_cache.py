@@ -32,6 +32,9 @@ class KVCache:
         self.capacity = capacity
         self.length = 0
         self.cross: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # padded decoding (torch_impl.padding): which cached positions hold real tokens
+        self.real = torch.ones((B, capacity), dtype=torch.bool, device=device)
+        self.padded = False
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor, int]:
@@ -57,3 +60,5 @@ class KVCache:
         """Forget every cached token (the buffers are reused)."""
         self.length = 0
         self.cross = []
+        self.real.fill_(True)
+        self.padded = False

@@ -8,6 +8,9 @@ the (global) batch, so that
 - gradient accumulation over micro-batches weights each micro-batch by its share of B;
 - DDP, which averages gradients over W equal shards, gives the gradient of the global mean,
   i.e. the same update as one process on the full batch (torch_impl/distributed.py).
+With the declared variant ``loss_reduction = "mean"`` (config field; spec: Algorithms 11-13,
+variants) a sequence's loss is that sum divided by its number of predicted tokens,
+max(|T|, 1); the batch objective is still the mean over sequences.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ LossFn = Callable[[nn.Module, Batch], torch.Tensor]  # -> per-sequence losses (B
 
 
 def token_log_loss(logits: torch.Tensor, targets: torch.Tensor,
-                   weights: torch.Tensor | None = None) -> torch.Tensor:
+                   weights: torch.Tensor | None = None, reduction: str = "sum") -> torch.Tensor:
     """-sum_t w_t log softmax(logits[:, t])[targets[:, t]] per sequence: (B, T, N_V) -> (B,).
 
-    The log-softmax and its gradient are computed in at least float32 (bf16 logits upcast).
+    ``reduction="mean"`` divides each sequence's sum by its number of predicted tokens
+    max(sum_t w_t, 1) (T when no weights). The log-softmax and its gradient are computed in
+    at least float32 (bf16 logits upcast).
     """
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     if not targets.dtype.is_floating_point:  # int8/int16/uint8 ids, as the reference takes
@@ -40,19 +45,37 @@ def token_log_loss(logits: torch.Tensor, targets: torch.Tensor,
     nll = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")  # (B, T)
     if weights is not None:
         nll = nll * weights.to(nll.dtype)
-    return nll.sum(dim=1)
+    total = nll.sum(dim=1)
+    if reduction == "sum":
+        return total
+    count = (weights.to(nll.dtype).sum(dim=1) if weights is not None
+             else torch.full_like(total, nll.shape[1]))
+    return total / count.clamp(min=1)
+
+
+def _reduction(model: nn.Module) -> str:
+    """The config's loss_reduction (through a DDP wrapper's ``module``)."""
+    return getattr(model, "module", model).config.loss_reduction
 
 
 def d_losses(model: DTransformer, batch: Batch) -> torch.Tensor:
-    """-sum_{t=0}^{l-2} log P[x[t+1], t] for each x of (B, l) (spec: Algorithm 13, L5)."""
-    (x,) = batch
-    return token_log_loss(model(x)[:, :-1], x[:, 1:])
+    """-sum_{t=0}^{l-2} log P[x[t+1], t] for each x of (B, l) (spec: Algorithm 13, L5).
+
+    batch = (x,) or, for a padded batch, (x, real) with real (B, l) bool (spec: 13, "Padded
+    batches"): only the pairs (t, t+1) of two real tokens are predicted."""
+    x, *rest = batch
+    if not rest:
+        return token_log_loss(model(x)[:, :-1], x[:, 1:], reduction=_reduction(model))
+    real = rest[0]
+    pairs = real[:, :-1] & real[:, 1:]  # target t + 1 follows a real token t
+    return token_log_loss(model(x, attention_mask=real)[:, :-1], x[:, 1:], pairs,
+                          _reduction(model))
 
 
 def ed_losses(model: EDTransformer, batch: Batch) -> torch.Tensor:
     """-sum_{t=0}^{l_x-2} log P[x[t+1], t] with P = EDTransformer(z, x) (spec: Alg 11, L5)."""
     z, x = batch
-    return token_log_loss(model(z, x)[:, :-1], x[:, 1:])
+    return token_log_loss(model(z, x)[:, :-1], x[:, 1:], reduction=_reduction(model))
 
 
 def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor:
@@ -62,7 +85,8 @@ def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor
     """
     x, masked = batch
     x_tilde = torch.where(masked, torch.full_like(x, mask_token), x)  # Alg 12 L4
-    return token_log_loss(model(x_tilde), x, masked)  # Alg 12 L6-7
+    return token_log_loss(model(x_tilde), x, masked,
+                          _reduction(model))  # Alg 12 L6-7
 
 
 def vit_losses(model: nn.Module, batch: Batch) -> torch.Tensor:

@@ -15,8 +15,15 @@ import numpy as np
 import reference_numpy as ref
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
 from conformance.adapters.vision import VISION, ReferenceVision
-from formal_transformers.canonical import parameter_count
-from reference_numpy import architectures, architectures_backward, inference, training
+from formal_transformers.canonical import fold_gradients, full_parameters, parameter_count
+from reference_numpy import (
+    architectures,
+    architectures_backward,
+    inference,
+    sampling,
+    speculative,
+    training,
+)
 
 Array = np.ndarray
 ARCH_FORWARD = {"d_transformer": architectures.d_transformer,
@@ -45,6 +52,12 @@ def _sum_grads(per_row: list[dict[str, Array]], stacked: tuple[str, ...],
     return out
 
 
+def _softmax(logits: Array) -> Array:
+    """p = softmax(logits) of one row, float64 (the protocol passes Algorithm 60 logits)."""
+    e = np.exp(logits.astype(np.float64) - np.max(logits))
+    return e / np.sum(e)
+
+
 class ReferenceAdapter(ReferenceVision, Adapter):
     """reference_numpy, float64, one sequence at a time."""
 
@@ -53,14 +66,17 @@ class ReferenceAdapter(ReferenceVision, Adapter):
     algorithms = ("token_embedding", "positional_embedding", "basic_attention", "attention",
                   "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
                   "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
-                  "d_inference", "ed_inference",
-                  "token_embedding_backward", "positional_embedding_backward",
+                  "d_inference", "ed_inference", "sampling", "sampling_distribution",
+                  "speculative_decoding", "token_embedding_backward",
+                  "positional_embedding_backward",
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
+                  "d_transformer_padded", "e_transformer_padded", "ed_transformer_padded",
+                  "d_decode", "ed_decode", "d_training_padded",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
                   "gated_mlp_backward", "sinusoidal_embedding", "alibi", *ATTENTION_VARIANTS,
-                  *VISION)
+                  *VISION, "modern_d_transformer", "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -168,6 +184,29 @@ class ReferenceAdapter(ReferenceVision, Adapter):
     def d_transformer(self, x, params, config):
         return _rows(lambda b: architectures.d_transformer(x[b], params, config).T, x.shape[0])
 
+    def _padded(self, arch, x, real, params, config):
+        """The spec's definition of a padded batch: each row's real block computed alone
+        (positions from 0), at its place; padded columns get the uniform distribution."""
+        P = np.full(x.shape + (config.N_V,), 1.0 / config.N_V)
+        for b in range(x.shape[0]):
+            idx = np.flatnonzero(real[b])
+            P[b, idx] = ARCH_FORWARD[arch](x[b, idx], params, config).T
+        return P
+
+    def d_transformer_padded(self, x, real, params, config):
+        return self._padded("d_transformer", x, real, params, config)
+
+    def e_transformer_padded(self, x, real, params, config):
+        return self._padded("e_transformer", x, real, params, config)
+
+    def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
+        P = np.full(x.shape + (config.N_V,), 1.0 / config.N_V)
+        for b in range(x.shape[0]):
+            idx = np.flatnonzero(x_real[b])
+            P[b, idx] = architectures.ed_transformer(z[b][z_real[b]], x[b, idx], params,
+                                                     config).T
+        return P
+
     # -- training: one epoch over the batch, one gradient step per sequence ------------------
     def _epoch(self, step, rows, params, eta):
         total, theta = 0.0, dict(params)
@@ -189,11 +228,45 @@ class ReferenceAdapter(ReferenceVision, Adapter):
         return self._epoch(lambda x_n, th, e: training.d_training_step(x_n, th, config, e),
                            ((x_n,) for x_n in x), params, eta)
 
+    def d_training_padded(self, x, real, params, config, eta):
+        """The spec's definition: each row's step on its real tokens alone."""
+        return self._epoch(lambda x_n, th, e: training.d_training_step(x_n, th, config, e),
+                           ((x_n[r_n],) for x_n, r_n in zip(x, real, strict=True)), params, eta)
+
     # -- inference: one generator for the whole batch, rows in order ------------------------
     def d_inference(self, prompt, params, config, l_gen, tau, seed):
         rng = np.random.default_rng(seed)
         return _rows(lambda b: np.concatenate([prompt[b], inference.d_inference(
             prompt[b], params, config, l_gen, tau, rng)]), prompt.shape[0])
+
+    def d_decode(self, prompt, params, config, l_gen, real=None, chunk=None, state=None):
+        """Greedy Algorithm 14 by full recomputation (there is no cache: ``chunk`` changes
+        nothing); a padded row is its real tokens alone; the state is the sequences so far."""
+        if state is None:
+            keep = np.ones(prompt.shape, bool) if real is None else real
+            state = [row[k] for row, k in zip(prompt, keep, strict=True)]
+        seqs, tokens, log_p = [np.array(s) for s in state], [], []
+        for _ in range(l_gen):
+            P = np.stack([architectures.d_transformer(s, params, config)[:, -1] for s in seqs])
+            with np.errstate(divide="ignore"):
+                log_p.append(np.log(P))
+            tokens.append(P.argmax(axis=1))
+            seqs = [np.append(s, y) for s, y in zip(seqs, tokens[-1], strict=True)]
+        return np.stack(tokens, axis=1), np.stack(log_p, axis=1), seqs
+
+    def ed_decode(self, z, params, config, l_gen, bos_token):
+        """Greedy Algorithm 15 by full recomputation, l_gen tokens after bos_token."""
+        tokens, log_p = [], []
+        for z_b in z:
+            x_hat, rows = [int(bos_token)], []
+            for _ in range(l_gen):
+                p = architectures.ed_transformer(z_b, x_hat, params, config)[:, -1]
+                with np.errstate(divide="ignore"):
+                    rows.append(np.log(p))
+                x_hat.append(int(p.argmax()))
+            tokens.append(x_hat[1:])
+            log_p.append(np.stack(rows))
+        return np.array(tokens, dtype=np.int64), np.stack(log_p)
 
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         rng = np.random.default_rng(seed)
@@ -201,6 +274,31 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                                        l_max_gen) for z_b in z]
 
     # -- backward: forward with a cache, then the hand-written backward -----------------------
+    # -- Algorithm 60: q once per row, then n draws of its line 8 from one generator --------
+    def sampling_distribution(self, logits, config):
+        return _rows(lambda b: sampling.truncated_distribution(_softmax(logits[b]), config),
+                     logits.shape[0])
+
+    def sampling(self, logits, config, n, seed):
+        rng = np.random.default_rng(seed)
+        Q = self.sampling_distribution(logits, config)
+        return np.stack([rng.choice(len(q), size=n, p=q) for q in Q])
+
+    # -- Algorithm 61: one generator for the whole batch, rows in order ---------------------
+    def speculative_decoding(self, prompt, target_params, target_config, draft_params,
+                             draft_config, l_gen, k, sampling, seed):
+        rng = np.random.default_rng(seed)
+        target = speculative.memoised(speculative.d_transformer_model(target_params, target_config))
+        draft = speculative.memoised(speculative.d_transformer_model(draft_params, draft_config))
+        l_max = min(target_config.l_max, draft_config.l_max)
+        rows, accepted = [], []
+        for x in prompt:
+            y, A = speculative.speculative_decoding(x, target, draft, l_gen, k, sampling, rng,
+                                                    l_max)
+            rows.append(np.concatenate([x, y]))
+            accepted.append(A)
+        return np.stack(rows), accepted
+
     def token_embedding_backward(self, x, params, dY):
         grads = []
         for b, t in np.ndindex(*x.shape):
@@ -284,9 +382,22 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                                       ("X",), **params, activation=activation)
 
     # -- extras -------------------------------------------------------------------------------
+    def modern_d_transformer(self, x, params, config):
+        return _rows(lambda b: ref.modern_d_transformer(x[b], params, config).T, len(x))
+
+    def modern_d_transformer_cached(self, x, params, config, prefill):
+        """Without a cache: Algorithm 65 recomputed on every prefix, as Algorithm 14 decodes
+        (the prefill's rows from one pass over the first ``prefill`` tokens)."""
+        def row(b):
+            P = [ref.modern_d_transformer(x[b, :prefill], params, config).T]
+            P += [ref.modern_d_transformer(x[b, :t + 1], params, config).T[-1:]
+                  for t in range(prefill, x.shape[1])]
+            return np.concatenate(P)
+        return _rows(row, len(x))
+
     def count_parameters(self, algorithm, sizes):
         """The reference takes exactly the canonical parameters (or the primitive's own)."""
-        if algorithm in ARCH_FORWARD or algorithm == "vit_classifier":
+        if algorithm in ARCH_FORWARD or algorithm in ("vit_classifier", "modern_d_transformer"):
             return parameter_count(sizes)
         from conformance.strategies import attention_shapes, mlp_shapes
         from conformance.strategies_modern import gated_mlp_shapes
@@ -299,16 +410,18 @@ class ReferenceAdapter(ReferenceVision, Adapter):
 
     def _vjp(self, arch: str, tokens: tuple[Array, ...], params, config, dP):
         """Gradients of sum(P * dP): through the softmax to the final representation X_out,
-        then the reference's chained backward (architectures_backward)."""
+        then the reference's chained backward (architectures_backward), folded onto the
+        declared variant's own parameters (canonical.fold_gradients)."""
         per_row = []
+        W_u = full_parameters(config, params)["W_u"]
         for b in range(dP.shape[0]):
             cache: dict = {}
             P = ARCH_FORWARD[arch](*(t[b] for t in tokens), params, config, cache).T  # (l, N_V)
             d_logits = P * (dP[b] - np.sum(P * dP[b], axis=1, keepdims=True))  # (l, N_V)
             X_out = cache["X_out"]  # (d_e, l)
-            grads = ARCH_BACKWARD[arch](params["W_u"].T @ d_logits.T, cache, config)
+            grads = ARCH_BACKWARD[arch](W_u.T @ d_logits.T, cache, config)
             grads["W_u"] = d_logits.T @ X_out.T
-            per_row.append(grads)
+            per_row.append(fold_gradients(config, grads))
         return {k: np.sum([g[k] for g in per_row], axis=0) for k in params}
 
     def d_transformer_backward(self, x, params, config, dP):

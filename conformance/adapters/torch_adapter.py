@@ -20,8 +20,12 @@ from conformance.adapters.vision import VISION, TorchVision
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.gated_mlp import GatedMLP
+from torch_impl.inference import decode_steps, ed_decode_steps
 from torch_impl.models import MODEL_CLASSES
+from torch_impl.modern_decoder import ModernDTransformer
 from torch_impl.rmsnorm import RMSNorm
+from torch_impl.sampling import sample, truncated_distribution
+from torch_impl.speculative import speculative_decoding
 
 Array = np.ndarray
 LOSSES = {"d_training": training.d_losses, "ed_training": training.ed_losses}
@@ -71,13 +75,17 @@ class TorchAdapter(TorchVision, Adapter):
     algorithms = ("token_embedding", "positional_embedding", "basic_attention", "attention",
                   "mhattention", "layer_norm", "unembedding", "mlp", "ed_transformer",
                   "e_transformer", "d_transformer", "ed_training", "e_training", "d_training",
-                  "d_inference", "ed_inference", "token_embedding_backward",
+                  "d_inference", "ed_inference", "sampling", "sampling_distribution",
+                  "speculative_decoding", "token_embedding_backward",
                   "positional_embedding_backward", "attention_backward", "mhattention_backward",
                   "layer_norm_backward", "mlp_backward", "unembedding_backward",
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
-                  "ed_transformer_backward", "rope", "rmsnorm", "gated_mlp", "rope_backward",
+                  "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
+                  "ed_transformer_padded", "d_decode", "ed_decode", "d_training_padded",
+                  "rope", "rmsnorm", "gated_mlp", "rope_backward",
                   "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
-                  *ATTENTION_VARIANTS, *VISION)
+                  *ATTENTION_VARIANTS, *VISION, "modern_d_transformer",
+                  "modern_d_transformer_cached")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -170,6 +178,35 @@ class TorchAdapter(TorchVision, Adapter):
     def d_transformer(self, x, params, config):
         return _np(torch_impl.d_transformer(_t(x), params, config))
 
+    def _padded(self, x, real, params, config):
+        """P of a padded batch: the model with its ``attention_mask`` (torch_impl.padding)."""
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        with torch.no_grad():
+            return _np(torch.softmax(model(_t(x), attention_mask=_t(real)), dim=-1))
+
+    def d_transformer_padded(self, x, real, params, config):
+        return self._padded(x, real, params, config)
+
+    def e_transformer_padded(self, x, real, params, config):
+        return self._padded(x, real, params, config)
+
+    def ed_transformer_padded(self, z, x, z_real, x_real, params, config):
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        with torch.no_grad():
+            return _np(torch.softmax(model(_t(z), _t(x), _t(x_real), _t(z_real)), dim=-1))
+
+    def modern_d_transformer(self, x, params, config):
+        return _np(torch_impl.modern_d_transformer(_t(x), _tensors(params), config))
+
+    def modern_d_transformer_cached(self, x, params, config, prefill):
+        """Prefill, then one token per step through ModernDTransformer's ring-buffer cache."""
+        model = ModernDTransformer.from_canonical(config, _tensors(params))
+        cache, tokens = model.new_cache(x.shape[0]), _t(x)
+        with torch.no_grad():
+            logits = [model(tokens[:, :prefill], cache)]
+            logits += [model(tokens[:, t:t + 1], cache) for t in range(prefill, x.shape[1])]
+        return _np(torch.softmax(torch.cat(logits, dim=1), dim=-1))
+
     # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
     def _epoch(self, config, params, eta, loss_fn, rows):
         model = MODEL_CLASSES[type(config)].from_canonical(config, params)
@@ -181,6 +218,10 @@ class TorchAdapter(TorchVision, Adapter):
     def d_training(self, x, params, config, eta):
         return self._epoch(config, params, eta, training.d_losses,
                            [(_t(x[b:b + 1]),) for b in range(len(x))])
+
+    def d_training_padded(self, x, real, params, config, eta):
+        return self._epoch(config, params, eta, training.d_losses,
+                           [(_t(x[b:b + 1]), _t(real[b:b + 1])) for b in range(len(x))])
 
     def ed_training(self, z, x, params, config, eta):
         return self._epoch(config, params, eta, training.ed_losses,
@@ -199,12 +240,49 @@ class TorchAdapter(TorchVision, Adapter):
         y = torch_impl.d_inference(model, _t(prompt), l_gen, tau, generator)
         return np.concatenate([prompt, _np(y)], axis=1)
 
+    def d_decode(self, prompt, params, config, l_gen, real=None, chunk=None, state=None):
+        """torch_impl.inference.decode_steps; the state carries the model and its cache."""
+        if state is None:
+            model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+            y, log_p, st = decode_steps(model, _t(prompt), l_gen, _t(real), chunk)
+        else:
+            model, previous = state
+            y, log_p, st = decode_steps(model, None, l_gen, state=previous)
+        return _np(y), _np(log_p), (model, st)
+
+    def ed_decode(self, z, params, config, l_gen, bos_token):
+        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        y, log_p = ed_decode_steps(model, _t(z), l_gen, bos_token)
+        return _np(y), _np(log_p)
+
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
         model = MODEL_CLASSES[type(config)].from_canonical(config, params)
         generator = torch.Generator().manual_seed(seed)
         rows = torch_impl.ed_inference(model, _t(z), tau, generator, bos_token, eos_token,
                                        l_max_gen)
         return [_np(r) for r in rows]
+
+    # -- Algorithm 60: n rows per logits row through torch_impl.sampling.sample --------------
+    def sampling(self, logits, config, n, seed):
+        generator = torch.Generator().manual_seed(seed)
+        rows = _t(logits).repeat_interleave(n, dim=0)  # (B * n, N_V)
+        return _np(sample(rows, config, generator)).reshape(len(logits), n)
+
+    def sampling_distribution(self, logits, config):
+        return _np(truncated_distribution(_t(logits), config).to(_t(logits).dtype))
+
+    # -- Algorithm 61: both models with their KV caches ---------------------------------------
+    def speculative_decoding(self, prompt, target_params, target_config, draft_params,
+                             draft_config, l_gen, k, sampling, seed):
+        target = MODEL_CLASSES[type(target_config)].from_canonical(target_config, target_params)
+        draft = MODEL_CLASSES[type(draft_config)].from_canonical(draft_config, draft_params)
+        generator = torch.Generator().manual_seed(seed)
+        y, accepted = self.speculative(target, draft, _t(prompt), l_gen, k, sampling, generator)
+        return np.concatenate([prompt, _np(y)], axis=1), [np.array(A) for A in accepted]
+
+    def speculative(self, target, draft, prompt, l_gen, k, sampling, generator):
+        """torch_impl's Algorithm 61 (a hook for the mutants of conformance/mutants)."""
+        return speculative_decoding(target, draft, prompt, l_gen, k, sampling, generator)
 
     # -- backward: torch_impl.backward (autograd through the fast forward) --------------------
     def token_embedding_backward(self, x, params, dY):
@@ -249,6 +327,8 @@ class TorchAdapter(TorchVision, Adapter):
         """Parameters of the nn.Modules torch_impl builds for ``algorithm``."""
         if algorithm in ("d_transformer", "e_transformer", "ed_transformer"):
             module = MODEL_CLASSES[type(sizes)](sizes)
+        elif algorithm == "modern_d_transformer":
+            module = ModernDTransformer(sizes)
         elif algorithm == "vit_classifier":
             from torch_impl.vision import ViTClassifier
 

@@ -17,18 +17,25 @@ from __future__ import annotations
 from conformance.mutants import (
     attention,
     attention_variants,
+    decode,
     decoder,
     evidence,
+    modern_decoder,
     modern_position_wise,
+    padding,
     position_wise,
     positions,
     rope,
+    sampling,
+    speculative,
     training_memory,
+    variants,
     vision,
 )
 
-MODULES = (attention, position_wise, decoder, training_memory, evidence, rope,
-           modern_position_wise, positions, attention_variants, vision)
+MODULES = (attention, position_wise, decoder, training_memory, evidence, sampling, speculative,
+           rope, modern_position_wise, positions, attention_variants, vision, variants, padding,
+           decode, modern_decoder)
 
 
 def catalogue() -> list[type]:

@@ -192,6 +192,20 @@ class TemperatureIgnored(ComposedDecoder):
         return super().sample(logits, 1.0, generator)
 
 
+class SamplerKeepsTop50(ComposedDecoder):
+    """The sampler silently keeps only the 50 most probable tokens (a default top_k = 50, as in
+    transformers' GenerationConfig), invisible below N_V = 51 (issue 12's blind spot)."""
+
+    only = ("d_inference",)
+    caught_by = ("sampling.frequencies",)
+
+    def sample(self, logits, tau, generator):
+        if logits.shape[-1] > 50:
+            kth = torch.topk(logits, 50, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, -torch.inf)
+        return super().sample(logits, tau, generator)
+
+
 class UnseededSampling(ComposedDecoder):
     """The seed is ignored: every run draws from a generator seeded by the operating system."""
 
@@ -200,3 +214,31 @@ class UnseededSampling(ComposedDecoder):
 
     def generator(self, seed):
         return torch.Generator().manual_seed(int.from_bytes(os.urandom(4), "little"))
+
+
+class PromptOverwritten(ComposedDecoder):
+    """The output buffer is used as a ring: the last new token is written over the prompt's
+    first token (every generated token is right; only the returned prompt is corrupted)."""
+
+    only = ("d_inference",)
+    caught_by = ("kv_cache.equivalence", "sampling.greedy_limit")
+
+    def d_inference(self, prompt, params, config, l_gen, tau, seed):
+        y = super().d_inference(prompt, params, config, l_gen, tau, seed)
+        y[:, 0] = y[:, -1]
+        return y
+
+
+class BosNotReturned(TorchAdapter):
+    """Algorithm 15's output starts with the id after bos_token (an off-by-one special-token
+    id) instead of bos_token itself; the sampled tokens are right."""
+
+    only = ("ed_inference",)
+    caught_by = ("kv_cache.equivalence", "sampling.greedy_limit")
+
+    def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):
+        rows = super().ed_inference(z, params, config, tau, seed, bos_token, eos_token,
+                                    l_max_gen)
+        for row in rows:
+            row[0] = (bos_token + 1) % config.N_V
+        return rows

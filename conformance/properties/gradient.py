@@ -96,6 +96,14 @@ def compare(ctx, what: str, f: Callable[[dict], float], data, inputs, V, terms,
              expected=f"{numeric:.10g}", observed=f"{analytic:.10g}")
 
 
+def fixed_column_still(V: dict[str, np.ndarray], config) -> dict[str, np.ndarray]:
+    """Under the variant padding_idx the column W_e[:, padding_idx] is fixed (it gets no
+    gradient from the lookup, spec: Algorithm 17), so the direction leaves it still."""
+    if config is not None and getattr(config, "padding_idx", None) is not None:
+        V["W_e"][:, config.padding_idx] = 0.0
+    return V
+
+
 @check("gradient.finite_difference", BACKWARDS, cases_for,
        requires=lambda a: (a.removesuffix("_backward"),))
 @check("gradient.finite_difference", calls.ARCHITECTURES, cases_for,
@@ -107,7 +115,8 @@ def finite_difference(ctx, case):
     upstream = calls.upstream_for(alg, case.data, rng, ctx.dtype)
     grads = calls.backward(ctx.adapter, alg, case.data, upstream)
     inputs = calls.backward_inputs(alg, case.data)
-    V = {k: rng.standard_normal(v.shape) for k, v in inputs.items()}
+    V = fixed_column_still({k: rng.standard_normal(v.shape) for k, v in inputs.items()},
+                           case.data.get("config"))
     terms = {k: float(np.sum(grads[k].astype(np.float64) * V[k])) for k in inputs}
     if alg == "unembedding_backward":  # f = sum of -log P[y] >= 0 term by term
         magnitude = abs(calls.loss_of(ctx.adapter, alg, case.data, upstream))
@@ -125,7 +134,8 @@ def training_finite_difference(ctx, case):
     (evaluated before its update) along a random direction of the parameters."""
     loss, grad = implied_gradient(ctx, ctx.algorithm, case.data)
     params = case["params"]
-    V = {k: case.rng(8).standard_normal(v.shape) for k, v in params.items()}
+    V = fixed_column_still({k: case.rng(8).standard_normal(v.shape) for k, v in params.items()},
+                           case["config"])
     terms = {k: float(np.sum(grad[k] * V[k])) for k in params}
     compare(ctx, f"{ctx.algorithm} (the gradient of one step)",
             lambda d: implied_gradient(ctx, ctx.algorithm, d)[0], case.data, params, V, terms,

@@ -15,15 +15,17 @@ from formal_transformers.canonical import parameter_count
 from formal_transformers.hyperparameters import EDTransformerConfig, ETransformerConfig
 
 
-def mha_count(H: int, d_attn: int, d_mid: int, d_x: int, d_z: int, d_out: int) -> int:
-    """Algorithm 5: H heads of W_q, b_q, W_k, b_k, W_v, b_v, then W_o and b_o."""
-    return H * (d_attn * d_x + d_attn + d_attn * d_z + d_attn + d_mid * d_z + d_mid) \
-        + d_out * H * d_mid + d_out
+def mha_count(H: int, d_attn: int, d_mid: int, d_x: int, d_z: int, d_out: int,
+              bias: bool = True) -> int:
+    """Algorithm 5: H heads of W_q, b_q, W_k, b_k, W_v, b_v, then W_o and b_o (the b's only
+    with ``bias``)."""
+    return H * (d_attn * d_x + d_attn * d_z + d_mid * d_z) + d_out * H * d_mid \
+        + bias * (H * (2 * d_attn + d_mid) + d_out)
 
 
-def mlp_count(d_e: int, d_mlp: int) -> int:
-    """Algorithm 16: W_mlp1, b_mlp1, W_mlp2, b_mlp2."""
-    return 2 * d_e * d_mlp + d_mlp + d_e
+def mlp_count(d_e: int, d_mlp: int, bias: bool = True) -> int:
+    """Algorithm 16: W_mlp1, b_mlp1, W_mlp2, b_mlp2 (the b's only with ``bias``)."""
+    return 2 * d_e * d_mlp + bias * (d_mlp + d_e)
 
 
 def gated_mlp_count(d_e: int, d_mlp: int, bias: bool) -> int:
@@ -32,15 +34,17 @@ def gated_mlp_count(d_e: int, d_mlp: int, bias: bool) -> int:
 
 
 def architecture_count(c) -> int:
-    """Algorithms 8-10 in closed form: embeddings, layers, final parts, unembedding."""
-    d = c.d_e
-    mha, ln, mlp = mha_count(c.H, d // c.H, d // c.H, d, d, d), 2 * d, mlp_count(d, c.d_mlp)
-    embed = c.N_V * d + c.l_max * d + c.N_V * d  # W_e, W_p, W_u
+    """Algorithms 8-10 in closed form: embeddings, layers, final parts, unembedding; the
+    declared variants drop W_u (tied_unembedding) and every b and beta (bias = False)."""
+    d, b = c.d_e, c.bias
+    mha = mha_count(c.H, d // c.H, d // c.H, d, d, d, b)
+    ln, mlp = (2 if b else 1) * d, mlp_count(d, c.d_mlp, b)
+    embed = c.N_V * d + c.l_max * d + (0 if c.tied_unembedding else c.N_V * d)  # W_e, W_p, W_u
     if isinstance(c, EDTransformerConfig):
         return embed + c.L_enc * (mha + mlp + 2 * ln) + c.L_dec * (2 * mha + mlp + 3 * ln)
     if isinstance(c, ETransformerConfig):
         return embed + (ln if c.embedding_layer_norm else 0) + c.L * (mha + mlp + 2 * ln) \
-            + d * d + d + ln
+            + d * d + b * d + ln
     return embed + c.L * (mha + mlp + 2 * ln) + ln
 
 
@@ -85,7 +89,12 @@ def formula(alg: str, sizes) -> int:
        requires=("count_parameters",))
 def parameter_count_is_exact(ctx, sizes):
     """The adapter's parameter count equals the spec's closed form (and the canonical count)."""
-    want = formula(ctx.algorithm, sizes)
+    assert_count(ctx, sizes, formula(ctx.algorithm, sizes))
+
+
+def assert_count(ctx, sizes, want: int) -> None:
+    """``want`` (a closed form of spec/memory.md) equals the canonical count of an architecture
+    config and the adapter's count of ``ctx.algorithm`` at ``sizes``."""
     if not isinstance(sizes, dict) and parameter_count(sizes) != want:
         fail(f"formal_transformers.canonical.parameter_count = {parameter_count(sizes)} but "
              f"the closed form gives {want}", expected=str(want),

@@ -10,6 +10,7 @@ norm over close entries, saturated attention) costs every low-precision implemen
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 
 import numpy as np
@@ -102,8 +103,11 @@ def _loss_and_grads(arch: str, case, rng):
     """The training loss's inputs, targets and the reference's gradient (Algorithms 11-13).
 
     Returns (data for the forward, targets [(b, t, y)], reference gradients summed over b).
+    The loss is the summed one (the architecture's VJP is checked, not the training
+    objective's loss_reduction).
     """
-    data, params, config = dict(case.data), up(case["params"]), case["config"]
+    data, params = dict(case.data), up(case["params"])
+    config = dataclasses.replace(case["config"], loss_reduction="sum")
     x, grads = data["x"], []
     if arch == "e_transformer":
         masked = rng.random(x.shape) < 0.5

@@ -1,6 +1,7 @@
 """training.step_agreement: one epoch of each training algorithm over a small batch, from the
 same parameters, masking decisions and learning rate, gives the reference's losses and
-updated parameters (spec/properties.md)."""
+updated parameters; training.padding_invariance: an epoch over a padded batch is the epoch
+over its real sequences (spec/properties.md)."""
 
 from __future__ import annotations
 
@@ -71,3 +72,29 @@ def single_sequence(alg, constrain, dtype):
         case.sizes["B"] = 1
         return case
     return training_cases(constrain, dtype, alg).map(first)
+
+
+@check("training.padding_invariance", ("d_training",),
+       lambda a, c, d: training_cases(c, d, a), requires=("d_training_padded",), dtypes="all",
+       line=r"\\log P", cost=2)
+def padded_training(ctx, case):
+    """One epoch over a right- or left-padded batch is the epoch over the real sequences, one
+    step each, in order: the same summed loss and the same parameters, whatever the padding
+    tokens are."""
+    from conformance.properties.batch import _lengths, pad
+
+    x, config, eta, rng = case["x"], case["config"], case["eta"], case.rng(9)
+    lengths = _lengths(x.shape, rng)
+    loss, theta = 0.0, case["params"]
+    for b, n in enumerate(lengths):  # the epoch on the real sequences alone, row by row
+        step_loss, theta = ctx.adapter.d_training(x[b:b + 1, :n], theta, config, eta)
+        loss += step_loss
+    tol = tolerance(ctx.dtype, "gradient")
+    for side in ("right", "left"):
+        xp, real = pad(x, lengths, side, rng, config.N_V)
+        got_loss, got = ctx.adapter.d_training_padded(xp, real, case["params"], config, eta)
+        assert_close(ctx, f"{side}-padded epoch's loss vs the real sequences'", got_loss, loss,
+                     tol)
+        for name, value in theta.items():
+            assert_close(ctx, f"{side}-padded epoch's updated {name} vs the real sequences'",
+                         got[name], value, tolerance(ctx.dtype))

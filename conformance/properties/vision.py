@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from conformance import calls
 from conformance.assertions import assert_close, fail, tolerance
 from conformance.properties.gradient import finite_difference
+from conformance.properties.memory import assert_count
 from conformance.properties.reference import forward_agreement, gradient_agreement
 from conformance.registry import check
 from conformance.strategies import cases_for
 from conformance.strategies_vision import vit_cases
-from formal_transformers.canonical import parameter_count
 
 
 def _grid(I: np.ndarray, P: int) -> tuple[int, int]:
@@ -146,16 +146,7 @@ def _vit_configs(draw, alg, constrain, dtype):
        requires=("count_parameters",))
 def vit_parameter_count(ctx, config):
     """The adapter's parameter count equals the closed form (and the canonical count)."""
-    want = vit_count(config)
-    if parameter_count(config) != want:
-        fail(f"formal_transformers.canonical.parameter_count = {parameter_count(config)} but "
-             f"the closed form gives {want}", expected=str(want),
-             observed=str(parameter_count(config)))
-    got = ctx.adapter.count_parameters("vit_classifier", config)
-    ctx.observe(float(abs(got - want)))
-    if got != want:
-        fail(f"vit_classifier has {got} parameters, the spec's formula gives {want} "
-             f"(difference {got - want:+d}) at {config}", expected=str(want), observed=str(got))
+    assert_count(ctx, config, vit_count(config))
 
 
 VISION_FORWARD = ("patch_extraction", "patch_embedding", "vit_classifier")

@@ -24,6 +24,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run directory (or its checkpoint/ directory)")
     p.add_argument("--prompt", help="text in the source's characters (see `train`)")
     p.add_argument("--temperature", type=float, default=1.0, help="tau >= 0 (default 1)")
+    p.add_argument("--top-k", type=int, dest="top_k", metavar="K",
+                   help="keep the tokens at least as probable as the K-th (ties kept; >= 1)")
+    p.add_argument("--top-p", type=float, dest="top_p", metavar="P",
+                   help="nucleus: keep tokens while the mass above them is below P, in (0, 1]")
+    p.add_argument("--min-p", type=float, dest="min_p", metavar="P",
+                   help="keep tokens with probability >= P times the largest, P in [0, 1]")
+    p.add_argument("--temperature-order", dest="order", metavar="ORDER",
+                   help="temperature_first (transformers, vLLM; the default) or "
+                        "truncation_first (llama.cpp): which distribution top-k/top-p/min-p "
+                        "measure (spec: Algorithm 60)")
     p.add_argument("--max-new-tokens", type=int, dest="max_new_tokens",
                    help="decoder: tokens to generate (default: fill the context); "
                         "encoder-decoder: at most this many before eos (default and most: "
@@ -38,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_json_destination(args.json)
     result = sample(args.checkpoint, prompt=args.prompt, temperature=args.temperature,
-                    max_new_tokens=args.max_new_tokens, seed=args.seed)
+                    max_new_tokens=args.max_new_tokens, seed=args.seed, top_k=args.top_k,
+                    top_p=args.top_p, min_p=args.min_p, order=args.order)
     if args.json is not None:
         write_json(args.json, result)
         if args.json == STDOUT:

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "encoder-decoder on `reverse`/`copy` (or a model on --text FILE). Shows a "
                     "progress bar; writes a checkpoint, metrics.json and loss_curve.png (with "
                     "the source's exact limit) to --out; resumes when --out holds a run.")
-    p.add_argument("--arch", choices=("decoder", "encoder", "encoder-decoder"),
+    p.add_argument("--arch", choices=("decoder", "encoder", "encoder-decoder", "modern-decoder"),
                    help="architecture (default: the one the source trains)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--source", choices=sorted(SOURCE_ARCH), help="built-in synthetic source")

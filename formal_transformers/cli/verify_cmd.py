@@ -30,7 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "algorithm x property. Each failure writes a runnable repro script.")
     p.add_argument("--impl", default=None, metavar="module:Object",
                    help="the adapter: 'torch' (default, the bundled torch_impl), 'reference' "
-                        "(reference_numpy) or module:Object (a class or an instance)")
+                        "(reference_numpy), hf:DIR (a Llama/Mistral/Qwen2/Gemma2 model saved "
+                        "with save_pretrained) or module:Object (a class or an instance)")
+    p.add_argument("--map", default=None, metavar="FILE.toml",
+                   help="a mapping file that puts your nn.Module of the modern decoder (its "
+                        "factory key, or --impl module:Factory) behind the suite without an "
+                        "adapter class")
     p.add_argument("--profile", choices=("quick", "ci", "thorough"), default="ci",
                    help="examples per check: quick (about a minute), ci (default), thorough")
     p.add_argument("--seed", type=int, default=0, help="seed of the example search (default 0)")
@@ -75,7 +80,7 @@ def writable(path: Path, what: str, directory: bool = False) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from conformance import report, runner
-    from conformance.adapter import load_adapter
+    from conformance.adapter import declared_variants, load_adapter
     from formal_transformers.atomic import check_json_destination
     from formal_transformers.user_cache import use_hypothesis_cache
 
@@ -86,11 +91,14 @@ def run(args: argparse.Namespace) -> int:
     repro_dir = args.repro_dir or (args.json.parent / "repro" if args.json is not None
                                    else Path("reports") / "repro")
     writable(repro_dir, "--repro-dir", directory=True)
-    adapter = load_adapter(args.impl)
+    adapter = load_adapter(args.impl, args.map)
     label = report.adapter_label(adapter)
+    variants = declared_variants(adapter)
     out = render.console()
     out.print(f"Verifying [bold]{label}[/bold] (profile {args.profile}, seed {args.seed})",
               highlight=False)
+    out.print("Declared variants: " + ", ".join(f"{k}={v!r}" for k, v in variants.items()),
+              markup=False, highlight=False)
     start = time.perf_counter()
     with render.progress(transient=True) as bar:
         task = bar.add_task("checks", total=None, info="")
@@ -139,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         if status == 3:
             doc["nothing_checked"] = report.nothing_checked_reason(results,
                                                                    tuple(adapter.algorithms))
+        doc["variants"] = variants  # spec: "Declared variant" sections of Algorithms 1, 7-13
         args.json.parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, doc)
         out.print(f"JSON report written to {args.json}", highlight=False)

@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from formal_transformers.errors import ConfigError
-from formal_transformers.hyperparameters import Config, DTransformerConfig, EDTransformerConfig
+from formal_transformers.hyperparameters import (
+    Config,
+    DTransformerConfig,
+    EDTransformerConfig,
+    ModernDTransformerConfig,
+)
 from formal_transformers.memory import working
 from formal_transformers.memory.activations import Term, activation_terms, check_path, total_bytes
 from formal_transformers.memory.counts import parameter_counts, tied_parameter_count
@@ -121,6 +126,16 @@ def kv_cache_bytes(config: Config, batch: int, capacity: int, b: int) -> int:
     positions (L = L_dec for the ED transformer)."""
     L = config.L_dec if isinstance(config, EDTransformerConfig) else config.L
     return 2 * L * batch * capacity * config.H * (config.d_e // config.H) * b
+
+
+def modern_kv_cache_bytes(config: ModernDTransformerConfig, batch: int, capacity: int, b: int
+                          ) -> int:
+    """(M67) 2 B G d_head b sum_l min(w_l, T): the modern decoder's cache keeps G kv heads and
+    a windowed layer only its last w_l positions (torch_impl/ring_kv_cache.py)."""
+    c = config
+    slots = sum(capacity if c.window(l) is None else min(c.window(l), capacity)
+                for l in range(c.L))
+    return 2 * batch * c.G * c.d_head * b * slots
 
 
 def inference_memory(config: Config, batch: int, prompt: int, new_tokens: int,

@@ -24,7 +24,10 @@ from formal_transformers.sources.text import TextLM
 
 SOURCE_ARCH = {"markov": "decoder", "masked-markov": "encoder",
                "reverse": "encoder-decoder", "copy": "encoder-decoder", "images": "vit"}
-TEXT_ARCHS = ("decoder", "encoder")
+TEXT_ARCHS = ("decoder", "encoder", "modern-decoder")
+# An architecture that trains on another's batches: the modern decoder (Algorithm 65) takes
+# the decoder's (Algorithm 13's) next-token sequences.
+BATCHES_OF = {"modern-decoder": "decoder"}
 
 __all__ = ["SOURCE_ARCH", "Batch", "Limit", "Source", "make_source", "source_from_dict"]
 
@@ -41,6 +44,8 @@ def resolve_arch(source: str | None, text: str | None, arch: str | None) -> str:
         return arch
     if source not in SOURCE_ARCH:
         raise SourceError(f"unknown source {source!r}; known sources: {sorted(SOURCE_ARCH)}")
+    if arch is not None and BATCHES_OF.get(arch) == SOURCE_ARCH[source]:
+        return arch
     if arch is not None and arch != SOURCE_ARCH[source]:
         fits = sorted(s for s, a in SOURCE_ARCH.items() if a == arch)
         raise SourceError(f"source {source!r} trains the {SOURCE_ARCH[source]}, not --arch "
@@ -53,7 +58,7 @@ def make_source(source: str | None = None, *, text: str | None = None, arch: str
     """A source from its name (or a text file) and options (S, k, alpha, length, ...)."""
     arch = resolve_arch(source, text, arch)
     if text is not None:
-        return TextLM.from_file(text, arch=arch, seed=seed, **options)
+        return TextLM.from_file(text, arch=BATCHES_OF.get(arch, arch), seed=seed, **options)
     return source_from_dict({"name": source, "seed": seed, **options})
 
 

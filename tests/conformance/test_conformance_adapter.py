@@ -98,7 +98,7 @@ def test_wrong_outputs_and_exceptions_become_errors_naming_the_method(broken, me
 
 def test_load_adapter_names_what_is_wrong_with_the_target():
     assert load_adapter("reference").name == "reference_numpy"
-    for spec, message in [("no_colon", "must be 'torch', 'reference' or 'module:Object'"),
+    for spec, message in [("no_colon", "must be 'torch', 'reference', 'hf:DIR' or 'module:Object'"),
                           ("no_such_module_xyz:A", "cannot import module 'no_such_module_xyz'"),
                           ("conformance.adapter:Nope", "has no attribute 'Nope'")]:
         with pytest.raises(AdapterError, match=message):

@@ -172,7 +172,7 @@ def test_json_path_is_checked_before_the_run(bad, tmp_path, capsys):
     path = tmp_path if bad == "dir" else blocker / "report.json"
     start = time.perf_counter()
     rc, out = _verify(capsys, "--json", str(path))
-    assert rc == 2 and "ConfigError: --json" in out.err
+    assert rc == 2 and "OutputPathError: --json" in out.err, out.err
     assert time.perf_counter() - start < 5 and "Verifying" not in out.out
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from conformance.mutants import catalogue
 from conformance.mutants.decoder import ComposedDecoder
+from conformance.mutants.sampling import ComposedSampler
+from conformance.mutants.speculative import ComposedSpeculative
 from conformance.registry import all_checks
 from conformance.runner import nothing_checked, run
 from formal_transformers.spec import load_properties
@@ -42,9 +44,13 @@ def test_every_property_catches_some_mutant():
     assert checked - caught == set(), f"properties that catch no mutant: {checked - caught}"
 
 
-def test_the_composed_decoder_the_decoder_mutants_break_is_itself_conforming():
-    results = run(ComposedDecoder(), "ci", 0, only=ComposedDecoder.only)
+@pytest.mark.parametrize("base, profile, at_least", [
+    (ComposedDecoder, "ci", 12), (ComposedSampler, "ci", 6), (ComposedSpeculative, "quick", 4)],
+    ids=lambda v: v.__name__ if isinstance(v, type) else str(v))
+def test_the_composed_adapters_the_mutants_break_are_themselves_conforming(base, profile,
+                                                                          at_least):
+    results = run(base(), profile, 0, only=base.only)
     ran = [r for r in results if r.status != "not covered"]
-    assert len(ran) >= 12
+    assert len(ran) >= at_least
     assert all(r.status == "passed" for r in ran), [
         (r.algorithm, r.property, r.reason) for r in ran if r.status != "passed"]
