@@ -99,16 +99,16 @@ def signature_table_html(alg) -> str:
 
 
 def api_links(impls: Sequence[Implementation]) -> str:
-    """Each function shown, linked to its entry in the API reference where it has one."""
+    """Each function shown, linked to its entry in the API reference where it has one (an
+    optional autorefs reference: an object the reference does not render stays plain)."""
     items = []
     for impl in impls:
         names = []
         for u in impl.units:
             module = u.path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
-            page = module.replace(".", "/") + (
-                "/index.md" if u.path.endswith("__init__.py") else ".md")
             label = f"<code>{html.escape(u.qualname.removeprefix(module + '.'))}</code>"
-            names.append(f"[{label}](../reference/{page}#{u.qualname})" if u.public else label)
+            names.append(f'<autoref identifier="{u.qualname}" optional>{label}</autoref>'
+                         if u.public else label)
         if names:
             items.append(f"- {impl.title}: " + ", ".join(names))
     return "\n".join(items)

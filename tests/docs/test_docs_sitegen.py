@@ -84,8 +84,8 @@ def test_algorithm_page_has_signature_code_prose_and_linked_properties():
         assert f"<code>{code_name(s.name).removeprefix('<code>')}" in text
     assert '<label for="numpy-reference">NumPy reference</label>' in text
     assert "No function is registered." in text
-    assert "(../reference/reference_numpy/attention.md#reference_numpy.attention.attention)" \
-        in text
+    assert ('<autoref identifier="reference_numpy.attention.attention" optional>'
+            "<code>attention</code></autoref>") in text
     assert alg.body.strip() in text
     for pid in alg.properties:
         assert f"[`{pid}`](../properties.md#{pid})" in text
