@@ -25,6 +25,7 @@ from formal_transformers.memory import compare, growth, properties
 from formal_transformers.memory.activations import self_attention_terms, total_bytes
 from formal_transformers.memory.predict import inference_memory, training_memory
 from formal_transformers.presets import PRESETS, get_preset
+from formal_transformers.provenance import run_facts
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP_CONFIG = dataclasses.replace(get_preset("tiny-decoder"), l_max=1024)
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                        for r in laws],
               "law_cases": [{"property": r.id, "case": line} for r in laws for line in r.lines],
               "presets": preset_table(), "attention_vs_length": attn,
-              "training_step_vs_length": step}
+              "training_step_vs_length": step, **run_facts()}
     write_json(args.out_dir / "memory.json", report)
     print(f"wrote {args.out_dir / 'memory_vs_length.png'} and {args.out_dir / 'memory.json'}")
     return 0 if all(r.passed for r in laws) else 1

@@ -13,7 +13,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from conformance import coverage as spec_coverage
 from conformance.runner import FAILING, STATUSES, Result, summary
+from formal_transformers.provenance import run_facts
 from formal_transformers.spec import load_catalogue
 
 MEASURES = {"abs error": "abs", "abs error (exact)": "abs, exact", "rel. error": "rel",
@@ -40,7 +42,8 @@ def to_json(results: Sequence[Result], implementation: str, impl: str, profile: 
            "versions": versions(), "seconds": round(seconds, 3), "interrupted": interrupted,
            "results": [r.to_json() for r in results],
            "summary": counts | {"total": len(results)},
-           "not_covered": uncovered_summary(results)}
+           "not_covered": uncovered_summary(results),
+           **run_facts(), "spec_coverage": spec_coverage.last_report()}
     if timeout is not None:
         doc["timeout"] = timeout
     if exit_status is not None:

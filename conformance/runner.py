@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
+from conformance import coverage as spec_coverage
 from conformance.assertions import DTYPES, PropertyViolation, as_dtype
 from conformance.bound import Bound
 from conformance.registry import PROFILES, Check, Context, Profile, all_checks
@@ -129,6 +130,7 @@ def run(adapter: Any, profile: str | Profile = "ci", seed: int = 0,
         kinds = dtypes_for(c, bound.dtypes)
         jobs += [(c, d) for d in kinds] if kinds else [(c, None)]
     results = Results()
+    spec_coverage.start()  # which pseudocode lines the reference runs (conformance/coverage.py)
     try:
         for i, (c, dtype) in enumerate(jobs):
             result = run_check(c, bound, dtype, prof, seed, shrink, limit)
@@ -137,6 +139,8 @@ def run(adapter: Any, profile: str | Profile = "ci", seed: int = 0,
                 progress(result, i + 1, len(jobs))
     except KeyboardInterrupt:
         results.interrupted = True
+    finally:
+        spec_coverage.stop()
     return results
 
 

@@ -7,7 +7,10 @@ import) is logged as a warning, which fails ``mkdocs build --strict``.
 
 from __future__ import annotations
 
+import ast
+import html
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +21,11 @@ DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(DOCS))
 
-from sitegen import catalogue_pages, citation, reports, tutorial  # noqa: E402
+from sitegen import catalogue_pages, citation, measurements, reports, tutorial  # noqa: E402
+from sitegen import html as h  # noqa: E402
 from sitegen.algorithm_page import algorithm_page, page_path  # noqa: E402
-from sitegen.sources import registry_sources  # noqa: E402
+from sitegen.code_listing import TABS, implementations  # noqa: E402
+from sitegen.sources import load_registry, registry_sources  # noqa: E402
 
 from formal_transformers.spec import (  # noqa: E402
     load_catalogue,
@@ -52,24 +57,25 @@ def write(path: str, text: str) -> None:
 def algorithm_pages(algorithms, properties) -> list[tuple[str, str]]:
     """One page per algorithm; returns the nav entries (title, path)."""
     pages = {a.id: a.path.name for a in algorithms}
-    sources = {}
-    for module in ("reference_numpy", "torch_impl"):
-        sources[module], problems = registry_sources(module, ROOT)
+    numbers = {a.number: (a.id, a.path.stem) for a in algorithms}
+    registries = {}
+    for module, _ in TABS:
+        registries[module], problems = load_registry(module)
+        problems += registry_sources(module, ROOT)[1] if not problems else []
         for problem in problems:
             log.warning("docs: %s", problem)
     nav = []
     for alg in algorithms:
         write(page_path(alg), algorithm_page(
-            alg, pages, properties, sources["reference_numpy"].get(alg.id),
-            sources["torch_impl"].get(alg.id)))
+            alg, pages, properties, implementations(alg, registries, ROOT), numbers))
         nav.append((f"{alg.number} · {alg.title}", page_path(alg)))
     write("algorithms/index.md", catalogue_pages.algorithms_index(algorithms))
     return nav
 
 
-def api_pages() -> list[tuple[str, str]]:
-    """reference/<package>/<module>.md with a mkdocstrings directive each."""
-    nav = []
+def api_modules() -> list[tuple[str, str, bool]]:
+    """(dotted name, page path, is a package) of every documented module, packages first."""
+    out = []
     for package in API_PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             parts = list(path.relative_to(ROOT).with_suffix("").parts)
@@ -78,15 +84,46 @@ def api_pages() -> list[tuple[str, str]]:
             if not all((ROOT.joinpath(*parts[:i]) / "__init__.py").is_file()
                        for i in range(1, len(parts))):
                 continue  # not inside a regular package: griffe cannot collect it
-            if parts[-1] == "__init__":
+            is_package = parts[-1] == "__init__"
+            if is_package:
                 parts = parts[:-1]
-                doc = "/".join(parts) + "/index.md"
-            else:
-                doc = "/".join(parts) + ".md"
-            ident = ".".join(parts)
-            write(f"reference/{doc}", f"# `{ident}`\n\n::: {ident}\n")
-            nav.append((ident, f"reference/{doc}"))
-    return nav
+            doc = "/".join(parts) + ("/index.md" if is_package else ".md")
+            out.append((".".join(parts), f"reference/{doc}", is_package))
+    return out
+
+
+def api_pages() -> list[tuple[str, str, bool]]:
+    """reference/<package>/<module>.md with a mkdocstrings directive each; a package's page
+    also lists its modules and subpackages with the first line of their docstrings."""
+    modules = api_modules()
+    for ident, path, is_package in modules:
+        text = f"# `{ident}`\n\n::: {ident}\n"
+        if is_package:
+            children = [(i, p) for i, p, _ in modules
+                        if i.rpartition(".")[0] == ident]
+            if children:
+                here = Path(path).parent
+                rows = []
+                for i, p in children:
+                    target = Path(p).parent if p.endswith("index.md") else Path(p).with_suffix("")
+                    rows.append([f'<a href="{Path(os.path.relpath(target, here))}/" title="{i}">'
+                                 f"<code>{i.rpartition('.')[2]}</code></a>",
+                                 html.escape(module_summary(i))])
+                text += ("\n## Modules\n\n" + h.table(["module", "what it holds"], rows,
+                                                        "ft-modules ft-stack") + "\n")
+        write(path, text)
+    return modules
+
+
+def module_summary(ident: str) -> str:
+    """The first sentence-line of a module's docstring, read without importing it."""
+    base = ROOT.joinpath(*ident.split("."))
+    path = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    except (OSError, SyntaxError):
+        return ""
+    return doc.strip().split("\n\n")[0].replace("\n", " ")
 
 
 def copy_images(prefix: str) -> list[str]:
@@ -100,36 +137,38 @@ def copy_images(prefix: str) -> list[str]:
     return shown
 
 
-def report_pages(pages: dict[str, str]) -> None:
+def report_pages(algorithms) -> None:
+    pages = {a.id: a.path.name for a in algorithms}
+    titles = {a.id: (a.number, a.title) for a in algorithms}
     data, problem = reports.load_json(REPORTS / Path(reports.VERIFY_JSON).name)
-    write("verification.md", reports.verification_page(data, problem, pages))
+    write("verification.md", reports.verification_page(data, problem, pages, titles))
     data, problem = reports.load_json(REPORTS / Path(reports.BENCH_JSON).name)
-    write("benchmarks.md", reports.data_page(
-        "Benchmarks", "Speed of `torch_impl` against baselines measured in the same run, from "
-        f"`{reports.BENCH_JSON}`.", data, problem,
-        f"formal-transformers bench --json {reports.BENCH_JSON}", "benchmark result",
-        copy_images("bench")))
+    write("benchmarks.md", measurements.bench_page(data, problem, copy_images("bench")))
     intro = spec_prose("memory.md") or (
         "Exact parameter, activation and gradient byte counts from the hyperparameters "
         "(`spec/memory.md`, not written yet), and measured figures.")
     data, problem = reports.load_json(REPORTS / Path(reports.MEMORY_JSON).name)
-    write("memory.md", reports.data_page(
-        "Memory accounting", intro, data, problem,
-        "python benchmarks/memory_plot.py", "memory measurement",
-        copy_images("memory")))
+    images = [f"![{Path(img).stem}]({img})" for img in copy_images("memory")]
+    write("memory.md", "\n\n".join(
+        ["# Memory accounting", intro.strip(), measurements.memory_data(data, problem,
+                                                 "python benchmarks/memory_plot.py"),
+         *images]) + "\n")
 
 
 def summary(alg_nav, api_nav) -> str:
-    """SUMMARY.md for mkdocs-literate-nav: the whole navigation."""
+    """SUMMARY.md for mkdocs-literate-nav: the whole navigation.
+
+    The API reference nests modules under their package (whose page is the section's index),
+    each entry titled by its own name, not its dotted path, so that no entry is cut short.
+    """
     def items(entries, indent="    "):
         return "\n".join(f"{indent}- [{title}]({path})" for title, path in entries)
 
     def api_items(entries):
         lines = []
-        for package in API_PACKAGES:
-            group = [(t, p) for t, p in entries if t.split(".")[0] == package]
-            if group:
-                lines += [f"    - {package}", items(group, indent="        ")]
+        for ident, path, _ in entries:
+            depth = ident.count(".")
+            lines.append(f"{'    ' * (depth + 1)}- [{ident.rpartition('.')[2]}]({path})")
         return "\n".join(lines)
 
     return "\n".join([
@@ -151,7 +190,7 @@ def main() -> None:
     write("properties.md", catalogue_pages.properties_page(
         spec_prose("properties.md"), properties, algorithms))
     write("tutorial.md", tutorial.tutorial_page(ROOT))
-    report_pages({a.id: a.path.name for a in algorithms})
+    report_pages(algorithms)
     cff_text = (ROOT / "CITATION.cff").read_text(encoding="utf-8")
     write("cite.md", citation.cite_page(yaml.safe_load(cff_text), cff_text))
     write("SUMMARY.md", summary(alg_nav, api_pages()))

@@ -4,27 +4,15 @@ algorithm has a reference function, a torch function and at least one property."
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
+from conformance.coverage import parse_citations
 from formal_transformers.spec import load_catalogue
 
 ROOT = Path(__file__).resolve().parent.parent
-CITATION = re.compile(r"#.*?\bAlg (\d+) (L\d+(?:-\d+)?(?:,\s*L?\d+(?:-\d+)?)*)")
-
-
-def parse_citations(text: str) -> list[tuple[int, int]]:
-    """All (algorithm number, line) pairs cited in a source text; 'L5-7' and 'L1, L3' expand."""
-    cited = []
-    for m in CITATION.finditer(text):
-        number = int(m.group(1))
-        for part in re.split(r",\s*", m.group(2)):
-            lo, _, hi = part.lstrip("L").partition("-")
-            cited += [(number, k) for k in range(int(lo), int(hi or lo) + 1)]
-    return cited
 
 
 def reference_citations() -> dict[int, dict[int, list[str]]]:

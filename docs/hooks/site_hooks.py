@@ -4,7 +4,8 @@
   KaTeX's stylesheet and fonts from the site itself, taken from the npm package that
   ``npm ci`` installs (package.json pins it); no CDN, nothing vendored in git.
 - on_page_content: make the ids of raw-HTML elements (pseudocode lines, property headings)
-  known to MkDocs' anchor validation, so links to ``attention.md#attention-L3`` are checked.
+  known to MkDocs' anchor validation, so links to ``attention.md#attention-L3`` are checked;
+  on API pages, link the docstrings' cross-references (sitegen/crossrefs.py).
 - on_post_page: render every formula with KaTeX at build time; a formula KaTeX rejects is
   logged as a warning, which fails ``mkdocs build --strict``.
 """
@@ -21,12 +22,14 @@ from mkdocs.structure.files import File, InclusionLevel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sitegen.crossrefs import known_objects, link_docstrings  # noqa: E402
 from sitegen.katex import KatexError, KatexRenderer, render_math  # noqa: E402
 
 log = logging.getLogger("mkdocs.plugins.ft_docs")
 VENDOR = "assets/vendor/katex"
 _ID = re.compile(r'\sid="([^"]+)"')
-_state: dict[str, KatexRenderer] = {}
+_state: dict = {}
+API_PACKAGES = ("formal_transformers", "reference_numpy", "torch_impl", "conformance")
 
 
 def katex_dir(config) -> Path:
@@ -53,7 +56,23 @@ def on_files(files, config):
     return files
 
 
+def _api_context(config) -> tuple[set[str], dict[int, str]]:
+    if "api" not in _state:
+        from formal_transformers.spec import load_catalogue
+
+        root = Path(config.config_file_path).resolve().parent
+        _state["api"] = (known_objects(root, API_PACKAGES),
+                         {a.number: f"algorithms/{a.path.stem}/" for a in load_catalogue()})
+    return _state["api"]
+
+
 def on_page_content(html, page, config, files):
+    if page.file.src_uri.startswith("reference/"):
+        parts = page.file.src_uri.removeprefix("reference/").removesuffix(".md").split("/")
+        module = ".".join(parts[:-1] if parts[-1] == "index" else parts)
+        known, algorithms = _api_context(config)
+        to_root = "../" * page.url.rstrip("/").count("/") + ("../" if page.url else "")
+        html = link_docstrings(html, module, known, algorithms, to_root)
     if page.present_anchor_ids is not None:
         page.present_anchor_ids.update(_ID.findall(html))
     return html
@@ -76,6 +95,7 @@ def on_post_page(output, page, config):
 
 
 def on_post_build(config):
+    _state.pop("api", None)
     renderer = _state.pop("katex", None)
     if renderer is not None:
         renderer.close()

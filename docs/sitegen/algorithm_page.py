@@ -12,11 +12,12 @@ from the real source files; the prose; the properties that guard it, linked to t
 from __future__ import annotations
 
 import html
-import textwrap
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 
 from sitegen import html as h
-from sitegen.sources import Source
+from sitegen.code_listing import Implementation, impl_links, tabs_html
+from sitegen.fields import declaration, field
 
 ARXIV = "https://arxiv.org/abs/2207.09238"
 _ROLES = (("Input", "inputs"), ("Output", "outputs"), ("Parameters", "parameters"),
@@ -41,13 +42,16 @@ def _shape(symbol) -> str:
     return "<code>(" + ", ".join(html.escape(str(d)) for d in symbol.shape) + ")</code>"
 
 
-def pseudocode_html(alg) -> str:
-    """The algorithm box: caption, signature, header lines and the numbered, linkable lines."""
+def pseudocode_html(alg, impls: Sequence[Implementation] = ()) -> str:
+    """The algorithm box: caption, signature, header lines and the numbered, linkable lines.
+
+    With ``impls``, each line ends with links to the code lines implementing it.
+    """
     header = []
     for label, attr in _ROLES:
         items = getattr(alg, attr)
         if items:
-            decl = ", ".join(h.math(f"{s.symbol} \\in {s.type}") for s in items)
+            decl = ", ".join(declaration(s.symbol, s.type) for s in items)
             header.append(f"<dt>{label}</dt><dd>{decl}</dd>")
     lines = []
     for line in alg.pseudocode:
@@ -56,7 +60,8 @@ def pseudocode_html(alg) -> str:
             f'<li id="{anchor}" style="--depth: {line.depth}">'
             f'<a class="ft-lineno" href="#{anchor}" title="Link to line {line.number}">'
             f"{line.number}</a>"
-            f'<span class="ft-line">{h.pseudocode_line(line.text)}</span></li>')
+            f'<span class="ft-line">{h.pseudocode_line(line.text)}</span>'
+            f"{impl_links(alg.number, line.number, impls)}</li>")
     body = "\n".join(lines)
     return (f'<figure class="ft-algorithm" id="{alg.id}-algorithm">\n'
             f"<figcaption><strong>Algorithm {alg.number}:</strong> "
@@ -65,34 +70,48 @@ def pseudocode_html(alg) -> str:
             f'<ol class="ft-alg-lines">\n{body}\n</ol>\n</figure>')
 
 
+def code_name(name: str) -> str:
+    """A canonical name in <code>, breakable after its dots and underscores only."""
+    return "<code>" + re.sub(r"([._])", r"\1<wbr>", html.escape(name)) + "</code>"
+
+
 def signature_table_html(alg) -> str:
-    """Inputs, outputs, parameters and hyperparameters: symbol, code name, type, shape, meaning."""
+    """Inputs, outputs, parameters and hyperparameters: symbol, code name, type and shape,
+    meaning; one group of rows per role. Narrow screens stack each row (site.css)."""
+    head = ("<thead><tr><th>symbol</th><th>name</th><th>type · shape</th><th>meaning</th>"
+            "</tr></thead>")
     rows = []
     for label, attr in _ROLES:
-        for s in getattr(alg, attr):
-            rows.append([label.lower(), h.math(s.symbol), f"<code>{html.escape(s.name)}</code>",
-                         h.math(s.type), _shape(s), h.inline(s.meaning)])
-    return h.table(["role", "symbol", "name", "type", "shape", "meaning"], rows, "ft-signature")
+        items = getattr(alg, attr)
+        if not items:
+            continue
+        rows.append(f'<tr class="ft-role"><th colspan="4">{label}</th></tr>')
+        for s in items:
+            shape = "" if s.shape is None else f'<span class="ft-shape">shape {_shape(s)}</span>'
+            rows.append(
+                f'<tr><td data-label="symbol">{field(s.symbol)}</td>'
+                f'<td data-label="name">{code_name(s.name)}</td>'
+                f'<td data-label="type">{field(s.type)}{shape}</td>'
+                f'<td data-label="meaning">{h.inline(s.meaning)}</td></tr>')
+    body = "\n".join(rows)
+    return (f'<div class="ft-signature">\n<table>\n{head}\n<tbody>\n{body}\n</tbody>\n'
+            "</table>\n</div>")
 
 
-def _code_tab(title: str, source: Source | None, missing: str) -> str:
-    if source is None:
-        return f'=== "{title}"\n\n    {missing}\n'
-    fence = "```"
-    code = textwrap.indent(source.text.rstrip("\n"), "    ")
-    return (f'=== "{title}"\n\n'
-            f'    {fence}python linenums="{source.first_line}" title="{source.path}"\n'
-            f"{code}\n    {fence}\n")
-
-
-def code_tabs(alg_id: str, numpy: Source | None, torch: Source | None) -> str:
-    """Tabs NumPy reference | PyTorch with the registered functions' real source."""
-    return "\n".join([
-        _code_tab("NumPy reference", numpy,
-                  f"No function is registered for `{alg_id}` in `reference_numpy.REGISTRY` yet."),
-        _code_tab("PyTorch", torch,
-                  f"No function is registered for `{alg_id}` in `torch_impl.REGISTRY` yet."),
-    ])
+def api_links(impls: Sequence[Implementation]) -> str:
+    """Each function shown, linked to its entry in the API reference where it has one (an
+    optional autorefs reference: an object the reference does not render stays plain)."""
+    items = []
+    for impl in impls:
+        names = []
+        for u in impl.units:
+            module = u.path.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+            label = f"<code>{html.escape(u.qualname.removeprefix(module + '.'))}</code>"
+            names.append(f'<autoref identifier="{u.qualname}" optional>{label}</autoref>'
+                         if u.public else label)
+        if names:
+            items.append(f"- {impl.title}: " + ", ".join(names))
+    return "\n".join(items)
 
 
 def properties_section(alg, properties: Mapping) -> str:
@@ -118,20 +137,28 @@ def _origin(alg, pages: Mapping[str, str]) -> str:
 
 
 def algorithm_page(alg, pages: Mapping[str, str], properties: Mapping,
-                   numpy: Source | None, torch: Source | None) -> str:
-    """The Markdown of one algorithm's page; ``pages`` maps every algorithm id to its file name."""
+                   impls: Sequence[Implementation],
+                   numbers: Mapping[int, tuple[str, str]]) -> str:
+    """The Markdown of one algorithm's page.
+
+    ``pages`` maps every algorithm id to its file name, ``numbers`` every algorithm number to
+    (id, page stem), ``impls`` are the NumPy reference and PyTorch tabs (code_listing).
+    """
     return "\n\n".join([
         f"# Algorithm {alg.number}: {alg.title}",
         h.inline(alg.summary),
         _origin(alg, pages),
-        pseudocode_html(alg),
+        pseudocode_html(alg, impls),
         "## Signature",
         signature_table_html(alg),
         "## Implementations",
-        "The functions registered for this algorithm, shown from their source files. "
-        "Each mirrored line of the NumPy reference cites the pseudocode line it implements "
-        f"(`# Alg {alg.number} Lk`).",
-        code_tabs(alg.id, numpy, torch),
+        "The registered function first, then every other function whose lines cite this "
+        f"algorithm (`# Alg {alg.number} Lk`), from their source files with their true line "
+        "numbers. Each pseudocode line above links to the code lines that implement it (to "
+        "the function, where the PyTorch code cites no single line); each citation in the "
+        "code links back to its line. In the API reference:",
+        api_links(impls),
+        tabs_html(list(impls), alg.number, numbers),
         alg.body.strip(),
         "## Properties that guard it",
         properties_section(alg, properties),

@@ -77,9 +77,13 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], cls: str = "") 
     """A raw-HTML table; ``headers`` are escaped, cells are HTML already.
 
     The table itself carries no class (Material styles ``table:not([class])``); ``cls`` goes
-    on a wrapping div.
+    on a wrapping div. Each cell names its column (``data-label``), which the narrow-screen
+    layout of site.css shows when it stacks the rows of a ``ft-stack`` table.
     """
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
-    body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    labels = [html.escape(h) for h in headers]
+    body = "\n".join("<tr>" + "".join(
+        f'<td data-label="{labels[i]}">{c}</td>' if i < len(labels) else f"<td>{c}</td>"
+        for i, c in enumerate(row)) + "</tr>" for row in rows)
     table = f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
     return f'<div class="{cls}">\n{table}\n</div>' if cls else table

@@ -91,11 +91,55 @@ def generic_report(data: Any) -> str:
     return "\n\n".join(parts)
 
 
-def verification_page(data: Any, problem: str | None, pages: Mapping[str, str]) -> str:
+def humanize(key: str) -> str:
+    """``attention_vs_length`` -> ``Attention vs length``."""
+    text = key.replace("_", " ").strip()
+    return text[:1].upper() + text[1:]
+
+
+def run_facts_table(data: Mapping[str, Any], extra: Sequence[tuple[str, str]] = ()) -> str:
+    """Date, commit, machine and the like of a report, as a two-column table."""
+    rows = list(extra)
+    date = data.get("date")
+    rows.append(("date", html.escape(str(date)) if date else "not recorded in the report"))
+    commit = data.get("commit")
+    rows.append(("commit", f"<code>{html.escape(str(commit))}</code>" if commit else
+                 "not recorded in the report"))
+    machine = data.get("machine")
+    if isinstance(machine, dict):
+        rows.append(("machine", ", ".join(f"{html.escape(humanize(k).lower())} "
+                                          f"{html.escape(str(v))}" for k, v in machine.items())))
+    elif machine:
+        rows.append(("machine", html.escape(str(machine))))
+    else:
+        rows.append(("machine", "not recorded in the report"))
+    if isinstance(data.get("versions"), dict):
+        rows.append(("versions", cell(data["versions"])))
+    return h.table(["field", "value"], rows, "ft-facts ft-stack")
+
+
+def _profile_text(name: str) -> str:
+    try:
+        from conformance.registry import PROFILES
+    except Exception:  # the page still renders what the report says
+        return html.escape(name)
+    prof = PROFILES.get(name)
+    if prof is None:
+        return html.escape(name)
+    others = ", ".join(f"{p.name} {p.max_examples}" for p in PROFILES.values() if p.name != name)
+    return (f"<strong>{html.escape(name)}</strong>: up to {prof.max_examples} examples per "
+            f"check (other profiles: {others})")
+
+
+def verification_page(data: Any, problem: str | None, pages: Mapping[str, str],
+                      titles: Mapping[str, tuple[int, str]] | None = None) -> str:
     """verification.md from `formal-transformers verify --json` output.
 
-    ``pages`` maps algorithm ids to their page's file name (``04-attention.md``).
+    ``pages`` maps algorithm ids to their page's file name (``04-attention.md``), ``titles``
+    to (number, title). Results are grouped by algorithm in catalogue order; the run's
+    profile, date, commit and machine come first, then the spec-line coverage.
     """
+    titles = titles or {}
     head = ["# Verification report",
             "The latest run of the conformance suite, from the JSON that "
             f"`formal-transformers verify --json {VERIFY_JSON}` writes."]
@@ -105,39 +149,113 @@ def verification_page(data: Any, problem: str | None, pages: Mapping[str, str]) 
         command = f"formal-transformers verify --json {VERIFY_JSON}"
         return "\n\n".join(head + [not_produced("verification report", command)])
     parts = list(head)
+    profile = str(data.get("profile", "")) or "not recorded"
+    if profile == "quick":
+        parts.append('!!! note "Quick profile"\n\n    This run used the `quick` profile, the '
+                     "smallest example budget: a smoke run, not the full search (`ci`, "
+                     "`thorough`).")
+    extra = [("implementation", f"{html.escape(str(data.get('implementation', '')))} "
+              f"(<code>--impl {html.escape(str(data.get('impl', '')))}</code>)"),
+             ("profile", _profile_text(profile)), ("seed", cell(data.get("seed"))),
+             ("duration", f"{data['seconds']:.1f} s" if isinstance(data.get("seconds"),
+                                                                   (int, float)) else "—")]
+    parts += ["## The run", run_facts_table(data, extra)]
     if isinstance(data.get("summary"), dict):
-        parts += ["## Summary", generic_report(data["summary"])]
+        counts = data["summary"]
+        parts += ["## Summary", h.table(
+            [humanize(k) for k in counts], [[cell(v) for v in counts.values()]],
+            "ft-summary ft-stack")]
+    coverage = data.get("spec_coverage")
+    parts += ["## Spec-line coverage", coverage_section(coverage, pages, titles)]
     results = data.get("results")
     if isinstance(results, list) and all(isinstance(r, dict) for r in results):
-        parts += ["## Results", _results_table(results, pages)]
-        failures = [r for r in results if r.get("status") in ("failed", "error")]
+        parts += ["## Results by algorithm"] + _results_by_algorithm(results, pages, titles)
+        failures = [r for r in results if r.get("status") in ("failed", "error", "timed out")]
         if failures:
             parts += ["## Failures"] + [_failure(r, pages) for r in failures]
-    meta = {k: v for k, v in data.items() if k not in ("results", "summary")}
-    parts += ["## Run", generic_report(meta)]
     return "\n\n".join(parts) + "\n"
 
 
-def _alg_link(alg: str, pages: Mapping[str, str], line: int | None = None) -> str:
+def coverage_section(coverage: Any, pages: Mapping[str, str],
+                     titles: Mapping[str, tuple[int, str]]) -> str:
+    """The figure and, per algorithm, each pseudocode line executed or not during the run."""
+    if not isinstance(coverage, dict):
+        return ("This report holds no spec-line coverage (it was written before the suite "
+                "traced the reference, or with `FT_SPEC_COVERAGE=0`).")
+    if coverage.get("unavailable"):
+        return f"Not measured in this run: {html.escape(str(coverage['unavailable']))}."
+    lines, done = coverage.get("lines") or 0, coverage.get("executed") or 0
+    pct = f"{100 * done / lines:.1f} %" if lines else "—"
+    intro = (f'<p class="ft-figure"><strong>{done} of {lines} pseudocode lines ({pct})</strong> '
+             "were executed by the reference (<code>reference_numpy</code>) while the suite "
+             "ran: each executed source line citing <code># Alg N Lk</code> marks line k of "
+             "Algorithm N (<code>conformance/coverage.py</code>). A line that was not executed "
+             "is one no check of this run reached through the reference.</p>")
+    rows = []
+    algs = coverage.get("algorithms") or {}
+    order = sorted(algs, key=lambda a: (titles.get(a, (algs[a].get("number", 99),))[0]))
+    for alg in order:
+        info = algs[alg]
+        ran = set(info.get("executed") or [])
+        n = int(info.get("lines") or 0)
+        stem = Path(pages[alg]).stem if alg in pages else None
+        cells = []
+        for k in range(1, n + 1):
+            state = "ran" if k in ran else "not-run"
+            word = "executed" if k in ran else "not executed"
+            label = f'<span class="ft-cov ft-cov-{state}" title="line {k}: {word}">{k}</span>'
+            cells.append(f'<a href="../algorithms/{stem}/#{alg}-L{k}">{label}</a>'
+                         if stem else label)
+        name = titles.get(alg, (info.get("number", ""), alg))
+        rows.append([cell(info.get("number")), _alg_link(alg, pages, title=name[1]),
+                     f"{len(ran)} / {n}", " ".join(cells)])
+    table = h.table(["#", "algorithm", "executed", "pseudocode lines (executed / not)"],
+                    rows, "ft-coverage ft-stack")
+    return intro + "\n\n" + table
+
+
+def _alg_link(alg: str, pages: Mapping[str, str], line: int | None = None,
+              title: str | None = None) -> str:
     if alg not in pages:
         return html.escape(alg)
     anchor = f"#{alg}-L{line}" if line else ""
-    text = f"{alg} L{line}" if line else alg
+    text = f"{alg} L{line}" if line else (title or alg)
     return f'<a href="../algorithms/{Path(pages[alg]).stem}/{anchor}">{html.escape(text)}</a>'
 
 
-def _results_table(results: Sequence[Mapping[str, Any]], pages: Mapping[str, str]) -> str:
+def _breakable(ident: str) -> str:
+    return re.sub(r"([._])", r"\1<wbr>", html.escape(ident))
+
+
+def _results_by_algorithm(results: Sequence[Mapping[str, Any]], pages: Mapping[str, str],
+                          titles: Mapping[str, tuple[int, str]]) -> list[str]:
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in results:
+        groups.setdefault(str(r.get("algorithm", "")), []).append(r)
+    parts = []
+    for alg in sorted(groups, key=lambda a: (titles.get(a, (999, a))[0], a)):
+        number, title = titles.get(alg, (None, alg))
+        rows = groups[alg]
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[str(r.get("status"))] = counts.get(str(r.get("status")), 0) + 1
+        tally = ", ".join(f"{n} {s}" for s, n in counts.items())
+        heading = f"Algorithm {number}: {title}" if number is not None else alg
+        link = (f"[`{alg}`](algorithms/{pages[alg]})" if alg in pages else f"`{alg}`")
+        parts += [f"### {heading}", f"{link} · {tally}", _results_table(rows)]
+    return parts
+
+
+def _results_table(results: Sequence[Mapping[str, Any]]) -> str:
     rows = []
     for r in results:
-        alg, prop = str(r.get("algorithm", "")), str(r.get("property", ""))
+        prop = str(r.get("property", ""))
         prop_cell = (f'<a href="../properties/#{html.escape(prop)}">'
-                     f"<code>{html.escape(prop)}</code></a>")
-        status = str(r.get("status", ""))
-        rows.append([_alg_link(alg, pages), prop_cell, cell(r.get("dtype")),
-                     status_html(status),
+                     f"<code>{_breakable(prop)}</code></a>")
+        rows.append([prop_cell, cell(r.get("dtype")), status_html(str(r.get("status", ""))),
                      cell(r.get("examples")), cell(r.get("max_error"))])
-    return h.table(["algorithm", "property", "dtype", "status", "examples", "largest error"],
-                   rows)
+    return h.table(["property", "dtype", "status", "examples", "largest error"], rows,
+                   "ft-results ft-stack")
 
 
 def _failure(r: Mapping[str, Any], pages: Mapping[str, str]) -> str:

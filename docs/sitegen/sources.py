@@ -38,19 +38,27 @@ def function_source(fn: Callable, root: Path) -> Source:
     return Source(shown, first, textwrap.dedent("".join(lines)), name)
 
 
-def registry_sources(module: str, root: Path) -> tuple[dict[str, Source], list[str]]:
-    """Sources of every function in ``<module>.REGISTRY``, and the problems met.
-
-    A module that cannot be imported or has no REGISTRY mapping, and an entry whose source
-    cannot be read, are reported as problems (the caller logs them as build warnings).
-    """
+def load_registry(module: str) -> tuple[Mapping[str, Callable], list[str]]:
+    """``<module>.REGISTRY`` and the problems met (an import failure, a non-mapping)."""
     try:
         registry = importlib.import_module(module).REGISTRY
     except Exception as exc:  # any import-time failure of the package is a build problem
         return {}, [f"cannot import {module}.REGISTRY: {type(exc).__name__}: {exc}"]
     if not isinstance(registry, Mapping):
         return {}, [f"{module}.REGISTRY is a {type(registry).__name__}, not a mapping"]
-    sources, problems = {}, []
+    return registry, []
+
+
+def registry_sources(module: str, root: Path) -> tuple[dict[str, Source], list[str]]:
+    """Sources of every function in ``<module>.REGISTRY``, and the problems met.
+
+    A module that cannot be imported or has no REGISTRY mapping, and an entry whose source
+    cannot be read, are reported as problems (the caller logs them as build warnings).
+    """
+    registry, problems = load_registry(module)
+    if problems:
+        return {}, problems
+    sources = {}
     for alg_id, fn in registry.items():
         try:
             sources[alg_id] = function_source(fn, root)

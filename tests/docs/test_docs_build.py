@@ -238,3 +238,28 @@ def test_strict_build_fails_on_bad_math_and_on_a_dead_line_anchor(tmp_path):
     assert "KaTeX cannot render" in bad_math.stderr and "nosuchmacro" in bad_math.stderr
     dead = _mini_project(tmp_path / "anchor", "# B\n\nSee [line 9](a.md#alg-L9).\n")
     assert dead.returncode != 0 and "alg-L9" in dead.stderr
+
+
+API_PACKAGES = ("formal_transformers", "reference_numpy", "torch_impl", "conformance")
+
+
+def test_api_package_pages_list_their_modules_and_nav_titles_are_short(site):
+    for package in API_PACKAGES:
+        page = site / "reference" / package / "index.html"
+        text = page.read_text(encoding="utf-8")
+        modules = sorted(p.stem for p in (ROOT / package).glob("*.py")
+                         if not p.name.startswith("_"))
+        listed = re.findall(r'<a href="([^"]+)/" title="' + package + r'\.[^"]+"><code>', text)
+        assert modules and set(modules) <= set(listed), f"{page}: lists {listed}"
+    nav = re.findall(r'<span class="md-ellipsis">\s*([^<]*?)\s*</span>',
+                     (site / "reference" / "reference_numpy" / "index.html").read_text())
+    assert "architectures_backward" in nav
+    assert not [t for t in nav if t.startswith(API_PACKAGES) and "." in t], "dotted nav titles"
+
+
+def test_docstring_cross_references_and_algorithm_pages_link_the_api(site):
+    text = (site / "reference" / "torch_impl" / "training" / "index.html").read_text()
+    assert 'class="autorefs autorefs-internal"' in text
+    page = (site / "algorithms" / "10-d-transformer" / "index.html").read_text()
+    assert ('href="../../reference/reference_numpy/architectures/'
+            '#reference_numpy.architectures.d_transformer"') in page
