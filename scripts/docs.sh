@@ -21,6 +21,10 @@ case "$command" in
     mkdir -p reports
     .venv/bin/formal-transformers verify --profile quick --json reports/verify.json
     .venv/bin/python benchmarks/memory_plot.py
+    # the vision page's figure: a ViT trained on the images source, its class token's attention
+    .venv/bin/formal-transformers train --source images --steps 1000 --out reports/vit-run
+    .venv/bin/formal-transformers classify --checkpoint reports/vit-run --seed 3 \
+      --plot reports/vit_attention.png
     exec .venv/bin/formal-transformers bench --json reports/bench.json ;;
   build) exec .venv/bin/mkdocs build --strict "$@" ;;
   serve) exec .venv/bin/mkdocs serve --dev-addr 127.0.0.1:8000 "$@" ;;

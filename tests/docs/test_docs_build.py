@@ -195,6 +195,18 @@ def test_cite_page_offers_bibtex_for_the_software_and_the_paper(site):
     assert "@article{phuong2022formal" in text and "Phuong, M., & Hutter, M. (2022)" in text
 
 
+def test_the_vision_page_shows_the_class_token_attention_picture(site):
+    """Issue 17: a generated image, its patch grid and the class token's attention as a
+    picture (a PNG the page embeds and the site holds), with the command that makes it."""
+    page = (site / "vision" / "index.html").read_text(encoding="utf-8")
+    src = re.search(r'<img[^>]+src="([^"]+vit_attention\.png)"', page)
+    assert src, "the vision page embeds no vit_attention.png"
+    image = (site / "vision" / src.group(1)).resolve()
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = html.unescape(re.sub(r"<[^>]+>", "", page))
+    assert "classify --checkpoint" in text and "Bayes" in text
+
+
 def test_report_pages_match_the_report_files(site):
     text = (site / "verification" / "index.html").read_text()
     if (reports_dir(ROOT) / "verify.json").is_file():
