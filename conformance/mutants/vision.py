@@ -72,32 +72,39 @@ class OverlappingPatches(PatchMutant):
         return torch.stack(rows, dim=1)
 
 
-class ClassTokenLast(TorchAdapter):
-    """The class token appended after the patches instead of put in front (Alg 76 L3-4)."""
+class _EmbeddingMutant(TorchAdapter):
+    """Adds the positional table its own wrong way to the correct unpositioned embedding."""
 
-    caught_by = ("patches.class_token_first", "reference.forward_agreement")
     only = ("patch_embedding",)
 
     def patch_embedding(self, I, params, patch_size):
-        X = super().patch_embedding(I, params, patch_size)
-        if "W_p" in params:
-            X = X - params["W_p"].T
+        unpositioned = {k: v for k, v in params.items() if k != "W_p"}  # positions = none
+        X = super().patch_embedding(I, unpositioned, patch_size)
+        return self.misplace(X, params.get("W_p"))
+
+    def misplace(self, X, W_p):
+        raise NotImplementedError
+
+
+class ClassTokenLast(_EmbeddingMutant):
+    """The class token appended after the patches instead of put in front (Alg 76 L3-4)."""
+
+    caught_by = ("patches.class_token_first", "reference.forward_agreement")
+
+    def misplace(self, X, W_p):
         X = np.concatenate([X[:, 1:], X[:, :1]], axis=1)
-        return X + params["W_p"].T if "W_p" in params else X
+        return X if W_p is None else X + W_p.T
 
 
-class PositionsSkipClassToken(TorchAdapter):
+class PositionsSkipClassToken(_EmbeddingMutant):
     """Positional embeddings added to the patch tokens only, shifted by one: patch n gets
     W_p[:, n] and the class token none (an N-column table where N + 1 is specified)."""
 
     caught_by = ("patches.class_token_first", "reference.forward_agreement")
-    only = ("patch_embedding",)
 
-    def patch_embedding(self, I, params, patch_size):
-        X = super().patch_embedding(I, params, patch_size)
-        if "W_p" in params:
-            X = X - params["W_p"].T
-            X[:, 1:] += params["W_p"][:, :-1].T
+    def misplace(self, X, W_p):
+        if W_p is not None:
+            X[:, 1:] += W_p[:, :-1].T
         return X
 
 
