@@ -49,7 +49,7 @@ from formal_transformers.hyperparameters import (
     EDTransformerConfig,
     ETransformerConfig,
 )
-from torch_impl.models import MODEL_CLASSES, CanonicalModel, model_from_canonical
+from torch_impl.models import CanonicalModel, model_class, model_from_canonical
 from torch_impl.training import (
     Batch,
     LossFn,
@@ -141,7 +141,7 @@ def full_parameters(config: Config, model: torch.nn.Module) -> dict[str, np.ndar
     inner = unwrapped(model)
     full = get_model_state_dict(inner, options=StateDictOptions(full_state_dict=True))
     dtype = next(iter(full.values())).dtype
-    plain = MODEL_CLASSES[type(config)](config).to(dtype)
+    plain = model_class(config)(config).to(dtype)
     plain.load_state_dict({k: v.detach().cpu() for k, v in full.items()})
     return plain.to_canonical()
 
@@ -167,7 +167,7 @@ def sharded_to_canonical(directory: str, config: Config, dtype: torch.dtype = to
     """
     import torch.distributed.checkpoint as dcp
 
-    plain = MODEL_CLASSES[type(config)](config).to(dtype)
+    plain = model_class(config)(config).to(dtype)
     state = {"model": plain.state_dict()}
     with warnings.catch_warnings():  # "no process group: loading in a single process" is the point
         warnings.filterwarnings("ignore", message="torch.distributed is disabled")

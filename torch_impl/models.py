@@ -12,6 +12,7 @@ the lookup).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -43,36 +44,21 @@ _NUMPY_TO_TORCH = {np.dtype(np.float64): torch.float64, np.dtype(np.float32): to
                    np.dtype(np.float16): torch.float16}
 
 
-class CanonicalModel(nn.Module):
-    """Shared machinery: embeddings, canonical import/export, token checks."""
+class CanonicalParameters(nn.Module):
+    """Canonical import and export of a model's parameters, for every model class of
+    torch_impl (the three architectures, the modern decoder, the ViT classifier): a subclass
+    sets ``config`` and defines ``canonical_views(get)``, views of its parameters (or of
+    ``get(p)``) under every canonical name, in the order of canonical.parameter_shapes."""
 
     config: Config
 
-    def __init__(self, config: Config):
-        super().__init__()
-        self.config = config
-        self.wte = nn.Embedding(config.N_V, config.d_e,  # weight = W_e^T (N_V, d_e)
-                                padding_idx=config.padding_idx)
-        self.wpe = nn.Embedding(config.l_max, config.d_e)  # weight = W_p^T (l_max, d_e)
-        self.lm_head = nn.Linear(config.d_e, config.N_V, bias=False)  # weight = W_u
-        if config.tied_unembedding:
-            self.lm_head.weight = self.wte.weight  # W_u = W_e^T, one Parameter
-
-    # -- canonical parameters ------------------------------------------------------------
     def canonical_views(self, get: Get) -> dict[str, torch.Tensor]:
-        """Views of the parameters (or of ``get(p)``) under every canonical name, in the
-        order of formal_transformers.canonical.parameter_shapes."""
-        views = {"W_e": get(self.wte.weight).T, "W_p": get(self.wpe.weight).T,
-                 "W_u": get(self.lm_head.weight)} | self._body_views(get)
-        return {name: views[name] for name in parameter_shapes(self.config)}
-
-    def _body_views(self, get: Get) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
     @classmethod
     def from_canonical(cls, config: Config, params: Mapping[str, object],
                        dtype: torch.dtype | None = None,
-                       device: torch.device | str | None = None) -> CanonicalModel:
+                       device: torch.device | str | None = None) -> CanonicalParameters:
         """A model holding ``params`` (NumPy arrays or tensors, canonical names and shapes).
 
         dtype defaults to the parameters' own (float64 arrays give a float64 model).
@@ -102,6 +88,31 @@ class CanonicalModel(nn.Module):
         def grad(p: nn.Parameter) -> torch.Tensor:
             return p.grad if p.grad is not None else torch.zeros_like(p)
         return {k: _numpy(v) for k, v in self.canonical_views(grad).items()}
+
+
+class CanonicalModel(CanonicalParameters):
+    """Shared machinery of Algorithms 8-10: embeddings, canonical views, token checks."""
+
+    def __init__(self, config: Config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.N_V, config.d_e,  # weight = W_e^T (N_V, d_e)
+                                padding_idx=config.padding_idx)
+        self.wpe = nn.Embedding(config.l_max, config.d_e)  # weight = W_p^T (l_max, d_e)
+        self.lm_head = nn.Linear(config.d_e, config.N_V, bias=False)  # weight = W_u
+        if config.tied_unembedding:
+            self.lm_head.weight = self.wte.weight  # W_u = W_e^T, one Parameter
+
+    # -- canonical parameters ------------------------------------------------------------
+    def canonical_views(self, get: Get) -> dict[str, torch.Tensor]:
+        """Views of the parameters (or of ``get(p)``) under every canonical name, in the
+        order of formal_transformers.canonical.parameter_shapes."""
+        views = {"W_e": get(self.wte.weight).T, "W_p": get(self.wpe.weight).T,
+                 "W_u": get(self.lm_head.weight)} | self._body_views(get)
+        return {name: views[name] for name in parameter_shapes(self.config)}
+
+    def _body_views(self, get: Get) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
 
     # -- shared forward pieces -----------------------------------------------------------
     def check_tokens(self, name: str, x: torch.Tensor, offset: int = 0) -> None:
@@ -347,20 +358,24 @@ MODEL_CLASSES: dict[type, type[CanonicalModel]] = {
 }
 
 
+# Model classes of modules that build on this one, by ``config.arch``, imported when needed.
+LATER_MODEL_CLASSES = {"modern-decoder": ("torch_impl.modern_decoder", "ModernDTransformer"),
+                       "vit": ("torch_impl.vision", "ViTClassifier")}
+
+
+def model_class(config: Config) -> type[CanonicalParameters]:
+    """The nn.Module class of ``config``'s architecture."""
+    if config.arch in LATER_MODEL_CLASSES:
+        module, name = LATER_MODEL_CLASSES[config.arch]
+        return getattr(importlib.import_module(module), name)
+    return MODEL_CLASSES[type(config)]
+
+
 def model_from_canonical(config: Config, params: Mapping[str, object],
                          dtype: torch.dtype | None = None,
-                         device: torch.device | str | None = None) -> CanonicalModel:
+                         device: torch.device | str | None = None) -> CanonicalParameters:
     """The model class of ``config``'s architecture, loaded with ``params``."""
-    if config.arch == "modern-decoder":  # torch_impl.modern_decoder builds on this module
-        from torch_impl.modern_decoder import ModernDTransformer
-
-        return ModernDTransformer.from_canonical(config, params, dtype, device)
-    if type(config) not in MODEL_CLASSES:
-        from torch_impl.vision import ViTClassifier  # vision builds on this module
-
-        if isinstance(config, ViTClassifier.config_class):
-            return ViTClassifier.from_canonical(config, params, dtype, device)
-    return MODEL_CLASSES[type(config)].from_canonical(config, params, dtype, device)
+    return model_class(config).from_canonical(config, params, dtype, device)
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from formal_transformers.canonical import check_parameters, parameter_shapes
+from formal_transformers.canonical import parameter_shapes
 from formal_transformers.errors import SequenceLengthError
 from formal_transformers.hyperparameters import ModernDTransformerConfig
-from formal_transformers.validation import check_finite
 from torch_impl._checks import check_token_batch
 from torch_impl.alibi import alibi
-from torch_impl.models import _NUMPY_TO_TORCH, Get, _numpy, probabilities
+from torch_impl.models import CanonicalParameters, Get, probabilities
 from torch_impl.modern_primitives import Norm, mlp_activation
 from torch_impl.qk_norm import qk_norm
 from torch_impl.ring_kv_cache import RingKVCache
@@ -173,7 +171,7 @@ class ModernBlock(nn.Module):
         return X + (self.ln2_post(M) if self.ln2_post is not None else M)
 
 
-class ModernDTransformer(nn.Module):
+class ModernDTransformer(CanonicalParameters):
     """Modern decoder-only transformer (spec: Algorithm 65): logits (B, T, N_V)."""
 
     def __init__(self, config: ModernDTransformerConfig):
@@ -195,30 +193,6 @@ class ModernDTransformer(nn.Module):
         if self.lm_head is not None:
             views["W_u"] = get(self.lm_head.weight)
         return {name: views[name] for name in parameter_shapes(self.config)}
-
-    @classmethod
-    def from_canonical(cls, config: ModernDTransformerConfig, params: Mapping[str, object],
-                       dtype: torch.dtype | None = None,
-                       device: torch.device | str | None = None) -> ModernDTransformer:
-        """A model holding canonical ``params`` (NumPy arrays or tensors)."""
-        check_parameters(config, params)
-        for name, value in params.items():
-            check_finite(name, value)
-        if dtype is None:
-            first = next(iter(params.values()))
-            dtype = first.dtype if isinstance(first, torch.Tensor) else _NUMPY_TO_TORCH.get(
-                np.asarray(first).dtype, torch.float32)
-        model = cls(config).to(dtype=dtype, device=device)
-        with torch.no_grad():
-            for name, view in model.canonical_views(lambda p: p.data).items():
-                value = params[name]
-                view.copy_(value if isinstance(value, torch.Tensor) else
-                           torch.tensor(np.asarray(value)))
-        return model
-
-    def to_canonical(self) -> dict[str, np.ndarray]:
-        """The parameters as canonical NumPy arrays."""
-        return {k: _numpy(v) for k, v in self.canonical_views(lambda p: p.data).items()}
 
     def new_cache(self, B: int, capacity: int | None = None) -> RingKVCache:
         """An empty cache: G heads per layer, w slots for a layer with window w."""

@@ -21,7 +21,7 @@ from formal_transformers.errors import ConfigError
 from formal_transformers.hyperparameters import ViTConfig
 from torch_impl._checks import check_tensor
 from torch_impl.blocks import Get, LayerNorm, PreLNBlock
-from torch_impl.models import CanonicalModel
+from torch_impl.models import CanonicalParameters
 
 
 def patch_extraction(I: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -38,17 +38,15 @@ def patch_extraction(I: torch.Tensor, patch_size: int) -> torch.Tensor:
     return rearrange(I, "b c (nh p1) (nw p2) -> b (nh nw) (c p1 p2)", p1=P, p2=P)
 
 
-class ViTClassifier(CanonicalModel):
+class ViTClassifier(CanonicalParameters):
     """The ViT classifier (spec: Algorithm 77): images (B, C, h, w) -> logits (B, K).
 
     Canonical parameters as in formal_transformers.canonical.vit_parameter_shapes; the spec's
     p is the softmax of the logits (``probabilities``).
     """
 
-    config_class = ViTConfig
-
     def __init__(self, config: ViTConfig):
-        nn.Module.__init__(self)  # not CanonicalModel's: no token embedding or unembedding
+        super().__init__()
         c = config
         self.config = c
         self.patch = nn.Linear(c.d_patch, c.d_e)  # weight W_pe, bias b_pe

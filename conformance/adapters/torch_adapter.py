@@ -21,7 +21,7 @@ from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.gated_mlp import GatedMLP
 from torch_impl.inference import decode_steps, ed_decode_steps
-from torch_impl.models import MODEL_CLASSES
+from torch_impl.models import MODEL_CLASSES, model_class
 from torch_impl.modern_decoder import ModernDTransformer
 from torch_impl.rmsnorm import RMSNorm
 from torch_impl.sampling import sample, truncated_distribution
@@ -325,14 +325,9 @@ class TorchAdapter(TorchVision, Adapter):
     # -- extras -------------------------------------------------------------------------------
     def count_parameters(self, algorithm, sizes):
         """Parameters of the nn.Modules torch_impl builds for ``algorithm``."""
-        if algorithm in ("d_transformer", "e_transformer", "ed_transformer"):
-            module = MODEL_CLASSES[type(sizes)](sizes)
-        elif algorithm == "modern_d_transformer":
-            module = ModernDTransformer(sizes)
-        elif algorithm == "vit_classifier":
-            from torch_impl.vision import ViTClassifier
-
-            module = ViTClassifier(sizes)
+        if algorithm in ("d_transformer", "e_transformer", "ed_transformer",
+                         "modern_d_transformer", "vit_classifier"):
+            module = model_class(sizes)(sizes)
         elif algorithm == "mhattention":
             module = MultiHeadAttention(sizes["d_x"], sizes["H"])
         elif algorithm == "layer_norm":
