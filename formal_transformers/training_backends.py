@@ -120,15 +120,20 @@ class TorchBackend:
         return train_step(self.model, self.opt, self._loss_fn(), self._tensors(batch))
 
     def log_probs(self, batch: Batch) -> np.ndarray:
+        return self.log_probs_of(self.model, batch)
+
+    def log_probs_of(self, model, batch: Batch) -> np.ndarray:
+        """log-softmax of ``model``'s logits on ``batch`` (this backend's model, or the same
+        architecture behind a data-parallel wrapper), float64 NumPy."""
         torch = self.torch
-        self.model.eval()
+        model.eval()
         with torch.no_grad():
             if self.arch == "encoder-decoder":
-                logits = self.model(torch.as_tensor(batch.z), torch.as_tensor(batch.x))
+                logits = model(torch.as_tensor(batch.z), torch.as_tensor(batch.x))
             elif self.arch == "vit":
-                logits = self.model(torch.as_tensor(batch.x).to(self.model_dtype))
+                logits = model(torch.as_tensor(batch.x).to(self.model_dtype))
             else:
-                logits = self.model(torch.as_tensor(batch.x))
+                logits = model(torch.as_tensor(batch.x))
             return torch.log_softmax(logits.double(), dim=-1).numpy()
 
     def parameters(self) -> dict[str, np.ndarray]:
@@ -233,14 +238,7 @@ class DistributedTorchBackend:
         return float(total) / self.world
 
     def log_probs(self, batch: Batch) -> np.ndarray:
-        torch = self.local.torch
-        self.model.eval()
-        with torch.no_grad():
-            if self.config.arch == "encoder-decoder":
-                logits = self.inner(torch.as_tensor(batch.z), torch.as_tensor(batch.x))
-            else:
-                logits = self.inner(torch.as_tensor(batch.x))
-            return torch.log_softmax(logits.double(), dim=-1).numpy()
+        return self.local.log_probs_of(self.inner, batch)
 
     def parameters(self) -> dict[str, np.ndarray]:
         from torch_impl.distributed import full_parameters

@@ -111,3 +111,17 @@ def test_cli_refuses_what_cannot_run_distributed_before_starting(tmp_path, capsy
 def test_distributed_run_refuses_an_uneven_batch_before_spawning(tmp_path):
     with pytest.raises(ConfigError, match="--batch-size 8 must be divisible by --nproc 3"):
         train_distributed(_run(), tmp_path / "x", strategy="fsdp", nproc=3)
+
+
+def test_the_vit_trains_on_fsdp_ranks_like_one_process(tmp_path):
+    """Every architecture, not only the token models: FSDP gathers the ViT's canonical
+    parameters for its checkpoint and evaluates on the whole held-out set."""
+    run = plan_run("images", steps=3, batch_size=8, eval_every=3, log_every=1, warmup=1,
+                   lr=1e-2, optimizer="sgd", model={"d_e": 8, "H": 2, "L": 1, "d_mlp": 8},
+                   source_options={"n_validation": 64})
+    single = train(run, tmp_path / "one")
+    dist = train_distributed(run, tmp_path / "fsdp", strategy="fsdp", nproc=2)
+    np.testing.assert_allclose(_objectives(dist), _objectives(single), rtol=1e-6)
+    np.testing.assert_allclose(dist["final"]["val_loss"], single["final"]["val_loss"],
+                               rtol=1e-6)
+    _assert_same_run(tmp_path / "fsdp", tmp_path / "one", param_tol=1e-6, state_tol=0)
