@@ -33,6 +33,7 @@ from reference_numpy.architectures_backward import (
     mlp_columns_backward,
     zero_gradients,
 )
+from reference_numpy.attention import softmax_columns
 
 
 def _grid(h: int, w: int, P: object) -> tuple[int, int]:
@@ -123,12 +124,6 @@ def _check_image(I: object, config: ViTConfig) -> np.ndarray:
     return np.asarray(I, dtype=np.float64)
 
 
-def softmax(s: np.ndarray) -> np.ndarray:
-    """softmax of a vector, shifted by its maximum (the same value, no overflow)."""
-    e = np.exp(s - s.max())
-    return e / e.sum()
-
-
 def vit_classifier(I: np.ndarray, params, config: ViTConfig, cache: dict | None = None
                    ) -> np.ndarray:
     """ViT classifier (spec: Algorithm 77, spec/algorithms/77-vit-classifier.md).
@@ -149,7 +144,7 @@ def vit_classifier(I: np.ndarray, params, config: ViTConfig, cache: dict | None 
         X_tilde = layer_norm_columns(X, params, f"{p}.ln2", eps, cache)  # Alg 77 L5
         X = X + position_wise_mlp(X_tilde, params, f"{p}.mlp", sigma, cache)  # Alg 77 L6
     y = layer_norm_columns(X[:, :1], params, "ln_f", eps, cache)[:, 0]  # Alg 77 L7
-    p_out = softmax(params["W_head"] @ y + params["b_head"])  # Alg 77 L8
+    p_out = softmax_columns((params["W_head"] @ y + params["b_head"])[:, None])[:, 0]  # Alg 77 L8
     if cache is not None:
         cache.update(y=y, p=p_out, n_tokens=X.shape[1], W_head=params["W_head"],
                      W_pe=params["W_pe"])
