@@ -173,3 +173,26 @@ class ClassTokenGradientDropped(TorchAdapter):
         grads = super().vit_classifier_backward(I, params, config, dp)
         grads["e_cls"] = np.zeros_like(grads["e_cls"])
         return grads
+
+
+class ReturnsLogits(_ModelMutant):
+    """The classifier returns the head's logits, not the softmax over the classes (the
+    forward of ViTForImageClassification, read as probabilities)."""
+
+    caught_by = ("structure.distribution", "reference.forward_agreement")
+
+    def vit_classifier(self, I, params, config):
+        with torch.no_grad():
+            return self.model(config, params)(_t(I)).numpy()
+
+
+class HeadWithoutBias(TorchAdapter):
+    """The classification head built as nn.Linear(d_e, K, bias=False): K parameters short of
+    the spec's W_head, b_head."""
+
+    caught_by = ("memory.parameter_count",)
+    only = ("vit_classifier",)
+
+    def count_parameters(self, algorithm, sizes):
+        count = super().count_parameters(algorithm, sizes)
+        return count - sizes.n_classes if algorithm == "vit_classifier" else count
