@@ -17,6 +17,7 @@ point trains a preset the same way: ``torchrun --nproc_per_node=2 -m torch_impl.
 from __future__ import annotations
 
 import datetime
+import gc
 import os
 import signal
 import socket
@@ -70,13 +71,17 @@ def _worker(index: int, world: int, port: int, run: dict[str, Any], out: str | N
     """Rank index + 1: the same loop as rank 0, without output; Ctrl-C is rank 0's to handle."""
     import torch.distributed as dist
 
+    from torch_impl.distributed import exit_spawned_rank
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _join(index + 1, world, port)
     try:
         train(RunConfig.from_dict(run), out, until=until, distributed=strategy)
         dist.barrier()
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    exit_spawned_rank()
 
 
 def train_distributed(run: RunConfig, out: str | Path | None = None, *, strategy: str = "fsdp",
@@ -108,5 +113,6 @@ def train_distributed(run: RunConfig, out: str | Path | None = None, *, strategy
         raise
     finally:
         if dist.is_initialized():
+            gc.collect()  # the run's FSDP/DDP modules release the group before it goes
             dist.destroy_process_group()
     return result

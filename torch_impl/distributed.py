@@ -29,10 +29,13 @@ safetensors.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import socket
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from typing import NoReturn
 
 import numpy as np
 import torch
@@ -236,6 +239,24 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def exit_spawned_rank() -> NoReturn:
+    """End a spawned rank that finished its work: leave the group, then exit with status 0
+    without interpreter finalisation.
+
+    Gloo's C++ worker threads can outlive ``destroy_process_group`` (FSDP and DDP keep
+    references to the group); tearing the interpreter down under them aborts the process
+    (``terminate called without an active exception``, SIGABRT) after the work succeeded --
+    the failure pytorch/pytorch#179291 describes. A spawned rank has nothing left to finalise:
+    results travel by file, written and closed before this call.
+    """
+    gc.collect()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _entry(rank: int, world: int, port: int, backend: str, fn: Callable, args: tuple) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
@@ -243,8 +264,10 @@ def _entry(rank: int, world: int, port: int, backend: str, fn: Callable, args: t
     try:
         fn(*args)
         dist.barrier()  # no rank tears gloo down while another still talks to it
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    exit_spawned_rank()
 
 
 def launch_local(world: int, fn: Callable, *args: object, backend: str = "gloo") -> None:
