@@ -133,17 +133,22 @@ def saved_tensor_bytes(fn: Callable[[], Any], exclude: Iterable[Any] = ()) -> tu
     import torch
 
     skip = {t.untyped_storage()._cdata for t in exclude}
-    saved: dict[int, int] = {}
+    # storages are keyed by address and held until fn returns, so that one autograd frees
+    # meanwhile (saved by a node whose output went unused) cannot lend its address to a
+    # later one and hide it
+    saved: dict[int, Any] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = t.untyped_storage()
         if storage._cdata not in skip:
-            saved.setdefault(storage._cdata, storage.nbytes())
+            saved.setdefault(storage._cdata, storage)
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         result = fn()
-    return result, sum(saved.values())
+    total = sum(s.nbytes() for s in saved.values())
+    saved.clear()
+    return result, total
 
 
 def cuda_peak(fn: Callable[[], Any], device: Any = None) -> tuple[Any, int]:
