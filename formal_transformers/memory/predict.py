@@ -120,7 +120,8 @@ def training_memory(config: Config, batch: int, seq: int, dtype: str = "float32"
                 ("working memory: optimizer", w_opt, "(M25)")]
     rows = [("parameters", params, "(M12) P b"), ("gradients", grads, "(M13) P b"),
             ("optimizer state", opt, "(M14) 2 P b (AdamW) or 0"),
-            ("activations", acts, "(M15)-(M22)"), *rows]
+            ("activations", acts, "(M68)" if isinstance(config, ModernDTransformerConfig)
+             else "(M15)-(M22)"), *rows]
     settings = {"batch": batch, "seq": seq, "src_seq": src_seq, "dtype": dtype,
                 "optimizer": optimizer, "path": path, "device": device}
     return Estimate("training", config, settings, P, tuple(rows), peak, tuple(terms))
