@@ -44,11 +44,15 @@ def _norm(c: ModernDTransformerConfig, count: int, n: int, b: int, what: str) ->
 
 
 def _projections_kept(c: ModernDTransformerConfig, kernel: str, B: int, b: int) -> bool:
-    """Whether the fused Q, K, V projection stays alive: RoPE and QK-norm save their inputs
-    (views of it), the flash and capped kernels read V (and Q, K without RoPE) as views of
-    it, and the math kernel does when B = 1 and G = H in float32 or wider (no copy of V)."""
-    if c.positions == "rope" or c.qk_norm != "none" or kernel != "math":
+    """Whether the graph holds the fused Q, K, V projection: QK-norm saves its inputs (views
+    of it); the flash kernel reads V as a view of it; the capped scores read Q as a view of
+    it when no RoPE made a new one; the math kernel copies Q, K, V except V when B = 1 and
+    G = H in float32 or wider. (RoPE hands its input to autograd's hook too, but in a node
+    the graph does not keep.)"""
+    if c.qk_norm != "none" or kernel == "flash":
         return True
+    if kernel == "capped":
+        return c.positions != "rope"
     return B == 1 and c.G == c.H and b >= 4
 
 
@@ -65,8 +69,6 @@ def _queries_keys(c: ModernDTransformerConfig, kernel: str, n: int, T: int, b: i
         stats = H + G if c.qk_norm == "per_head" else 2
         terms += [Term("QK-norm: rms of q, k", "attention", n * stats, b),
                   Term("QK-norm: gamma q, gamma k", "attention", n * (H + G) * d, b)]
-        if rope:  # RoPE saves its inputs
-            terms.append(Term("QK-norm outputs (RoPE's inputs)", "attention", n * (H + G) * d, b))
     if rope:
         d_r = c.rope.rotated_features(d)
         table = T * d_r if c.rope.layout == "half_split" else T * d_r // 2
@@ -126,10 +128,12 @@ def modern_activation_terms(c: ModernDTransformerConfig, B: int, T: int, b: int,
                  _mlp(c, n, b)]
     terms = [Term(f"per layer: {t.name}", t.group, L * t.count, t.width) for t in per_layer]
     terms += _norm(c, (2 + post) * L + 1, n, b, "norms")
-    # X_0 .. X_L and the L mid-layer streams; the pre-norms' outputs (inputs of W_qkv, W_fc1
-    # and W_u); the post-norms' inputs (the outputs of W_o and W_fc2)
-    terms.append(Term("residual stream, norm outputs, post-norm inputs", "residual",
-                      ((2 * L + 1) + (2 * L + 1) + post * L) * n * d, b))
+    # X_0 .. X_L and the L mid-layer streams, the post-norms' inputs (the outputs of W_o and
+    # W_fc2) -- every norm's input, which below float32 RMSNorm replaces by its float32 copy
+    # -- and the pre-norms' outputs (inputs of W_qkv, W_fc1 and W_u)
+    inputs = 0 if c.norm == "rmsnorm" and b < 4 else (2 * L + 1) + post * L
+    terms.append(Term("residual stream, norm inputs and outputs", "residual",
+                      (inputs + 2 * L + 1) * n * d, b))
     if c.embedding_scale:
         terms.append(Term("embedding scale sqrt(d_e) (a 0-d tensor)", "residual", 1, b))
     if c.final_softcap is not None:
