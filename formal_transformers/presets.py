@@ -99,6 +99,10 @@ PRESETS: Mapping[str, Config] = MappingProxyType({
                                 embedding_scale=True, attn_softcap=50.0, final_softcap=30.0,
                                 windows=(32, None)),
     "llama-3.2-1b": _llama_3_2_1b(),
+    # GPT-2's selections (tanh GELU, eps 1e-5) at the tiny-* size: the D transformer the
+    # three-estimate comparison of spec/memory.md section 12 measures beside the modern ones
+    "tiny-gpt2": DTransformerConfig(N_V=64, l_max=128, d_e=64, d_mlp=256, L=2, H=4,
+                                    activation="gelu_tanh", layer_norm_eps=1e-5),
 })
 
 

@@ -172,6 +172,32 @@ def _sweep(rows: Sequence[Mapping[str, Any]], pred: str, meas: str, title: str) 
     return [table] + ([plot] if plot else [])
 
 
+ESTIMATES = (("ours", "ours (spec/memory.md)"), ("static", "weights + gradients + optimizer"),
+             ("korthikanti", "Korthikanti et al. 2022"))
+
+
+def _three_estimates(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Each measured peak with the three estimates of spec/memory.md section 12 and their
+    errors (estimate - measured) / measured; the closest in bold."""
+    def estimate(r: Mapping[str, Any], key: str) -> str:
+        e = (r.get("estimates") or {}).get(key) or {}
+        err = e.get("relative_error_vs_measured")
+        text = f"{binary_bytes(e.get('predicted_bytes'))} ({_signed_percent(err)})"
+        errors = [abs(x.get("relative_error_vs_measured")) for x in (r.get("estimates") or {})
+                  .values() if isinstance(x.get("relative_error_vs_measured"), (int, float))]
+        closest = isinstance(err, (int, float)) and errors and abs(err) == min(errors)
+        return f"<strong>{text}</strong>" if closest else text
+
+    return h.table(["model", "run", "measured", *[title for _, title in ESTIMATES]],
+                   ([f"<code>{html.escape(str(r.get('model')))}</code>",
+                     html.escape(str(r.get("run"))), binary_bytes(r.get("measured_bytes")),
+                     *[estimate(r, key) for key, _ in ESTIMATES]] for r in rows), "ft-stack")
+
+
+def _signed_percent(value: Any) -> str:
+    return f"{100 * value:+.1f} %" if isinstance(value, (int, float)) else "—"
+
+
 def memory_data(data: Any, problem: str | None, command: str) -> str:
     """The data section of memory.md (after spec/memory.md's prose)."""
     parts = ["## Measured and predicted"]
@@ -217,6 +243,9 @@ def memory_data(data: Any, problem: str | None, command: str) -> str:
         parts += ["### A training step: peak memory, against length"] + _sweep(
             step, "predicted_peak_bytes", "measured_peak_bytes",
             "Training step peak, predicted (lines) vs measured (circles)")
+    estimates = [r for r in data.get("three_estimates") or [] if isinstance(r, Mapping)]
+    if estimates:
+        parts += ["### Three estimates beside the measured peak", _three_estimates(estimates)]
     cases = [r for r in data.get("law_cases") or [] if isinstance(r, Mapping)]
     if cases:
         items = "\n".join(f"<li><code>{html.escape(str(r.get('property')))}</code>: "
@@ -224,8 +253,8 @@ def memory_data(data: Any, problem: str | None, command: str) -> str:
         parts.append(f"<details><summary>The laws' {len(cases)} measured cases</summary>\n"
                      f"<ul>\n{items}\n</ul>\n</details>")
     known = {"generated_by", "torch", "numpy", "python", "machine", "laws", "law_cases",
-             "presets", "attention_vs_length", "training_step_vs_length", "date", "commit",
-             "versions"}
+             "presets", "attention_vs_length", "training_step_vs_length", "three_estimates",
+             "date", "commit", "versions"}
     rest = {k: v for k, v in data.items() if k not in known}
     if rest:
         parts += ["### Other fields", generic_report(rest)]

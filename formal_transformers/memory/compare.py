@@ -114,3 +114,26 @@ def measure_all(estimates: dict[str, Estimate], inference: Estimate | None, devi
     if inference is not None and "reference" not in estimates:
         checks += inference_checks(inference, device)
     return checks
+
+
+COMPARISON_PRESETS = ("tiny-gpt2", "tiny-llama", "tiny-mistral", "tiny-gemma2")
+
+
+def estimate_comparison(name: str, config, batch: int = 2, seq: int = 64,
+                        device: str = "cpu") -> list[dict]:
+    """The three estimates of spec/memory.md section 12 beside the measured peaks of one
+    model: a float32 AdamW training step on each attention path and a decode of seq // 2
+    tokens after seq - seq // 2 + 1 (the cache holds seq positions). One row per run: the
+    measured bytes and, per estimate, its bytes and (estimate - measured) / measured."""
+    from formal_transformers.memory.predict import inference_memory, training_memory
+
+    checks = [check for path in ("naive", "sdpa") for check in training_checks(
+        training_memory(config, batch, seq, "float32", "adamw", path, device=device),
+        device, activations=False)]
+    new = seq // 2
+    checks += inference_checks(inference_memory(config, batch, seq - new + 1, new), device)
+    return [{"model": name, "run": c.name.removesuffix(": peak"), "batch": batch, "seq": seq,
+             "measured_bytes": c.measured, "method": c.method,
+             "estimates": {k: {"predicted_bytes": v, "relative_error_vs_measured":
+                               c.error_of(k)} for k, v in c.estimates().items()}}
+            for c in checks]

@@ -434,6 +434,21 @@ def test_memory_data_shows_bytes_in_binary_units_and_predicted_against_measured(
     assert "predicted_bytes" not in text and "architecture x86_64" in text
 
 
+def test_memory_data_shows_the_three_estimates_with_the_closest_in_bold():
+    row = {"model": "tiny-llama", "run": "training step, sdpa", "measured_bytes": 2**20,
+           "estimates": {"ours": {"predicted_bytes": 2**20 * 0.9,
+                                  "relative_error_vs_measured": -0.02},
+                         "static": {"predicted_bytes": 2**19,
+                                    "relative_error_vs_measured": -0.5},
+                         "korthikanti": {"predicted_bytes": 2**20 * 1.1,
+                                         "relative_error_vs_measured": 0.1}}}
+    text = measurements.memory_data({"three_estimates": [row]}, None, "memory_plot")
+    assert "### Three estimates beside the measured peak" in text
+    assert "<strong>922 KiB (-2.0 %)</strong>" in text
+    assert "512 KiB (-50.0 %)" in text and "+10.0 %" in text
+    assert "Korthikanti et al. 2022" in text and "three_estimates" not in text
+
+
 def test_docstring_cross_references_become_links_outside_code_blocks():
     known = {"reference_numpy.attention", "reference_numpy.attention.attention",
              "reference_numpy.attention.mh_attention", "formal_transformers.spec.load_catalogue"}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from formal_transformers.canonical import parameter_count, random_parameters
-from formal_transformers.hyperparameters import DTransformerConfig, ModernDTransformerConfig
+from formal_transformers.hyperparameters import ModernDTransformerConfig
 from formal_transformers.memory import compare, inference_memory, training_memory
 from formal_transformers.memory.baselines import korthikanti_layer_bytes
 from formal_transformers.memory.counts import parameter_counts
@@ -94,30 +94,21 @@ def test_korthikanti_formula_is_theirs_in_16_bits():
     assert korthikanti_layer_bytes(s, b, h, a, 2) == s * b * h * (34 + 5 * a * s // h)
 
 
-GPT2_TINY = DTransformerConfig(N_V=64, l_max=128, d_e=64, d_mlp=256, L=2, H=4,
-                               activation="gelu_tanh", layer_norm_eps=1e-5)
-
-
-@pytest.mark.parametrize("config", [GPT2_TINY, get_preset("tiny-llama")],
-                         ids=["gpt2-shaped", "tiny-llama"])
-def test_ours_is_within_10_percent_and_closer_than_both_outside_estimates(config):
-    checks = compare.training_checks(training_memory(config, 2, 64, "float32", "adamw", "sdpa"),
-                                     activations=False)
-    checks += compare.inference_checks(inference_memory(config, 2, 33, 32))
-    for check in checks:
-        errors = {name: abs(check.error_of(name)) for name in check.estimates()}
-        assert errors["ours"] <= 0.10, check.to_dict()
-        assert errors["ours"] < min(errors["static"], errors["korthikanti"]), check.to_dict()
+@pytest.mark.parametrize("preset", compare.COMPARISON_PRESETS)
+def test_ours_is_within_10_percent_and_closer_than_both_outside_estimates(preset):
+    """On the same runs (both attention paths, and a decode): tiny-gpt2 is GPT-2-shaped."""
+    rows = compare.estimate_comparison(preset, get_preset(preset))
+    assert len(rows) == 3
+    for row in rows:
+        errors = {k: abs(v["relative_error_vs_measured"]) for k, v in row["estimates"].items()}
+        assert errors["ours"] <= 0.10, row
+        assert errors["ours"] < min(errors["static"], errors["korthikanti"]), row
 
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("config", [GPT2_TINY, get_preset("tiny-llama")],
-                         ids=["gpt2-shaped", "tiny-llama"])
-def test_cuda_peaks_are_within_10_percent_of_max_memory_allocated(config):
-    estimate = training_memory(config, 2, 64, "float32", "adamw", "sdpa", device="cuda")
-    checks = compare.training_checks(estimate, device="cuda", activations=False)
-    checks += compare.inference_checks(inference_memory(config, 2, 33, 32), device="cuda")
-    for check in checks:
-        assert check.method == "torch.cuda.max_memory_allocated"
-        assert abs(check.error_of("ours")) <= 0.10, check.to_dict()
+@pytest.mark.parametrize("preset", ["tiny-gpt2", "tiny-llama"])
+def test_cuda_peaks_are_within_10_percent_of_max_memory_allocated(preset):
+    for row in compare.estimate_comparison(preset, get_preset(preset), device="cuda"):
+        assert row["method"] == "torch.cuda.max_memory_allocated"
+        assert abs(row["estimates"]["ours"]["relative_error_vs_measured"]) <= 0.10, row
