@@ -34,6 +34,8 @@ from formal_transformers.memory.predict import (
     training_memory,
 )
 from formal_transformers.presets import PRESETS, get_preset
+from formal_transformers.rope import LAYOUTS as ROPE_LAYOUTS
+from formal_transformers.rope import Rope
 
 _HYPER = (("N_V", int), ("l_max", int), ("d_e", int), ("d_mlp", int), ("L", int), ("H", int),
           ("L_enc", int), ("L_dec", int), ("activation", str), ("layer_norm_eps", float),
@@ -68,6 +70,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     for flag, name in _MODERN_SWITCHES.items():
         p.add_argument(flag, dest=name, action="store_true", default=None,
                        help="modern decoder: switch the selection on")
+    p.add_argument("--rope-layout", choices=ROPE_LAYOUTS,
+                   help="modern decoder: which features RoPE pairs (its cos / sin tables)")
+    p.add_argument("--rope-fraction", type=float,
+                   help="modern decoder: the fraction of each head's features RoPE rotates")
     p.add_argument("--window", type=int,
                    help="modern decoder: a sliding window of W keys on every layer")
     p.add_argument("--windows", help="modern decoder: one window per layer, comma-separated, "
@@ -101,7 +107,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.embedding_layer_norm is not None:
         given["embedding_layer_norm"] = True
-    given |= _windows(args, given)
+    given |= _windows(args, given) | _rope(args)
     if args.preset:
         base = get_preset(args.preset)
         fields = {f.name for f in dataclasses.fields(base)}
@@ -148,6 +154,17 @@ def _windows(args: argparse.Namespace, given: dict) -> dict:
             raise ConfigError(f"--windows takes positive integers or 'none' separated by "
                               f"commas, got {item!r} in {args.windows!r}")
     return {"windows": tuple(windows)}
+
+
+def _rope(args: argparse.Namespace) -> dict:
+    """--rope-layout / --rope-fraction over the preset's RoPE (theta and scaling kept); the
+    Rope dataclass checks them."""
+    changes = {k: v for k, v in (("layout", args.rope_layout), ("fraction", args.rope_fraction))
+               if v is not None}
+    if not changes:
+        return {}
+    base = getattr(get_preset(args.preset), "rope", None) if args.preset else None
+    return {"rope": dataclasses.replace(base or Rope(), **changes)}
 
 
 def human(n: int | float) -> str:

@@ -45,15 +45,13 @@ def _norm(c: ModernDTransformerConfig, count: int, n: int, b: int, what: str) ->
 
 def _projections_kept(c: ModernDTransformerConfig, kernel: str, B: int, b: int) -> bool:
     """Whether the graph holds the fused Q, K, V projection: QK-norm saves its inputs (views
-    of it); the flash kernel reads V as a view of it; the capped scores read Q as a view of
-    it when no RoPE made a new one; the math kernel copies Q, K, V except V when B = 1 and
-    G = H in float32 or wider. (RoPE hands its input to autograd's hook too, but in a node
-    the graph does not keep.)"""
+    of it); the flash kernel reads V as a view of it; the capped scores copy all three (Q
+    into the product's contiguous operand, K and V repeated); the math kernel copies Q, K, V
+    except V when B = 1 and G = H in float32 or wider. (RoPE hands its input to autograd's
+    hook too, but in a node the graph does not keep.)"""
     if c.qk_norm != "none" or kernel == "flash":
         return True
-    if kernel == "capped":
-        return c.positions != "rope"
-    return B == 1 and c.G == c.H and b >= 4
+    return kernel == "math" and B == 1 and c.G == c.H and b >= 4
 
 
 def _queries_keys(c: ModernDTransformerConfig, kernel: str, n: int, T: int, b: int
@@ -62,9 +60,10 @@ def _queries_keys(c: ModernDTransformerConfig, kernel: str, n: int, T: int, b: i
     of B) and the new queries and keys they make, where the kernel reads them."""
     H, G, d, terms = c.H, c.G, c.d_head, []
     rope, normed = c.positions == "rope", c.qk_norm != "none"
-    # the kernel reads new queries and keys where RoPE or QK-norm made them: the flash kernel
-    # both, Algorithm 46's explicit product the queries (its keys are repeated copies)
-    read = {"flash": H + G, "capped": H, "math": 0}[kernel] if rope or normed else 0
+    # the flash kernel reads the new queries and keys where RoPE or QK-norm made them;
+    # Algorithm 46's product reads contiguous queries -- those, or a copy of the projection's
+    # view -- and repeated copies of the keys
+    read = {"flash": H + G if rope or normed else 0, "capped": H, "math": 0}[kernel]
     if normed:
         stats = H + G if c.qk_norm == "per_head" else 2
         terms += [Term("QK-norm: rms of q, k", "attention", n * stats, b),
@@ -74,7 +73,8 @@ def _queries_keys(c: ModernDTransformerConfig, kernel: str, n: int, T: int, b: i
         table = T * d_r if c.rope.layout == "half_split" else T * d_r // 2
         terms.append(Term("RoPE: cos, sin of q and k", "attention", 4 * table, b))
     if read:
-        terms.append(Term("rotated / normalised queries (and keys)", "attention", n * read * d, b))
+        terms.append(Term("queries (and keys) the kernel reads as new tensors", "attention",
+                          n * read * d, b))
     return terms
 
 

@@ -89,8 +89,18 @@ def test_modern_decoder_from_flags_measures_with_three_estimates(tmp_path, capsy
     (["--windows", "8,x"], "--windows takes positive integers or 'none'"),
     (["--windows", "8"], "windows must hold L=2 entries"),
     (["--window", "8", "--windows", "8,8"], "not both"),
+    (["--rope-fraction", "0.01"], "d_r must be even and >= 2"),
 ])
 def test_bad_modern_flags_are_typed_errors_naming_the_expected_value(argv, message, capsys):
     base = ["memory", "--preset", "tiny-llama", "--seq", "16"]
     assert main(base + argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_rope_flags_change_the_tables_and_keep_the_preset_theta(tmp_path):
+    out = tmp_path / "m.json"
+    main(["memory", "--preset", "tiny-llama", "--seq", "16", "--rope-layout", "interleaved",
+          "--rope-fraction", "0.5", "--json", str(out)])
+    config = json.loads(out.read_text())["config"]
+    assert config["rope"]["layout"] == "interleaved" and config["rope"]["fraction"] == 0.5
+    assert config["rope"]["theta"] == 10000.0

@@ -29,6 +29,8 @@ SELECTIONS = {
     "qk-norm per head": {"qk_norm": "per_head"}, "qk-norm projection": {"qk_norm": "projection"},
     "qk-norm without rope": {"qk_norm": "per_head", "positions": "none"},
     "post-norms": {"post_norms": True}, "interleaved rope": {"rope": Rope(layout="interleaved")},
+    "partial rope": {"rope": Rope(fraction=0.5)},
+    "soft-cap without rope": {"G": 1, "attn_softcap": 20.0, "positions": "none"},
     "alibi": {"positions": "alibi"}, "soft-caps": {"attn_softcap": 50.0, "final_softcap": 30.0},
     "tied, scaled, windowed": {"tie_embeddings": True, "embedding_scale": True,
                                "windows": (4, None)},
