@@ -1,9 +1,9 @@
 """Memory of the modern decoder (spec/memory.md section 11, formulas (M68)-(M70); Algorithm 65).
 
 ``modern_activation_terms`` is (M68), what a torch_impl training step of
-torch_impl/modern_decoder.py keeps for its backward pass, read off autograd's saved tensors
-(tests/memory/test_modern_decoder_memory.py compares every selection it covers byte for
-byte); ``modern_forward_working`` / ``modern_backward_working`` are (M69), the transient
+torch_impl/modern_decoder.py keeps for its backward pass, read off what autograd's graph
+holds (tests/memory/test_modern_decoder_memory.py compares every selection it covers byte
+for byte); ``modern_forward_working`` / ``modern_backward_working`` are (M69), the transient
 buffers of the step; ``modern_inference_working`` is (M70), the prompt's forward pass beside
 the ring-buffer KV cache of (M67).
 
@@ -29,8 +29,8 @@ def attention_kernel(c: ModernDTransformerConfig, path: str) -> str:
 def _norm(c: ModernDTransformerConfig, count: int, n: int, b: int, what: str) -> list[Term]:
     """``count`` norms of n tokens: RMSNorm keeps x / rms (d_e) and 1 / rms (1) per token
     (and with the offset its gain 1 + gamma once), layer norm its mean and 1 / sigma (2);
-    their inputs and outputs are counted where they
-    are made (the residual stream, the projection's input)."""
+    their inputs and outputs are counted where they are made (the residual stream, the
+    input of the next projection)."""
     if c.norm == "rmsnorm":
         w = max(b, 4)  # below float32, F.rms_norm computes in float32 from a copy of x
         terms = [Term(f"{what}: x / rms", "layer norm", count * n * c.d_e, w),
