@@ -86,7 +86,7 @@ class StaticDecoder:
             q, k, v = mha.qkv(layer.ln1(X)).view(B, 1, 3, mha.H, -1).permute(2, 0, 3, 1, 4)
             cache.k[l].index_copy_(2, pos, k)  # (B, H, capacity, d_head)
             cache.v[l].index_copy_(2, pos, v)
-            S = q @ cache.k[l].transpose(-1, -2) / math.sqrt(q.shape[-1])  # (B, H, 1, cap)
+            S = q @ cache.k[l].transpose(-1, -2) * (1 / math.sqrt(q.shape[-1]))  # (B, H, 1, cap)
             y = torch.softmax(S + excluded, dim=-1) @ cache.v[l]  # (B, H, 1, d_head), Alg 4 L6
             X = X + mha.out(y.transpose(1, 2).reshape(B, 1, -1))
             X = X + layer.mlp(layer.ln2(X))
