@@ -241,3 +241,13 @@ def modern_d_transformer(x: torch.Tensor, params: Mapping[str, object],
                          config: ModernDTransformerConfig) -> torch.Tensor:
     """P (B, l, N_V) of the modern D transformer from canonical parameters (Algorithm 65)."""
     return probabilities(ModernDTransformer.from_canonical(config, params)(x))
+
+
+def modern_d_transformer_backward(dP: torch.Tensor, x: torch.Tensor,
+                                  params: Mapping[str, object],
+                                  config: ModernDTransformerConfig) -> dict[str, torch.Tensor]:
+    """Algorithm 66 by autograd: the gradients of sum(P * dP), dP (B, l, N_V), for every
+    canonical parameter of ``config`` (summed over the batch)."""
+    model = ModernDTransformer.from_canonical(config, params)
+    (probabilities(model(x)) * dP).sum().backward()
+    return {k: torch.from_numpy(v) for k, v in model.canonical_grads().items()}

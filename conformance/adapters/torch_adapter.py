@@ -85,7 +85,7 @@ class TorchAdapter(TorchVision, Adapter):
                   "rope", "rmsnorm", "gated_mlp", "rope_backward",
                   "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
                   *ATTENTION_VARIANTS, *VISION, "modern_d_transformer",
-                  "modern_d_transformer_cached")
+                  "modern_d_transformer_cached", "modern_d_transformer_backward")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -207,9 +207,13 @@ class TorchAdapter(TorchVision, Adapter):
             logits += [model(tokens[:, t:t + 1], cache) for t in range(prefill, x.shape[1])]
         return _np(torch.softmax(torch.cat(logits, dim=1), dim=-1))
 
+    def modern_d_transformer_backward(self, x, params, config, dP):
+        return _grads(torch_impl.modern_d_transformer_backward(_t(dP), _t(x), _tensors(params),
+                                                               config))
+
     # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
     def _epoch(self, config, params, eta, loss_fn, rows):
-        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        model = model_class(config).from_canonical(config, params)  # the modern decoder too
         total = 0.0
         for row in rows:
             total += training.train_step(model, eta, loss_fn, row)
