@@ -212,8 +212,13 @@ class TorchAdapter(TorchVision, Adapter):
                                                                config))
 
     # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
+    def model_for(self, config, params):
+        """The torch_impl model of ``config`` holding ``params``, the modern decoder too (the
+        hook through which a mutant trains its own model)."""
+        return model_class(config).from_canonical(config, params)
+
     def _epoch(self, config, params, eta, loss_fn, rows):
-        model = model_class(config).from_canonical(config, params)  # the modern decoder too
+        model = self.model_for(config, params)
         total = 0.0
         for row in rows:
             total += training.train_step(model, eta, loss_fn, row)
