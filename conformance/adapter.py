@@ -15,8 +15,11 @@ An adapter is a small class. It declares
   with these values and draws parameters that respect them (canonical.parameter_shapes of
   that config: no ``W_u`` when tied, no ``b_*``/``beta`` when bias-free); the spec states each
   variant's formula (spec/algorithms/01, 07-13, "Hyperparameter variants"). Variants apply
-  to the architectures (Algorithms 8-10) and the training and inference built on them; the
-  primitives' checks (attention, layer norm, MLP, ...) draw the paper's parameters;
+  to the architectures (Algorithms 8-10) and the training and inference built on them;
+  ``bias`` applies to the primitives of ``BIAS_PRIMITIVES`` too (basic attention, attention,
+  multi-head attention, layer norm, MLP: their cases then have no ``b_*`` / ``beta`` and
+  ``constrain`` sees ``bias`` among the sizes; spec/algorithms/03-06 and 16, "Declared
+  variant: bias"); the other primitives' checks draw the paper's parameters;
 
 and implements one method per declared name, with the signatures documented on ``Adapter``.
 Everything undeclared is reported as *not covered* -- never as passed.
@@ -79,6 +82,8 @@ EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward"
           "ed_transformer_backward", "sampling_distribution", "d_transformer_padded",
           "e_transformer_padded", "ed_transformer_padded", "d_decode", "ed_decode",
           "d_training_padded", "modern_d_transformer_cached")
+# Primitives whose cases follow the declared variant ``bias`` (Algorithm 7 has no bias).
+BIAS_PRIMITIVES = ("basic_attention", "attention", "mhattention", "layer_norm", "mlp")
 SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapter import EXTRAS, declared_variants
+from conformance.adapter import BIAS_PRIMITIVES, EXTRAS, declared_variants
 from conformance.assertions import as_dtype
 from formal_transformers.errors import AdapterError
 
 Shape = tuple[int, ...]
-VARIANT_ALGORITHMS = ("d_transformer", "e_transformer", "ed_transformer")  # configs' fields
+# configs' fields, and the primitives whose sizes carry ``bias``
+VARIANT_ALGORITHMS = ("d_transformer", "e_transformer", "ed_transformer", *BIAS_PRIMITIVES)
 
 
 def describe(value: Any) -> str:
@@ -65,8 +66,9 @@ class Bound:
         return name in tuple(self.adapter.algorithms)
 
     def constrain(self, algorithm: str, sizes: dict[str, Any]) -> dict[str, Any]:
-        """The adapter's ``constrain`` of ``sizes``; an architecture config's fields first get
-        the declared variants, which ``constrain`` must leave as they are."""
+        """The adapter's ``constrain`` of ``sizes``; an architecture config's fields (and a
+        bias primitive's sizes) first get the declared variants, which ``constrain`` must
+        leave as they are."""
         declared = ({k: v for k, v in self.variants.items() if k in sizes}
                     if algorithm in VARIANT_ALGORITHMS else {})
         sizes = dict(sizes) | declared

@@ -18,7 +18,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from conformance.assertions import summarise
-from formal_transformers.canonical import parameter_shapes, zero_padding_column
+from formal_transformers.canonical import is_bias, parameter_shapes, zero_padding_column
 from formal_transformers.hyperparameters import (
     ACTIVATIONS,
     VARIANTS,
@@ -116,17 +116,31 @@ MHA_RANGES = {"B": (1, 3), "l_x": (1, 4), "l_z": (1, 4), "d_x": (1, 4), "d_z": (
               "H": (1, 3), "d_attn": (1, 3), "d_mid": (1, 3), "d_out": (1, 4)}
 
 
-def attention_shapes(s: Mapping[str, int], multi_head: bool) -> dict[str, tuple[int, ...]]:
+def with_bias(sizes: dict[str, Any]) -> dict[str, Any]:
+    """Drawn sizes of a primitive of adapter.BIAS_PRIMITIVES with the declared variant
+    ``bias`` at the spec's default; Bound.constrain puts the adapter's declared value there."""
+    return sizes | {"bias": sizes.get("bias", VARIANTS["bias"])}
+
+
+def _biased(shapes: dict[str, tuple[int, ...]], s: Mapping[str, Any]
+            ) -> dict[str, tuple[int, ...]]:
+    """``shapes`` less every bias and beta when the sizes say ``bias`` = False (spec:
+    "Declared variant: bias" of Algorithms 4-6 and 16)."""
+    return shapes if s.get("bias", True) else {k: v for k, v in shapes.items()
+                                               if not is_bias(k)}
+
+
+def attention_shapes(s: Mapping[str, Any], multi_head: bool) -> dict[str, tuple[int, ...]]:
     """Parameter shapes of Algorithm 4 (single head) or Algorithm 5 (heads on axis 0)."""
     if not multi_head:
-        return {"W_q": (s["d_attn"], s["d_x"]), "b_q": (s["d_attn"],),
-                "W_k": (s["d_attn"], s["d_z"]), "b_k": (s["d_attn"],),
-                "W_v": (s["d_out"], s["d_z"]), "b_v": (s["d_out"],)}
+        return _biased({"W_q": (s["d_attn"], s["d_x"]), "b_q": (s["d_attn"],),
+                        "W_k": (s["d_attn"], s["d_z"]), "b_k": (s["d_attn"],),
+                        "W_v": (s["d_out"], s["d_z"]), "b_v": (s["d_out"],)}, s)
     H = s["H"]
-    return {"W_q": (H, s["d_attn"], s["d_x"]), "b_q": (H, s["d_attn"]),
-            "W_k": (H, s["d_attn"], s["d_z"]), "b_k": (H, s["d_attn"]),
-            "W_v": (H, s["d_mid"], s["d_z"]), "b_v": (H, s["d_mid"]),
-            "W_o": (s["d_out"], H * s["d_mid"]), "b_o": (s["d_out"],)}
+    return _biased({"W_q": (H, s["d_attn"], s["d_x"]), "b_q": (H, s["d_attn"]),
+                    "W_k": (H, s["d_attn"], s["d_z"]), "b_k": (H, s["d_attn"]),
+                    "W_v": (H, s["d_mid"], s["d_z"]), "b_v": (H, s["d_mid"]),
+                    "W_o": (s["d_out"], H * s["d_mid"]), "b_o": (s["d_out"],)}, s)
 
 
 @st.composite
@@ -140,7 +154,7 @@ def attention_cases(draw, constrain: Constrain, dtype: Any, multi_head: bool,
     """
     ranges = MHA_RANGES if multi_head else ATTENTION_RANGES
     sizes = constrain("mhattention" if multi_head else "attention",
-                      _draw_sizes(draw, ranges, fixed or {}))
+                      with_bias(_draw_sizes(draw, ranges, fixed or {})))
     if self_attention:
         sizes["d_z"], sizes["l_z"] = sizes["d_x"], sizes["l_x"]
     mode = draw(st.sampled_from(["none", "random", "causal"] if self_attention
@@ -161,7 +175,7 @@ def attention_cases(draw, constrain: Constrain, dtype: Any, multi_head: bool,
 def basic_attention_cases(draw, constrain: Constrain, dtype: Any) -> Case:
     """e (B, d_x), E_ctx (B, l_z, d_z) and the parameters of Algorithm 3."""
     ranges = {k: v for k, v in ATTENTION_RANGES.items() if k != "l_x"}
-    sizes = constrain("basic_attention", _draw_sizes(draw, ranges, {}))
+    sizes = constrain("basic_attention", with_bias(_draw_sizes(draw, ranges, {})))
     seed, scale = draw(SEEDS), draw(SCALES)
     rng = np.random.default_rng(seed)
     e = rng.standard_normal((sizes["B"], sizes["d_x"])).astype(dtype)
@@ -174,31 +188,38 @@ def basic_attention_cases(draw, constrain: Constrain, dtype: Any) -> Case:
 @st.composite
 def layer_norm_cases(draw, constrain: Constrain, dtype: Any, eps_zero: bool = False,
                      identity_affine: bool = False) -> Case:
-    """X (B, l, d_e), gamma, beta and eps for Algorithm 6 (d_e >= 2 when eps = 0)."""
-    sizes = constrain("layer_norm", _draw_sizes(draw, {"B": (1, 3), "l": (1, 4),
-                                                       "d_e": (2 if eps_zero else 1, 6)}, {}))
+    """X (B, l, d_e), gamma, beta (absent when bias = False) and eps for Algorithm 6 (d_e >= 2
+    when eps = 0)."""
+    sizes = constrain("layer_norm", with_bias(_draw_sizes(
+        draw, {"B": (1, 3), "l": (1, 4), "d_e": (2 if eps_zero else 1, 6)}, {})))
     eps = 0.0 if eps_zero else draw(EPS)
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     X = (draw(SCALES) * rng.standard_normal((sizes["B"], sizes["l"], sizes["d_e"]))
          + rng.standard_normal()).astype(dtype)
-    params = random_parameters({"gamma": (sizes["d_e"],), "beta": (sizes["d_e"],)}, rng, 1.0,
-                               dtype)
+    params = random_parameters(layer_norm_shapes(sizes), rng, 1.0, dtype)
     if identity_affine:
-        params = {"gamma": np.ones_like(params["gamma"]), "beta": np.zeros_like(params["beta"])}
+        params = {k: (np.ones_like if k == "gamma" else np.zeros_like)(v)
+                  for k, v in params.items()}
     return Case("layer_norm", sizes, seed, {"X": X, "params": params, "eps": eps})
 
 
-def mlp_shapes(s: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
-    return {"W_mlp1": (s["d_mlp"], s["d_e"]), "b_mlp1": (s["d_mlp"],),
-            "W_mlp2": (s["d_e"], s["d_mlp"]), "b_mlp2": (s["d_e"],)}
+def layer_norm_shapes(s: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of Algorithm 6: gamma, and beta unless bias = False."""
+    return _biased({"gamma": (s["d_e"],), "beta": (s["d_e"],)}, s)
+
+
+def mlp_shapes(s: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
+    """Parameter shapes of Algorithm 16 (no b_mlp1, b_mlp2 when bias = False)."""
+    return _biased({"W_mlp1": (s["d_mlp"], s["d_e"]), "b_mlp1": (s["d_mlp"],),
+                    "W_mlp2": (s["d_e"], s["d_mlp"]), "b_mlp2": (s["d_e"],)}, s)
 
 
 @st.composite
 def mlp_cases(draw, constrain: Constrain, dtype: Any) -> Case:
     """X (B, l, d_e), the MLP parameters and an activation for Algorithm 16."""
-    sizes = constrain("mlp", _draw_sizes(draw, {"B": (1, 3), "l": (1, 4), "d_e": (1, 5),
-                                                "d_mlp": (1, 6)}, {}))
+    sizes = constrain("mlp", with_bias(_draw_sizes(draw, {"B": (1, 3), "l": (1, 4),
+                                                          "d_e": (1, 5), "d_mlp": (1, 6)}, {})))
     activation = draw(st.sampled_from(ACTIVATIONS))
     seed, scale = draw(SEEDS), draw(SCALES)
     rng = np.random.default_rng(seed)

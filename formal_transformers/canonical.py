@@ -238,6 +238,24 @@ def fold_gradients(config: Config, full_grads: Mapping[str, np.ndarray]
     return grads
 
 
+# A primitive's biases and the weight each belongs to (spec: Algorithms 3-6 and 16): b_<s> has
+# the shape of W_<s> less its input axis; beta has gamma's shape.
+PRIMITIVE_BIASES = {"b_q": "W_q", "b_k": "W_k", "b_v": "W_v", "b_o": "W_o",
+                    "b_mlp1": "W_mlp1", "b_mlp2": "W_mlp2", "beta": "gamma"}
+
+
+def zero_biases(params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A primitive's parameters under the variant ``bias=False`` as the paper's full set:
+    every bias (and beta) whose weight is present but which is absent itself is 0 (spec:
+    "Declared variant: bias" of Algorithms 4-6 and 16). Present entries are not copied."""
+    full = dict(params)
+    for bias, weight in PRIMITIVE_BIASES.items():
+        if bias not in full and weight in full:
+            W = full[weight]
+            full[bias] = np.zeros(W.shape if bias == "beta" else W.shape[:-1], dtype=W.dtype)
+    return full
+
+
 def without_variants(config: Config) -> Config:
     """The same hyperparameters with every declared variant at the spec's default."""
     from formal_transformers.hyperparameters import VARIANTS

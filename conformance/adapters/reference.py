@@ -15,7 +15,12 @@ import numpy as np
 import reference_numpy as ref
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
 from conformance.adapters.vision import VISION, ReferenceVision
-from formal_transformers.canonical import fold_gradients, full_parameters, parameter_count
+from formal_transformers.canonical import (
+    fold_gradients,
+    full_parameters,
+    parameter_count,
+    zero_biases,
+)
 from reference_numpy import (
     architectures,
     architectures_backward,
@@ -87,18 +92,24 @@ class ReferenceAdapter(ReferenceVision, Adapter):
     def positional_embedding(self, l, params):
         return np.stack([ref.positional_embedding(t, params["W_p"]) for t in range(l)])
 
+    # The primitives of Algorithms 3-6 and 16 take bias-free parameters (the declared variant
+    # bias = False) as the full set with zero biases (canonical.zero_biases).
     def basic_attention(self, e, E_ctx, params):
+        params = zero_biases(params)
         return _rows(lambda b: ref.basic_attention(e[b], E_ctx[b].T, **params), e.shape[0])
 
     def attention(self, X, Z, params, mask=None):
+        params = zero_biases(params)
         return _rows(lambda b: ref.attention(X[b].T, Z[b].T, **params, Mask=mask).T, X.shape[0])
 
     def mhattention(self, X, Z, params, mask=None):
+        params = zero_biases(params)
         return _rows(lambda b: ref.mh_attention(X[b].T, Z[b].T, **params, Mask=mask).T,
                      X.shape[0])
 
     def layer_norm(self, X, params, eps):
         B, l, _ = X.shape
+        params = zero_biases(params)
         return _rows(lambda b: np.stack([ref.layer_norm(X[b, t], params["gamma"],
                                                         params["beta"], eps)
                                          for t in range(l)]), B)
@@ -109,6 +120,7 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                                          for t in range(l)]), B)
 
     def mlp(self, X, params, activation):
+        params = zero_biases(params)
         return _rows(lambda b: ref.mlp(X[b].T, **params, activation=activation).T, X.shape[0])
 
     def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
@@ -157,15 +169,15 @@ class ReferenceAdapter(ReferenceVision, Adapter):
     def online_softmax_attention_backward(self, X, Z, params, block, dY, mask=None):
         return self._columns_backward(ref.online_softmax_attention,
                                       ref.online_softmax_attention_backward, X, (X, Z), dY,
-                                      ("X", "Z"), **params, Mask=mask, block=block)
+                                      ("X", "Z"), params, Mask=mask, block=block)
 
     def gq_attention_backward(self, X, Z, params, dY, mask=None):
         return self._columns_backward(ref.gq_attention, ref.gq_attention_backward, X, (X, Z),
-                                      dY, ("X", "Z"), **params, Mask=mask)
+                                      dY, ("X", "Z"), params, Mask=mask)
 
     def softcap_backward(self, X, Z, params, c, dY, mask=None):
         return self._columns_backward(ref.softcap_attention, ref.softcap_backward, X, (X, Z),
-                                      dY, ("X", "Z"), **params, c=c, Mask=mask)
+                                      dY, ("X", "Z"), params, c=c, Mask=mask)
 
     def qk_norm_backward(self, X, params, H, axis, eps, dY):
         grads = []
@@ -316,36 +328,40 @@ class ReferenceAdapter(ReferenceVision, Adapter):
             grads.append(ref.positional_embedding_backward(dY[t], cache))
         return _sum_grads(grads, ())
 
-    def _columns_backward(self, forward, backward, X, args, dY, stacked, **kwargs):
+    def _columns_backward(self, forward, backward, X, args, dY, stacked, params, **kwargs):
+        """Gradients of every input in ``stacked`` and every parameter given (an absent bias
+        is 0 in the forward and has no gradient entry)."""
         grads = []
         for b in range(X.shape[0]):
             cache: dict = {}
-            forward(*(a[b].T for a in args), **kwargs, cache=cache)
+            forward(*(a[b].T for a in args), **zero_biases(params), **kwargs, cache=cache)
             grads.append(backward(dY[b].T, cache))
-        return _sum_grads(grads, stacked)
+        return {k: v for k, v in _sum_grads(grads, stacked).items()
+                if k in stacked or k in params}
 
     def attention_backward(self, X, Z, params, dY, mask=None):
         return self._columns_backward(ref.attention, ref.attention_backward, X, (X, Z), dY,
-                                      ("X", "Z"), **params, Mask=mask)
+                                      ("X", "Z"), params, Mask=mask)
 
     def mhattention_backward(self, X, Z, params, dY, mask=None):
         return self._columns_backward(ref.mh_attention, ref.mh_attention_backward, X, (X, Z),
-                                      dY, ("X", "Z"), **params, Mask=mask)
+                                      dY, ("X", "Z"), params, Mask=mask)
 
     def mlp_backward(self, X, params, activation, dY):
         return self._columns_backward(ref.mlp, ref.mlp_backward, X, (X,), dY, ("X",),
-                                      **params, activation=activation)
+                                      params, activation=activation)
 
     def layer_norm_backward(self, X, params, eps, dY):
         B, l, _ = X.shape
         per_column, dX = [], np.zeros_like(X)
+        full = zero_biases(params)
         for b, t in np.ndindex(B, l):
             cache: dict = {}
-            ref.layer_norm(X[b, t], params["gamma"], params["beta"], eps, cache=cache)
+            ref.layer_norm(X[b, t], full["gamma"], full["beta"], eps, cache=cache)
             g = ref.layer_norm_backward(dY[b, t], cache)
             dX[b, t] = g.pop("e")
             per_column.append(g)
-        return {"X": dX} | _sum_grads(per_column, ())
+        return {"X": dX} | {k: v for k, v in _sum_grads(per_column, ()).items() if k in params}
 
     def unembedding_backward(self, X, params, y):
         from reference_numpy.unembedding import unembedding_loss
@@ -380,7 +396,7 @@ class ReferenceAdapter(ReferenceVision, Adapter):
 
     def gated_mlp_backward(self, X, params, activation, dY):
         return self._columns_backward(ref.gated_mlp, ref.gated_mlp_backward, X, (X,), dY,
-                                      ("X",), **params, activation=activation)
+                                      ("X",), params, activation=activation)
 
     # -- extras -------------------------------------------------------------------------------
     def modern_d_transformer(self, x, params, config):
@@ -410,11 +426,11 @@ class ReferenceAdapter(ReferenceVision, Adapter):
         """The reference takes exactly the canonical parameters (or the primitive's own)."""
         if algorithm in ARCH_FORWARD or algorithm in ("vit_classifier", "modern_d_transformer"):
             return parameter_count(sizes)
-        from conformance.strategies import attention_shapes, mlp_shapes
+        from conformance.strategies import attention_shapes, layer_norm_shapes, mlp_shapes
         from conformance.strategies_modern import gated_mlp_shapes
 
         shapes = {"mhattention": lambda s: attention_shapes(s, multi_head=True),
-                  "layer_norm": lambda s: {"gamma": (s["d_e"],), "beta": (s["d_e"],)},
+                  "layer_norm": layer_norm_shapes,
                   "mlp": mlp_shapes, "rmsnorm": lambda s: {"gamma": (s["d_e"],)},
                   "gated_mlp": gated_mlp_shapes}[algorithm](sizes)
         return sum(int(np.prod(s)) for s in shapes.values())

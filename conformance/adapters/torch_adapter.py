@@ -17,6 +17,7 @@ from einops import rearrange
 import torch_impl
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
 from conformance.adapters.vision import VISION, TorchVision
+from formal_transformers.canonical import zero_biases
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.gated_mlp import GatedMLP
@@ -58,6 +59,16 @@ def _grads(grads: Mapping[str, torch.Tensor]) -> dict[str, Array]:
     return {k: _np(v) for k, v in grads.items()}
 
 
+def _biased(params: Mapping[str, Array]) -> dict[str, torch.Tensor]:
+    """A primitive's parameters as tensors, absent biases (bias = False) as zeros."""
+    return _tensors(zero_biases(params))
+
+
+def _own(grads: Mapping[str, torch.Tensor], params: Mapping[str, Array]) -> dict[str, Array]:
+    """The gradients of the inputs X, Z and of the parameters given (not of a zero bias)."""
+    return {k: _np(v) for k, v in grads.items() if k in ("X", "Z") or k in params}
+
+
 class TorchAdapter(TorchVision, Adapter):
     """torch_impl on the CPU, float32 and float64.
 
@@ -95,22 +106,23 @@ class TorchAdapter(TorchVision, Adapter):
         return _np(torch_impl.positional_embedding(l, _t(params["W_p"])))
 
     def basic_attention(self, e, E_ctx, params):
-        return _np(torch_impl.basic_attention(_t(e), _t(E_ctx), **_tensors(params)))
+        return _np(torch_impl.basic_attention(_t(e), _t(E_ctx), **_biased(params)))
 
     def attention(self, X, Z, params, mask=None):
-        return _np(torch_impl.attention(_t(X), _t(Z), **_tensors(params), mask=_t(mask)))
+        return _np(torch_impl.attention(_t(X), _t(Z), **_biased(params), mask=_t(mask)))
 
     def mhattention(self, X, Z, params, mask=None):
-        return _np(torch_impl.mh_attention(_t(X), _t(Z), **_tensors(params), mask=_t(mask)))
+        return _np(torch_impl.mh_attention(_t(X), _t(Z), **_biased(params), mask=_t(mask)))
 
     def layer_norm(self, X, params, eps):
-        return _np(torch_impl.layer_norm(_t(X), _t(params["gamma"]), _t(params["beta"]), eps))
+        p = _biased(params)
+        return _np(torch_impl.layer_norm(_t(X), p["gamma"], p["beta"], eps))
 
     def unembedding(self, X, params):
         return _np(torch_impl.unembedding(_t(X), _t(params["W_u"])))
 
     def mlp(self, X, params, activation):
-        return _np(torch_impl.mlp(_t(X), **_tensors(params), activation=activation))
+        return _np(torch_impl.mlp(_t(X), **_biased(params), activation=activation))
 
     def sinusoidal_embedding(self, positions, d_e, base, index_offset, dtype):
         return _np(torch_impl.sinusoidal_embedding(_t(positions), d_e, base, index_offset,
@@ -301,20 +313,21 @@ class TorchAdapter(TorchVision, Adapter):
         return _grads(torch_impl.positional_embedding_backward(_t(dY), l, _t(params["W_p"])))
 
     def attention_backward(self, X, Z, params, dY, mask=None):
-        return _grads(torch_impl.attention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
-                                                    mask=_t(mask)))
+        return _own(torch_impl.attention_backward(_t(dY), _t(X), _t(Z), **_biased(params),
+                                                  mask=_t(mask)), params)
 
     def mhattention_backward(self, X, Z, params, dY, mask=None):
-        return _grads(torch_impl.mhattention_backward(_t(dY), _t(X), _t(Z), **_tensors(params),
-                                                      mask=_t(mask)))
+        return _own(torch_impl.mhattention_backward(_t(dY), _t(X), _t(Z), **_biased(params),
+                                                    mask=_t(mask)), params)
 
     def layer_norm_backward(self, X, params, eps, dY):
-        return _grads(torch_impl.layer_norm_backward(_t(dY), _t(X), _t(params["gamma"]),
-                                                     _t(params["beta"]), eps))
+        p = _biased(params)
+        return _own(torch_impl.layer_norm_backward(_t(dY), _t(X), p["gamma"], p["beta"], eps),
+                    params)
 
     def mlp_backward(self, X, params, activation, dY):
-        return _grads(torch_impl.mlp_backward(_t(dY), _t(X), **_tensors(params),
-                                              activation=activation))
+        return _own(torch_impl.mlp_backward(_t(dY), _t(X), **_biased(params),
+                                            activation=activation), params)
 
     def unembedding_backward(self, X, params, y):
         ones = torch.ones(y.shape, dtype=_t(X).dtype)
@@ -338,15 +351,15 @@ class TorchAdapter(TorchVision, Adapter):
                          "modern_d_transformer", "vit_classifier"):
             module = model_class(sizes)(sizes)
         elif algorithm == "mhattention":
-            module = MultiHeadAttention(sizes["d_x"], sizes["H"])
+            module = MultiHeadAttention(sizes["d_x"], sizes["H"], bias=sizes["bias"])
         elif algorithm == "layer_norm":
-            module = LayerNorm(sizes["d_e"])
+            module = LayerNorm(sizes["d_e"], bias=sizes["bias"])
         elif algorithm == "rmsnorm":
             module = RMSNorm(sizes["d_e"])
         elif algorithm == "gated_mlp":
             module = GatedMLP(sizes["d_e"], sizes["d_mlp"], bias=sizes["bias"])
         else:
-            module = MLP(sizes["d_e"], sizes["d_mlp"], "relu")
+            module = MLP(sizes["d_e"], sizes["d_mlp"], "relu", bias=sizes["bias"])
         return sum(p.numel() for p in module.parameters())
 
     def _vjp(self, config, params, dP, *tokens):

@@ -9,6 +9,11 @@ autograd. A correct implementation in float16 or bfloat16 must pass the suite ho
 adapter is the test of the suite's low-precision tolerances (tests/conformance). ``dtypes`` may
 be narrowed, e.g. ``TorchLayers(("float16",))`` runs every check in float16.
 
+``TorchLayers(bias=False)`` builds every layer without its bias -- ``F.linear(x, W)``,
+``nn.MultiheadAttention(bias=False)``, ``F.layer_norm`` without beta (``nn.LayerNorm(bias=
+False)``), the Llama-style bias-free projections -- and declares the variant ``bias = False``
+(spec: "Declared variant: bias" of Algorithms 3-6 and 16): it never reads a b_* or beta.
+
 bfloat16 arrays are NumPy arrays of ``ml_dtypes.bfloat16``; torch reads them as int16 bits.
 """
 
@@ -56,12 +61,14 @@ class TorchLayers(Adapter):
                   "mhattention", "layer_norm", "unembedding", "mlp",
                   "token_embedding_backward", "positional_embedding_backward",
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
-                  "mlp_backward", "unembedding_backward")
+                  "mlp_backward", "unembedding_backward", "count_parameters")
 
-    def __init__(self, dtypes: tuple[str, ...] | None = None):
+    def __init__(self, dtypes: tuple[str, ...] | None = None, bias: bool = True):
         if dtypes is not None:
             self.dtypes = tuple(dtypes)
-        self.mha = TorchMultiheadAttention()
+        self.bias = bias
+        self.variants = {} if bias else {"bias": False}
+        self.mha = TorchMultiheadAttention(bias)
 
     def constrain(self, algorithm, sizes):
         if algorithm == "mhattention":
@@ -69,22 +76,23 @@ class TorchLayers(Adapter):
         return sizes
 
     # -- the layers on tensors ------------------------------------------------------------------
-    @staticmethod
-    def _attention(X, Z, p, mask):
-        q, k = F.linear(X, p["W_q"], p["b_q"]), F.linear(Z, p["W_k"], p["b_k"])
-        v = F.linear(Z, p["W_v"], p["b_v"])
+    def _b(self, p, name):
+        """The bias ``name`` of a biased layer; None (no bias) for a bias-free one."""
+        return p[name] if self.bias else None
+
+    def _attention(self, X, Z, p, mask):
+        q, k = F.linear(X, p["W_q"], self._b(p, "b_q")), F.linear(Z, p["W_k"], self._b(p, "b_k"))
+        v = F.linear(Z, p["W_v"], self._b(p, "b_v"))
         # SDPA's attn_mask is (l_x, l_z) with True = may attend: the spec's Mask transposed.
         return F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None
                                               else mask.T)
 
-    @staticmethod
-    def _layer_norm(X, p, eps):
-        return F.layer_norm(X, X.shape[-1:], p["gamma"], p["beta"], eps)
+    def _layer_norm(self, X, p, eps):
+        return F.layer_norm(X, X.shape[-1:], p["gamma"], self._b(p, "beta"), eps)
 
-    @staticmethod
-    def _mlp(X, p, activation):
-        hidden = ACTIVATIONS[activation](F.linear(X, p["W_mlp1"], p["b_mlp1"]))
-        return F.linear(hidden, p["W_mlp2"], p["b_mlp2"])
+    def _mlp(self, X, p, activation):
+        hidden = ACTIVATIONS[activation](F.linear(X, p["W_mlp1"], self._b(p, "b_mlp1")))
+        return F.linear(hidden, p["W_mlp2"], self._b(p, "b_mlp2"))
 
     @staticmethod
     def _probs(X, p):
@@ -110,7 +118,7 @@ class TorchLayers(Adapter):
         H, _, d_x = params["W_q"].shape
         X_t, Z_t = to_torch(X, grad=True), to_torch(Z, grad=True)
         m = torch.nn.MultiheadAttention(d_x, H, kdim=Z.shape[-1], vdim=Z.shape[-1],
-                                        batch_first=True, dtype=X_t.dtype)
+                                        batch_first=True, dtype=X_t.dtype, bias=self.bias)
         with torch.no_grad():
             for name, view in canonical_views(m, lambda q: q.data).items():
                 view.copy_(to_torch(params[name]))
@@ -132,6 +140,18 @@ class TorchLayers(Adapter):
         p = {k: to_torch(v) for k, v in params.items()}
         return to_numpy(self._mlp(to_torch(X), p, activation))
 
+    def count_parameters(self, algorithm, sizes):
+        """Parameters of the torch.nn modules these layers are: nn.MultiheadAttention,
+        nn.LayerNorm, two nn.Linear (each with or without its bias)."""
+        if algorithm == "mhattention":
+            return self.mha.count_parameters(algorithm, sizes)
+        if algorithm == "layer_norm":
+            modules = [torch.nn.LayerNorm(sizes["d_e"], bias=self.bias)]
+        else:
+            modules = [torch.nn.Linear(sizes["d_e"], sizes["d_mlp"], bias=self.bias),
+                       torch.nn.Linear(sizes["d_mlp"], sizes["d_e"], bias=self.bias)]
+        return sum(p.numel() for m in modules for p in m.parameters())
+
     # -- backward by autograd ------------------------------------------------------------------
     def token_embedding_backward(self, x, params, dY):
         leaves = _leaves(params)
@@ -150,7 +170,8 @@ class TorchLayers(Adapter):
         m, X_t, Z_t, out = self._mha(X, Z, params, mask)
         out.backward(to_torch(dY))
         grads = {k: to_numpy(v).copy() for k, v in canonical_views(m, lambda q: q.grad).items()}
-        return {"X": to_numpy(X_t.grad), "Z": to_numpy(Z_t.grad)} | grads
+        zeros = {k: np.zeros_like(v) for k, v in params.items() if k not in grads}  # unused
+        return {"X": to_numpy(X_t.grad), "Z": to_numpy(Z_t.grad)} | grads | zeros
 
     def layer_norm_backward(self, X, params, eps, dY):
         leaves = _leaves({"X": X} | dict(params))

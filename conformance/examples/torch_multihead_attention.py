@@ -11,10 +11,15 @@ says so, and every other size of the suite's search is mapped onto these.
 Parameters travel through *views*: each canonical name (``W_q`` of shape (H, d_attn, d_x), ...)
 is a reshaped view of the module's own tensors, so the same table loads the spec's parameters
 and reads the gradients back under the spec's names.
+
+``TorchMultiheadAttention(bias=False)`` is ``nn.MultiheadAttention(..., bias=False)`` -- the
+bias-free projections of Llama-style models -- and declares the variant ``bias = False``
+(spec: 05-mhattention.md, "Declared variant: bias"): it has no b_q, b_k, b_v, b_o.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -31,11 +36,13 @@ def canonical_views(m: nn.MultiheadAttention, get) -> dict[str, torch.Tensor]:
         W_q, W_k, W_v = get(m.in_proj_weight).view(3, E, E)
     else:
         W_q, W_k, W_v = get(m.q_proj_weight), get(m.k_proj_weight), get(m.v_proj_weight)
+    views = {"W_q": W_q.view(H, E // H, -1), "W_k": W_k.view(H, E // H, -1),
+             "W_v": W_v.view(H, E // H, -1), "W_o": get(m.out_proj.weight)}
+    if m.in_proj_bias is None:  # nn.MultiheadAttention(bias=False): no b_* at all
+        return views
     b_q, b_k, b_v = get(m.in_proj_bias).view(3, E)
-    return {"W_q": W_q.view(H, E // H, -1), "b_q": b_q.view(H, E // H),
-            "W_k": W_k.view(H, E // H, -1), "b_k": b_k.view(H, E // H),
-            "W_v": W_v.view(H, E // H, -1), "b_v": b_v.view(H, E // H),
-            "W_o": get(m.out_proj.weight), "b_o": get(m.out_proj.bias)}
+    return views | {"b_q": b_q.view(H, E // H), "b_k": b_k.view(H, E // H),
+                    "b_v": b_v.view(H, E // H), "b_o": get(m.out_proj.bias)}
 
 
 class TorchMultiheadAttention(Adapter):
@@ -45,6 +52,10 @@ class TorchMultiheadAttention(Adapter):
     dtypes = ("float32", "float64")
     algorithms = ("mhattention", "mhattention_backward", "count_parameters")
 
+    def __init__(self, bias: bool = True):
+        self.bias = bias
+        self.variants = {} if bias else {"bias": False}
+
     def constrain(self, algorithm, sizes):
         """d_x = d_out = H d_attn and d_mid = d_attn: embed_dim is split over the heads."""
         H, d_head = sizes["H"], sizes["d_attn"]
@@ -53,7 +64,8 @@ class TorchMultiheadAttention(Adapter):
     def module(self, params, dtype) -> nn.MultiheadAttention:
         H, _, d_x = params["W_q"].shape
         d_z = params["W_k"].shape[2]
-        m = nn.MultiheadAttention(d_x, H, kdim=d_z, vdim=d_z, batch_first=True, dtype=dtype)
+        m = nn.MultiheadAttention(d_x, H, kdim=d_z, vdim=d_z, batch_first=True, dtype=dtype,
+                                  bias=self.bias)
         with torch.no_grad():
             for name, view in canonical_views(m, lambda p: p.data).items():
                 view.copy_(torch.from_numpy(params[name]))
@@ -77,10 +89,12 @@ class TorchMultiheadAttention(Adapter):
         m, X_t, Z_t, out = self._run(X, Z, params, mask)
         out.backward(torch.from_numpy(dY))
         grads = {k: v.numpy().copy() for k, v in canonical_views(m, lambda p: p.grad).items()}
-        return {"X": X_t.grad.numpy(), "Z": Z_t.grad.numpy()} | grads
+        # a bias the module does not have gets no gradient: report 0 rather than drop it
+        zeros = {k: np.zeros_like(v) for k, v in params.items() if k not in grads}
+        return {"X": X_t.grad.numpy(), "Z": Z_t.grad.numpy()} | grads | zeros
 
     def count_parameters(self, algorithm, sizes):
         m = nn.MultiheadAttention(sizes["d_x"], sizes["H"], kdim=sizes["d_z"],
-                                  vdim=sizes["d_z"])
+                                  vdim=sizes["d_z"], bias=self.bias)
         return sum(p.numel() for p in m.parameters())
 

@@ -17,9 +17,10 @@ from conformance.adapters.torch_adapter import TorchAdapter, _np, _t, _tensors
 
 
 def scores(X, Z, p):
-    """S = K^T Q as (B, l_z, l_x), and the values V as (B, l_z, d_out) (Alg 4 L1-4)."""
-    q, k = F.linear(X, p["W_q"], p["b_q"]), F.linear(Z, p["W_k"], p["b_k"])
-    return k @ q.transpose(-1, -2), F.linear(Z, p["W_v"], p["b_v"])
+    """S = K^T Q as (B, l_z, l_x), and the values V as (B, l_z, d_out) (Alg 4 L1-4); an
+    absent bias (the declared variant bias = False) is none."""
+    q, k = F.linear(X, p["W_q"], p.get("b_q")), F.linear(Z, p["W_k"], p.get("b_k"))
+    return k @ q.transpose(-1, -2), F.linear(Z, p["W_v"], p.get("b_v"))
 
 
 def masked(S, mask):

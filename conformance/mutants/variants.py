@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
 from conformance.adapters.torch_adapter import TorchAdapter, _t
+from conformance.mutants.attention import SoftmaxOverQueries
 from formal_transformers.canonical import full_parameters, parameter_shapes, without_variants
 from torch_impl import training
 from torch_impl.models import MODEL_CLASSES
@@ -73,3 +76,30 @@ class BiasDeclaredButKept(TorchAdapter):
             if name.endswith(".beta"):
                 full[name][:] = 1.0
         return super().d_transformer(x, full, plain)
+
+
+class LayerNormKeepsBeta(TorchAdapter):
+    """Declares bias = False for its primitives but builds its layer norm as ``nn.LayerNorm(
+    d_e)``, which has a beta (PyTorch could not drop it before pytorch#101683; bias-free
+    models then carried an offset nobody declared, cf. llm-foundry#502, whose no-bias flag
+    never reached a fused LayerNorm-MLP): it holds d_e parameters too many."""
+
+    variants = {"bias": False}
+    only = ("layer_norm",)
+    caught_by = ("memory.parameter_count",)
+
+    def count_parameters(self, algorithm, sizes):
+        if algorithm == "layer_norm":
+            return sum(p.numel() for p in torch.nn.LayerNorm(sizes["d_e"]).parameters())
+        return super().count_parameters(algorithm, sizes)
+
+
+class BiasFreeSoftmaxOverQueries(SoftmaxOverQueries):
+    """Llama-style bias-free attention (declares bias = False) whose softmax runs over the
+    queries: the scores are laid out (l_z, l_x) and ``dim=-1`` normalises the wrong axis.
+    The suite's bias-free cases have no b_v or b_k to build its laws on."""
+
+    variants = {"bias": False}
+    only = ("attention",)
+    caught_by = ("softmax.normalised", "softmax.shift_invariance",
+                 "reference.forward_agreement")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from conformance.adapter import BIAS_PRIMITIVES
 from conformance.assertions import fail
 from conformance.registry import check
-from conformance.strategies import configs
+from conformance.strategies import configs, with_bias
 from formal_transformers.canonical import parameter_count
 from formal_transformers.hyperparameters import EDTransformerConfig, ETransformerConfig
 
@@ -66,14 +67,15 @@ def _sizes(draw, alg, constrain, dtype):
                  "bias": draw(st.booleans())}
     else:
         sizes = {"d_e": draw(st.integers(1, 8)), "d_mlp": draw(st.integers(1, 8))}
-    return constrain(alg, sizes)
+    # the declared variant bias of the primitives of Algorithms 5, 6 and 16
+    return constrain(alg, with_bias(sizes) if alg in BIAS_PRIMITIVES else sizes)
 
 
 def formula(alg: str, sizes) -> int:
     if alg == "mhattention":
         return mha_count(**sizes)
     if alg == "layer_norm":
-        return 2 * sizes["d_e"]
+        return (1 + sizes["bias"]) * sizes["d_e"]  # gamma, and beta unless bias = False
     if alg == "mlp":
         return mlp_count(**sizes)
     if alg == "rmsnorm":

@@ -17,11 +17,14 @@ from conformance.strategies import attention_cases, basic_attention_cases, cases
        lambda a, c, d: attention_cases(c, d, True, mask="any", fixed={"H": 1}),
        requires=("attention",), line=r"Y\^h")
 def one_head_is_attention(ctx, case):
-    """MHAttention with H = 1, W_o = I, b_o = 0 equals Attention with the head's W_qkv."""
+    """MHAttention with H = 1, W_o = I, b_o = 0 equals Attention with the head's W_qkv (no
+    b_* at all under the declared variant bias = False)."""
     p = case["params"]
     d_mid = p["W_v"].shape[1]
-    mh = dict(p) | {"W_o": np.eye(d_mid, dtype=ctx.dtype), "b_o": np.zeros(d_mid, ctx.dtype)}
-    single = {k: p[k][0] for k in ("W_q", "b_q", "W_k", "b_k", "W_v", "b_v")}
+    mh = dict(p) | {"W_o": np.eye(d_mid, dtype=ctx.dtype)}
+    if "b_o" in p:
+        mh["b_o"] = np.zeros(d_mid, ctx.dtype)
+    single = {k: p[k][0] for k in ("W_q", "b_q", "W_k", "b_k", "W_v", "b_v") if k in p}
     X, Z, mask = case["X"], case["Z"], case["mask"]
     assert_close(ctx, "MHAttention (H = 1, W_o = I) vs Attention",
                  ctx.adapter.mhattention(X, Z, mh, mask), ctx.adapter.attention(X, Z, single, mask),

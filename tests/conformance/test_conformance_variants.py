@@ -133,3 +133,66 @@ def test_gpt2_passes_padded_batches_with_its_mask_and_fails_without_position_ids
 
     _, failed, errors = _statuses(ArangePositions(), only=["batch.padding_invariance"])
     assert failed == {"batch.padding_invariance"} and not errors, errors
+
+
+PRIMITIVES = ["basic_attention", "attention", "mhattention", "layer_norm", "mlp",
+              "unembedding", "attention_backward", "mhattention_backward",
+              "layer_norm_backward", "mlp_backward"]
+
+
+def test_bias_free_torch_layers_pass_honestly_when_they_declare_it():
+    """F.linear without bias, nn.MultiheadAttention(bias=False), nn.LayerNorm(bias=False)."""
+    from conformance.examples.torch_layers import TorchLayers
+
+    ran, failed, errors = _statuses(TorchLayers(("float64", "float32"), bias=False),
+                                    only=PRIMITIVES)
+    assert not failed and not errors, (failed, errors)
+    cells = {(r.algorithm, r.property) for r in ran}
+    assert {("mhattention", "memory.parameter_count"), ("layer_norm", "memory.parameter_count"),
+            ("mlp", "memory.parameter_count"), ("attention", "softmax.normalised"),
+            ("attention", "softmax.shift_invariance"), ("mhattention", "structure.single_head"),
+            ("mhattention_backward", "reference.gradient_agreement"),
+            ("mlp_backward", "gradient.finite_difference")} <= cells
+
+
+def test_bias_free_torch_layers_fail_when_they_declare_the_default():
+    from conformance.examples.torch_layers import TorchLayers
+
+    layers = TorchLayers(("float64",), bias=False)
+    layers.variants = {}
+    _, failed, errors = _statuses(layers, only=PRIMITIVES)
+    assert not errors, errors
+    assert {"reference.forward_agreement", "reference.gradient_agreement",
+            "memory.parameter_count", "softmax.normalised"} <= failed
+
+
+def test_bias_free_primitive_cases_hold_no_biases_and_constrain_sees_the_variant():
+    from hypothesis import given, settings
+
+    from conformance.strategies import cases_for
+
+    seen = []
+
+    class BiasFree(TorchAdapter):
+        variants = {"bias": False}
+
+        def constrain(self, algorithm, sizes):
+            seen.append(sizes["bias"])
+            return sizes
+
+    bound = Bound(BiasFree())
+
+    @settings(max_examples=3, database=None)
+    @given(cases_for("mhattention", bound.constrain, np.float64))
+    def draw(case):
+        assert set(case["params"]) == {"W_q", "W_k", "W_v", "W_o"}
+
+    draw()
+    assert seen and not any(seen)
+
+
+def test_bias_free_torch_multihead_attention_passes_when_it_declares_it():
+    from conformance.examples.torch_multihead_attention import TorchMultiheadAttention
+
+    ran, failed, errors = _statuses(TorchMultiheadAttention(bias=False))
+    assert len(ran) >= 8 and not failed and not errors, (failed, errors)
