@@ -81,7 +81,8 @@ ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + DECODING + MODERN
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "sampling_distribution", "d_transformer_padded",
           "e_transformer_padded", "ed_transformer_padded", "d_decode", "ed_decode",
-          "d_training_padded", "modern_d_transformer_cached")
+          "d_training_padded", "modern_d_transformer_cached", "e_training_padded",
+          "ed_training_padded")
 # Primitives whose cases follow the declared variant ``bias`` (Algorithm 7 has no bias).
 BIAS_PRIMITIVES = ("basic_attention", "attention", "mhattention", "layer_norm", "mlp")
 SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
@@ -248,6 +249,23 @@ class Adapter:
         """Alg 13 with N_epochs = 1 on a padded batch (spec: 13-d-training.md, "Padded
         batches"): real (B, l) bool as in d_transformer_padded; row b's step is the step on
         its real tokens alone. Returns what d_training returns."""
+        raise NotImplementedError
+
+    def e_training_padded(self, x: Array, masked: Array, real: Array, params: Params,
+                          config: Any, eta: float, mask_token: int
+                          ) -> tuple[float, dict[str, Array]]:
+        """Alg 12 with N_epochs = 1 on a padded batch (spec: 12-e-training.md, "Padded
+        batches"): real (B, l) bool as in e_transformer_padded; masked (B, l) counts only at
+        real positions. Row b's step is the step on its real tokens alone. Returns what
+        e_training returns."""
+        raise NotImplementedError
+
+    def ed_training_padded(self, z: Array, x: Array, z_real: Array, x_real: Array,
+                           params: Params, config: Any, eta: float
+                           ) -> tuple[float, dict[str, Array]]:
+        """Alg 11 with N_epochs = 1 on a padded batch (spec: 11-ed-training.md, "Padded
+        batches"): z_real (B, l_z), x_real (B, l_x) bool as in ed_transformer_padded. Row b's
+        step is the step on the real tokens of (z[b], x[b]) alone."""
         raise NotImplementedError
 
     # -- inference (Algorithms 14-15) ---------------------------------------------------------

@@ -286,6 +286,14 @@ class Bound:
     def d_training(self, x, params, config, eta):
         return self._step("d_training", params, self._call("d_training", x, params, config, eta))
 
+    def e_training_padded(self, x, masked, real, params, config, eta, mask_token):
+        return self._step("e_training_padded", params, self._call(
+            "e_training_padded", x, masked, real, params, config, eta, mask_token))
+
+    def ed_training_padded(self, z, x, z_real, x_real, params, config, eta):
+        return self._step("ed_training_padded", params, self._call(
+            "ed_training_padded", z, x, z_real, x_real, params, config, eta))
+
     # -- inference ----------------------------------------------------------------------------
     def _tokens(self, method, out, shape, N_V, what="output"):
         arr = np.asarray(out)

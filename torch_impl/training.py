@@ -73,20 +73,35 @@ def d_losses(model: DTransformer, batch: Batch) -> torch.Tensor:
 
 
 def ed_losses(model: EDTransformer, batch: Batch) -> torch.Tensor:
-    """-sum_{t=0}^{l_x-2} log P[x[t+1], t] with P = EDTransformer(z, x) (spec: Alg 11, L5)."""
-    z, x = batch
-    return token_log_loss(model(z, x)[:, :-1], x[:, 1:], reduction=_reduction(model))
+    """-sum_{t=0}^{l_x-2} log P[x[t+1], t] with P = EDTransformer(z, x) (spec: Alg 11, L5).
+
+    batch = (z, x) or, for a padded batch, (z, x, z_real, x_real) with the real-token masks
+    (B, l_z), (B, l_x) (spec: 11, "Padded batches"): only pairs of two real tokens of x are
+    predicted, and padding is never attended to."""
+    z, x, *rest = batch
+    if not rest:
+        return token_log_loss(model(z, x)[:, :-1], x[:, 1:], reduction=_reduction(model))
+    z_real, x_real = rest
+    pairs = x_real[:, :-1] & x_real[:, 1:]
+    return token_log_loss(model(z, x, x_real, z_real)[:, :-1], x[:, 1:], pairs,
+                          _reduction(model))
 
 
 def e_losses(model: ETransformer, batch: Batch, mask_token: int) -> torch.Tensor:
     """-sum_{t masked} log P[x[t], t] with P = ETransformer(x_tilde) (spec: Alg 12, L4-7).
 
     batch = (x (B, l), masked (B, l) bool); x_tilde replaces the masked positions by mask_token.
+    A padded batch appends real (B, l) bool (spec: 12, "Padded batches"): only real masked
+    positions are predicted, and padding is never attended to.
     """
-    x, masked = batch
+    x, masked, *rest = batch
     x_tilde = torch.where(masked, torch.full_like(x, mask_token), x)  # Alg 12 L4
-    return token_log_loss(model(x_tilde), x, masked,
-                          _reduction(model))  # Alg 12 L6-7
+    if not rest:
+        return token_log_loss(model(x_tilde), x, masked,
+                              _reduction(model))  # Alg 12 L6-7
+    real = rest[0]
+    return token_log_loss(model(x_tilde, attention_mask=real), x, masked & real,
+                          _reduction(model))
 
 
 def vit_losses(model: nn.Module, batch: Batch) -> torch.Tensor:

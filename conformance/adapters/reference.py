@@ -78,7 +78,8 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                   "mlp_backward", "unembedding_backward", "count_parameters",
                   "d_transformer_backward", "e_transformer_backward", "ed_transformer_backward",
                   "d_transformer_padded", "e_transformer_padded", "ed_transformer_padded",
-                  "d_decode", "ed_decode", "d_training_padded",
+                  "d_decode", "ed_decode", "d_training_padded", "e_training_padded",
+                  "ed_training_padded",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
                   "gated_mlp_backward", "sinusoidal_embedding", "alibi", *ATTENTION_VARIANTS,
                   *VISION, "modern_d_transformer", "modern_d_transformer_cached",
@@ -234,8 +235,7 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                            zip(z, x, strict=True), params, eta)
 
     def e_training(self, x, masked, params, config, eta, mask_token):
-        return self._epoch(lambda x_n, m_n, th, e: training.e_training_step(
-            x_n, m_n, th, config, e, mask_token), zip(x, masked, strict=True), params, eta)
+        return self._e_epoch(x, masked, params, config, eta, mask_token)
 
     def d_training(self, x, params, config, eta):
         return self._epoch(lambda x_n, th, e: training.d_training_step(x_n, th, config, e),
@@ -245,6 +245,23 @@ class ReferenceAdapter(ReferenceVision, Adapter):
         """The spec's definition: each row's step on its real tokens alone."""
         return self._epoch(lambda x_n, th, e: training.d_training_step(x_n, th, config, e),
                            ((x_n[r_n],) for x_n, r_n in zip(x, real, strict=True)), params, eta)
+
+    def e_training_padded(self, x, masked, real, params, config, eta, mask_token):
+        """The spec's definition: each row's step on its real tokens and their masking."""
+        return self._e_epoch([x_n[r_n] for x_n, r_n in zip(x, real, strict=True)],
+                                    [m_n[r_n] for m_n, r_n in zip(masked, real, strict=True)],
+                                    params, config, eta, mask_token)
+
+    def _e_epoch(self, xs, masks, params, config, eta, mask_token):
+        return self._epoch(lambda x_n, m_n, th, e: training.e_training_step(
+            x_n, m_n, th, config, e, mask_token), zip(xs, masks, strict=True), params, eta)
+
+    def ed_training_padded(self, z, x, z_real, x_real, params, config, eta):
+        """The spec's definition: each row's step on the real tokens of its pair."""
+        return self._epoch(lambda z_n, x_n, th, e: training.ed_training_step(z_n, x_n, th,
+                                                                             config, e),
+                           ((z_n[rz], x_n[rx]) for z_n, x_n, rz, rx
+                            in zip(z, x, z_real, x_real, strict=True)), params, eta)
 
     # -- inference: one generator for the whole batch, rows in order ------------------------
     def d_inference(self, prompt, params, config, l_gen, tau, seed):

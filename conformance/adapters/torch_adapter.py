@@ -93,6 +93,7 @@ class TorchAdapter(TorchVision, Adapter):
                   "count_parameters", "d_transformer_backward", "e_transformer_backward",
                   "ed_transformer_backward", "d_transformer_padded", "e_transformer_padded",
                   "ed_transformer_padded", "d_decode", "ed_decode", "d_training_padded",
+                  "e_training_padded", "ed_training_padded",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward",
                   "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
                   *ATTENTION_VARIANTS, *VISION, "modern_d_transformer",
@@ -253,6 +254,18 @@ class TorchAdapter(TorchVision, Adapter):
             return training.e_losses(model, batch, mask_token)
         return self._epoch(config, params, eta, loss_fn,
                            [(_t(x[b:b + 1]), _t(masked[b:b + 1])) for b in range(len(x))])
+
+    def e_training_padded(self, x, masked, real, params, config, eta, mask_token):
+        def loss_fn(model, batch):
+            return training.e_losses(model, batch, mask_token)
+        return self._epoch(config, params, eta, loss_fn,
+                           [(_t(x[b:b + 1]), _t(masked[b:b + 1]), _t(real[b:b + 1]))
+                            for b in range(len(x))])
+
+    def ed_training_padded(self, z, x, z_real, x_real, params, config, eta):
+        return self._epoch(config, params, eta, training.ed_losses,
+                           [tuple(_t(a[b:b + 1]) for a in (z, x, z_real, x_real))
+                            for b in range(len(x))])
 
     # -- inference: Algorithms 14-15 with the KV cache -----------------------------------------
     def d_inference(self, prompt, params, config, l_gen, tau, seed):

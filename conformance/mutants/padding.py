@@ -108,3 +108,64 @@ class LossCountsPadding(TorchAdapter):
             return training.token_log_loss(model(x, attention_mask=real)[:, :-1], x[:, 1:])
         return self._epoch(config, params, eta, loss_fn,
                            [(_t(x[b:b + 1]), _t(real[b:b + 1])) for b in range(len(x))])
+
+
+class MaskedPaddingPredicted(TorchAdapter):
+    """BERT-style masked-LM training whose masking decisions are not restricted to the real
+    tokens (the padding's labels are never set to the ignore index; EleutherAI/gpt-neo#45,
+    SoftMaskedBert#20): masked padding positions are predicted, so the padding tokens enter
+    the loss and its gradients."""
+
+    algorithms = ("e_training", "e_training_padded")
+    only = ("training.padding_invariance",)
+    caught_by = ("training.padding_invariance",)
+
+    def e_training_padded(self, x, masked, real, params, config, eta, mask_token):
+        def loss_fn(model, batch):
+            x, masked, real = batch
+            x_tilde = torch.where(masked, torch.full_like(x, mask_token), x)
+            return training.token_log_loss(model(x_tilde, attention_mask=real), x, masked)
+        return self._epoch(config, params, eta, loss_fn,
+                           [(_t(x[b:b + 1]), _t(masked[b:b + 1]), _t(real[b:b + 1]))
+                            for b in range(len(x))])
+
+
+class MeanOverPaddedMasks(TorchAdapter):
+    """Declares loss_reduction = "mean" and sums the loss over the real masked positions, but
+    divides by every masked position of the padded row, padding included (the count taken
+    from the masking decisions before the padding is removed)."""
+
+    variants = {"loss_reduction": "mean"}
+    algorithms = ("e_training", "e_training_padded")
+    only = ("training.padding_invariance",)
+    caught_by = ("training.padding_invariance",)
+
+    def e_training_padded(self, x, masked, real, params, config, eta, mask_token):
+        def loss_fn(model, batch):
+            x, masked, real = batch
+            x_tilde = torch.where(masked, torch.full_like(x, mask_token), x)
+            total = training.token_log_loss(model(x_tilde, attention_mask=real), x,
+                                            masked & real)
+            return total / masked.sum(dim=1).clamp(min=1)
+        return self._epoch(config, params, eta, loss_fn,
+                           [(_t(x[b:b + 1]), _t(masked[b:b + 1]), _t(real[b:b + 1]))
+                            for b in range(len(x))])
+
+
+class EncoderMaskNotPassedInTraining(TorchAdapter):
+    """Sequence-to-sequence training that passes the target's attention mask but not the
+    source's (``model(input_ids, decoder_attention_mask=...)`` without ``attention_mask``):
+    the encoder and the cross-attention attend to the context's padding."""
+
+    algorithms = ("ed_training", "ed_training_padded")
+    only = ("training.padding_invariance",)
+    caught_by = ("training.padding_invariance",)
+
+    def ed_training_padded(self, z, x, z_real, x_real, params, config, eta):
+        def loss_fn(model, batch):
+            z, x, x_real = batch
+            pairs = x_real[:, :-1] & x_real[:, 1:]
+            return training.token_log_loss(model(z, x, x_real)[:, :-1], x[:, 1:], pairs)
+        return self._epoch(config, params, eta, loss_fn,
+                           [tuple(_t(a[b:b + 1]) for a in (z, x, x_real))
+                            for b in range(len(x))])

@@ -80,27 +80,52 @@ def single_sequence(alg, constrain, dtype):
     return training_cases(constrain, dtype, alg).map(first)
 
 
-@check("training.padding_invariance", ("d_training",),
-       lambda a, c, d: training_cases(c, d, a), requires=("d_training_padded",), dtypes="all",
-       line=r"\\log P", cost=2)
+@check("training.padding_invariance", ("ed_training", "e_training", "d_training"),
+       lambda a, c, d: training_cases(c, d, a), requires=lambda a: (a + "_padded",),
+       dtypes="all", line=r"\\log P", cost=2)
 def padded_training(ctx, case):
-    """One epoch over a right- or left-padded batch is the epoch over the real sequences, one
-    step each, in order: the same summed loss and the same parameters, whatever the padding
-    tokens are."""
+    """One epoch over a right- or left-padded batch (the ED transformer's context too) is the
+    epoch over the real sequences, one step each, in order: the same summed loss and the same
+    parameters, whatever the padding tokens -- and, for Algorithm 12, the masking decisions at
+    padded positions -- are."""
     from conformance.properties.batch import _lengths, pad
 
-    x, config, eta, rng = case["x"], case["config"], case["eta"], case.rng(9)
-    lengths = _lengths(x.shape, rng)
-    loss, theta = 0.0, case["params"]
-    for b, n in enumerate(lengths):  # the epoch on the real sequences alone, row by row
-        step_loss, theta = ctx.adapter.d_training(x[b:b + 1, :n], theta, config, eta)
+    alg, config, rng = ctx.algorithm, case["config"], case.rng(9)
+    keys = ("z", "x") if alg == "ed_training" else ("x",)
+    lengths = {k: _lengths(case[k].shape, rng) for k in keys}
+    data = dict(case.data)
+    if alg == "e_training":  # every real part predicts at least one token
+        masked = data["masked"].copy()
+        for b, n in enumerate(lengths["x"]):
+            masked[b, 0] |= not masked[b, :n].any()
+        data["masked"] = masked
+    rows = keys + (("masked",) if alg == "e_training" else ())
+    loss, theta = 0.0, data["params"]
+    for b in range(len(data["x"])):  # the epoch on the real sequences alone, row by row
+        n = {k: lengths["z" if k == "z" else "x"][b] for k in rows}
+        step_loss, theta = train(ctx.adapter, alg, data | {"params": theta} | {
+            k: data[k][b:b + 1, :n[k]] for k in rows})
         loss += step_loss
-    tol = tolerance(ctx.dtype, "gradient")
     for side in ("right", "left"):
-        xp, real = pad(x, lengths, side, rng, config.N_V)
-        got_loss, got = ctx.adapter.d_training_padded(xp, real, case["params"], config, eta)
+        padded = {k: pad(data[k], lengths[k], side, rng, config.N_V) for k in keys}
+        got_loss, got = _padded_epoch(ctx.adapter, alg, data, padded, rng)
         assert_close(ctx, f"{side}-padded epoch's loss vs the real sequences'", got_loss, loss,
-                     tol)
+                     tolerance(ctx.dtype, "gradient"))
         for name, value in theta.items():
             assert_close(ctx, f"{side}-padded epoch's updated {name} vs the real sequences'",
                          got[name], value, tolerance(ctx.dtype))
+
+
+def _padded_epoch(bound, alg, data, padded, rng):
+    """(loss, params) of ``<alg>_padded`` on the padded batch; Algorithm 12's masking
+    decisions are the rows' at their real positions and random at the padded ones."""
+    (x, real), params, config, eta = padded["x"], data["params"], data["config"], data["eta"]
+    if alg == "d_training":
+        return bound.d_training_padded(x, real, params, config, eta)
+    if alg == "ed_training":
+        z, z_real = padded["z"]
+        return bound.ed_training_padded(z, x, z_real, real, params, config, eta)
+    masked = rng.random(x.shape) < 0.5
+    for b in range(len(x)):
+        masked[b, real[b]] = data["masked"][b, :int(real[b].sum())]
+    return bound.e_training_padded(x, masked, real, params, config, eta, data["mask_token"])
