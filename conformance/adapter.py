@@ -291,11 +291,13 @@ class Adapter:
         """
         raise NotImplementedError
 
-    def ed_decode(self, z: Array, params: Params, config: Any, l_gen: int, bos_token: int
-                  ) -> tuple[Array, Array]:
+    def ed_decode(self, z: Array, params: Params, config: Any, l_gen: int, bos_token: int,
+                  z_real: Array | None = None) -> tuple[Array, Array]:
         """The decode path of Alg 15 at tau -> 0 for exactly l_gen tokens (no stop at eos):
-        z (B, l_z) int. Returns (new tokens after bos_token (B, l_gen) int, log_probs
-        (B, l_gen, N_V): log p of the distribution each token was the argmax of)."""
+        z (B, l_z) int; z_real (B, l_z) bool marks the real tokens of padded contexts (spec:
+        08-ed-transformer.md, "Padded batches"; the suite passes left-padded ones) or None.
+        Returns (new tokens after bos_token (B, l_gen) int, log_probs (B, l_gen, N_V): log p
+        of the distribution each token was the argmax of)."""
         raise NotImplementedError
 
     def ed_inference(self, z: Array, params: Params, config: Any, tau: float, seed: int,

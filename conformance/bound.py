@@ -323,9 +323,11 @@ class Bound:
                             "log_probs")
         return tokens, log_p, out[2]
 
-    def ed_decode(self, z, params, config, l_gen, bos_token):
-        """(new tokens (B, l_gen), log-probabilities (B, l_gen, N_V)), checked."""
-        out = self._call("ed_decode", z, params, config, l_gen, bos_token)
+    def ed_decode(self, z, params, config, l_gen, bos_token, z_real=None):
+        """(new tokens (B, l_gen), log-probabilities (B, l_gen, N_V)), checked; ``z_real`` is
+        passed only when given (padded contexts)."""
+        padded = {} if z_real is None else {"z_real": z_real}
+        out = self._call("ed_decode", z, params, config, l_gen, bos_token, **padded)
         if not isinstance(out, tuple) or len(out) != 2:
             raise AdapterError(f"{self.name}.ed_decode must return (tokens, log_probs), got "
                                f"{describe(out)}")

@@ -104,13 +104,15 @@ def d_inference(model: DTransformer, prompt: torch.Tensor, l_gen: int, tau: floa
 def ed_inference(model: EDTransformer, z: torch.Tensor, tau: float = 1.0,
                  generator: Generator = None, bos_token: int = 0,
                  eos_token: int = 1, l_max_gen: int | None = None, use_cache: bool = True,
-                 greedy: bool = False, sampling: SamplingConfig | None = None
+                 greedy: bool = False, sampling: SamplingConfig | None = None,
+                 context_mask: torch.Tensor | None = None
                  ) -> torch.Tensor | list[torch.Tensor]:
     """Generate a target for the context z until eos_token or l_max_gen tokens (spec: Alg 15).
 
-    z: (l_z,) or (B, l_z). Returns x_hat, starting with bos_token and ending with eos_token
-    if it was sampled (at most 1 + l_max_gen tokens): a 1-D tensor for 1-D z, else a list
-    of B 1-D tensors. l_max_gen defaults to l_max.
+    z: (l_z,) or (B, l_z); ``context_mask`` (B, l_z) bool marks the real tokens of a padded
+    batch of contexts (spec: 08-ed-transformer.md, "Padded batches"). Returns x_hat, starting
+    with bos_token and ending with eos_token if it was sampled (at most 1 + l_max_gen tokens):
+    a 1-D tensor for 1-D z, else a list of B 1-D tensors. l_max_gen defaults to l_max.
     """
     c = model.config
     l_max_gen = c.l_max if l_max_gen is None else l_max_gen
@@ -119,7 +121,8 @@ def ed_inference(model: EDTransformer, z: torch.Tensor, tau: float = 1.0,
     check_token_id("bos_token", bos_token, c.N_V)
     check_token_id("eos_token", eos_token, c.N_V)
     zb = _as_batch("z", z)
-    kv = model.context(model.encode(zb))  # the encoder runs once, Alg 15 L4
+    context_mask = _context_mask(context_mask, zb)
+    kv = model.context(model.encode(zb, context_mask))  # the encoder runs once, Alg 15 L4
     B = zb.shape[0]
     x_hat = torch.full((B, 1 + l_max_gen), bos_token, dtype=torch.long, device=zb.device)
     lengths = torch.ones(B, dtype=torch.long, device=zb.device)
@@ -128,8 +131,8 @@ def ed_inference(model: EDTransformer, z: torch.Tensor, tau: float = 1.0,
     n = 1  # length(x_hat)
     while n <= l_max_gen and not bool(done.all()):  # Alg 15 L3
         x_in = x_hat[:, n - 1:n] if cache is not None else x_hat[:, :n]
-        logits = model.lm_head(model.decode(x_in, kv, cache)[:, -1])  # Alg 15 L4-5
-        y = sample_next(logits, tau, generator, greedy, sampling)  # Alg 15 L6
+        logits = model.lm_head(model.decode(x_in, kv, cache, None, context_mask)[:, -1])
+        y = sample_next(logits, tau, generator, greedy, sampling)  # Alg 15 L4-6
         x_hat[:, n] = y  # Alg 15 L7
         n += 1
         lengths = torch.where(done, lengths, n)
@@ -191,25 +194,33 @@ def decode_steps(model: DTransformer, prompt: torch.Tensor | None, l_gen: int,
     return y, log_p, DecodeState(cache, y[:, -1:].clone())
 
 
+def _context_mask(context_mask: torch.Tensor | None, zb: torch.Tensor) -> torch.Tensor | None:
+    """The real tokens of a padded batch of contexts (checked), or None."""
+    return None if context_mask is None else padding.check_real(context_mask, tuple(zb.shape))
+
+
 @torch.inference_mode()
-def ed_decode_steps(model: EDTransformer, z: torch.Tensor, l_gen: int, bos_token: int = 0
+def ed_decode_steps(model: EDTransformer, z: torch.Tensor, l_gen: int, bos_token: int = 0,
+                    context_mask: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """Greedy Algorithm 15 for exactly l_gen tokens (no stop at eos), exposing every step's
     distribution: z (B, l_z) -> (new tokens (B, l_gen), log p of each step (B, l_gen, N_V)).
+    ``context_mask`` (B, l_z) bool: the real tokens of padded contexts (as in ed_inference).
     The encoder runs once; the decoder's self-attention keys and values are cached."""
     c = model.config
     _check_count("l_gen", l_gen, c.l_max)
     check_token_id("bos_token", bos_token, c.N_V)
     zb = _as_batch("z", z)
-    kv = model.context(model.encode(zb))  # Alg 15 L4: the encoder's output, once
+    context_mask = _context_mask(context_mask, zb)
+    kv = model.context(model.encode(zb, context_mask))  # Alg 15 L4: the encoder's output, once
     B = zb.shape[0]
     cache = model.new_cache(B, l_gen)
     y = torch.empty(B, l_gen, dtype=torch.long, device=zb.device)
     log_p = None
     x_in = torch.full((B, 1), bos_token, dtype=torch.long, device=zb.device)  # Alg 15 L1
     for i in range(l_gen):
-        logits = model.lm_head(model.decode(x_in, kv, cache)[:, -1])  # Alg 15 L4-5
-        if log_p is None:
+        logits = model.lm_head(model.decode(x_in, kv, cache, None, context_mask)[:, -1])
+        if log_p is None:  # Alg 15 L4-5 above
             log_p = logits.new_empty(B, l_gen, logits.shape[-1])
         log_p[:, i] = torch.log_softmax(logits, dim=-1)
         y[:, i] = logits.argmax(dim=-1)  # Alg 15 L6 at tau -> 0

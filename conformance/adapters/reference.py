@@ -284,10 +284,12 @@ class ReferenceAdapter(ReferenceVision, Adapter):
             seqs = [np.append(s, y) for s, y in zip(seqs, tokens[-1], strict=True)]
         return np.stack(tokens, axis=1), np.stack(log_p, axis=1), seqs
 
-    def ed_decode(self, z, params, config, l_gen, bos_token):
-        """Greedy Algorithm 15 by full recomputation, l_gen tokens after bos_token."""
+    def ed_decode(self, z, params, config, l_gen, bos_token, z_real=None):
+        """Greedy Algorithm 15 by full recomputation, l_gen tokens after bos_token; a padded
+        context is its real tokens alone."""
         tokens, log_p = [], []
-        for z_b in z:
+        keep = np.ones(z.shape, bool) if z_real is None else z_real
+        for z_b in (row[k] for row, k in zip(z, keep, strict=True)):
             x_hat, rows = [int(bos_token)], []
             for _ in range(l_gen):
                 p = architectures.ed_transformer(z_b, x_hat, params, config)[:, -1]

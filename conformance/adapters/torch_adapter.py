@@ -284,9 +284,9 @@ class TorchAdapter(TorchVision, Adapter):
             y, log_p, st = decode_steps(model, None, l_gen, state=previous)
         return _np(y), _np(log_p), (model, st)
 
-    def ed_decode(self, z, params, config, l_gen, bos_token):
+    def ed_decode(self, z, params, config, l_gen, bos_token, z_real=None):
         model = MODEL_CLASSES[type(config)].from_canonical(config, params)
-        y, log_p = ed_decode_steps(model, _t(z), l_gen, bos_token)
+        y, log_p = ed_decode_steps(model, _t(z), l_gen, bos_token, _t(z_real))
         return _np(y), _np(log_p)
 
     def ed_inference(self, z, params, config, tau, seed, bos_token, eos_token, l_max_gen):

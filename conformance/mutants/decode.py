@@ -136,12 +136,37 @@ class EDCacheInHalfPrecision(TorchAdapter):
     only = ("kv_cache.equivalence",)
     caught_by = ("kv_cache.equivalence",)
 
-    def ed_decode(self, z, params, config, l_gen, bos_token):
+    def ed_decode(self, z, params, config, l_gen, bos_token, z_real=None):
         def new_cache(model, B, capacity=None):
             c, w = model.config, model.lm_head.weight
             return RoundingCache(c.L_dec, B, c.H, capacity or c.l_max, c.d_e // c.H, w.dtype,
                                  w.device)
         model_class = type("MutatedEDTransformer", (EDTransformer,), {"new_cache": new_cache})
         y, log_p = ed_decode_steps(model_class.from_canonical(config, params), _t(z), l_gen,
-                                   bos_token)
+                                   bos_token, _t(z_real))
         return _np(y), _np(log_p)
+
+
+class DecodeStepsForgetContextMask(TorchAdapter):
+    """Greedy seq2seq decoding that encodes the padded contexts with their mask but calls
+    the decoder without it (the encoder-attention mask is not passed to the step: a home-made
+    generate loop, cf. the ``encoder_attention_mask`` every step must forward): from the first
+    step on, the cross-attention attends to the context's padding."""
+
+    algorithms = ("ed_inference", "ed_decode")
+    only = ("kv_cache.left_padding",)
+    caught_by = ("kv_cache.left_padding",)
+
+    @torch.inference_mode()
+    def ed_decode(self, z, params, config, l_gen, bos_token, z_real=None):
+        model = EDTransformer.from_canonical(config, params)
+        zb = _t(z)
+        kv = model.context(model.encode(zb, _t(z_real)))
+        cache, x_in, ys, log_p = model.new_cache(len(z), l_gen), None, [], []
+        x_in = torch.full((len(z), 1), bos_token, dtype=torch.long)
+        for _ in range(l_gen):
+            logits = model.lm_head(model.decode(x_in, kv, cache)[:, -1])  # no context mask
+            log_p.append(torch.log_softmax(logits, dim=-1))
+            x_in = logits.argmax(dim=-1, keepdim=True)
+            ys.append(x_in)
+        return _np(torch.cat(ys, dim=1)), _np(torch.stack(log_p, dim=1))

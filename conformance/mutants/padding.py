@@ -8,6 +8,7 @@ import torch
 
 from conformance.adapters.torch_adapter import TorchAdapter, _np, _t
 from torch_impl import padding, training
+from torch_impl.inference import ed_decode_steps
 from torch_impl.models import MODEL_CLASSES
 
 
@@ -169,3 +170,18 @@ class EncoderMaskNotPassedInTraining(TorchAdapter):
         return self._epoch(config, params, eta, loss_fn,
                            [tuple(_t(a[b:b + 1]) for a in (z, x, x_real))
                             for b in range(len(x))])
+
+
+class ContextPositionsNotShifted(PositionsNotShifted):
+    """Seq2seq generation from left-padded contexts whose encoder numbers the positions
+    0..l_z-1 whatever the padding (the decoder's positions are right): a short context's
+    tokens sit at the positions after its padding."""
+
+    algorithms = ("ed_inference", "ed_decode")
+    only = ("kv_cache.left_padding",)
+    caught_by = ("kv_cache.left_padding",)
+
+    def ed_decode(self, z, params, config, l_gen, bos_token, z_real=None):
+        y, log_p = ed_decode_steps(self._model(config, params), _t(z), l_gen, bos_token,
+                                   _t(z_real))
+        return _np(y), _np(log_p)

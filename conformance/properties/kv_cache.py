@@ -195,3 +195,36 @@ def left_padding(ctx, case):
         alone = decode(ctx, case, prompt=prompt[b:b + 1, l - lengths[b]:])[:2]
         compare_decodes(ctx, f"left-padded row {b} ({lengths[b]} real tokens of {l}) vs the "
                              "prompt alone", (y[b:b + 1], lp[b:b + 1]), alone)
+
+
+def ed_decode_cases(alg, constrain, dtype):
+    """Greedy ED-inference cases (short and long contexts) for the padded-context law."""
+    return inference_cases(constrain, dtype, "ed_inference", taus=(GREEDY_TAU,))
+
+
+ED_PADDED_STEPS = 6  # decode steps compared: every one reads the padded context
+
+
+@check("kv_cache.left_padding", ("ed_inference",), ed_decode_cases, requires=("ed_decode",),
+       dtypes="all", line=r"while")
+def left_padded_contexts(ctx, case):
+    """A batch of left-padded contexts decodes, row by row, like each context alone: every
+    step's distribution and greedy token of the padded batch (``ed_decode`` with ``z_real``)
+    equal those of the row's real context tokens."""
+    z, config, rng = case["z"], case["config"], case.rng(6)
+    B, l_z = z.shape
+    extra = int(rng.integers(min(1, config.l_max - l_z), config.l_max - l_z + 1))
+    lengths = rng.integers(1, l_z + 1, B)
+    if extra == 0:  # no room to widen the batch: some row loses tokens to padding instead
+        lengths[rng.integers(B)] = rng.integers(1, l_z)
+    width = l_z + extra
+    real = np.arange(width)[None, :] >= (width - lengths)[:, None]
+    padded = rng.integers(0, config.N_V, (B, width))
+    for b, n in enumerate(lengths):
+        padded[b, width - n:] = z[b, :n]
+    l_gen, bos, params = min(ED_PADDED_STEPS, case["l_max_gen"]), case["bos_token"], case["params"]
+    y, lp = ctx.adapter.ed_decode(padded, params, config, l_gen, bos, z_real=real)
+    for b, n in enumerate(lengths):
+        alone = ctx.adapter.ed_decode(z[b:b + 1, :n], params, config, l_gen, bos)
+        compare_decodes(ctx, f"left-padded context row {b} ({n} real tokens of {width}) vs "
+                             "the context alone", (y[b:b + 1], lp[b:b + 1]), alone)

@@ -1,6 +1,7 @@
-"""Padded batches in training (spec: 11-13, "Padded batches"; property
-training.padding_invariance): the bundled implementations train a padded batch as its real
-sequences for all three training algorithms, and torch_impl's padded losses ignore padding."""
+"""Padded batches in training and in seq2seq decoding (spec: 11-13 and 15, "Padded batches";
+properties training.padding_invariance, kv_cache.left_padding): the bundled implementations
+train a padded batch as its real sequences for all three training algorithms and decode
+left-padded contexts like unpadded ones; torch_impl's padded losses ignore padding."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from conformance.runner import run
 from formal_transformers.canonical import random_parameters
 from formal_transformers.hyperparameters import EDTransformerConfig, ETransformerConfig
 from torch_impl import training
+from torch_impl.inference import ed_decode_steps
 from torch_impl.models import EDTransformer, ETransformer
 
 
@@ -48,3 +50,23 @@ def test_padded_seq2seq_loss_ignores_the_padding_of_both_sides():
     padded = training.ed_losses(model, (z, x, z_real, x_real))
     alone = training.ed_losses(model, (z[:, 2:], x[:, :3]))
     torch.testing.assert_close(padded, alone)
+
+
+@pytest.mark.parametrize("adapter", [TorchAdapter, ReferenceAdapter], ids=lambda c: c.__name__)
+def test_the_bundled_implementations_decode_left_padded_contexts_like_unpadded_ones(adapter):
+    results = run(adapter(), "quick", 0, only=["kv_cache.left_padding"], shrink=False)
+    assert {r.algorithm for r in results if r.status == "passed"} == {"d_inference",
+                                                                       "ed_inference"}
+    assert all(r.status == "passed" for r in results), [(r.algorithm, r.reason) for r in results]
+
+
+def test_seq2seq_decode_steps_mask_the_padded_context_in_every_step():
+    config = EDTransformerConfig(N_V=7, l_max=8, d_e=4, d_mlp=3, L_enc=1, L_dec=2, H=2)
+    model = EDTransformer.from_canonical(
+        config, random_parameters(config, np.random.default_rng(2))).double()
+    z = torch.tensor([[6, 6, 6, 2, 4, 1], [3, 5, 2, 4, 1, 0]])
+    real = torch.tensor([[False, False, False, True, True, True], [True] * 6])
+    y, log_p = ed_decode_steps(model, z, 5, bos_token=0, context_mask=real)
+    y_alone, log_p_alone = ed_decode_steps(model, z[:1, 3:], 5, bos_token=0)
+    torch.testing.assert_close(log_p[:1], log_p_alone)
+    assert torch.equal(y[:1], y_alone)
