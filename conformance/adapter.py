@@ -103,8 +103,13 @@ class Adapter:
         """Map drawn sizes onto ones this implementation supports (default: all supported).
 
         ``sizes`` holds the hyperparameters a test drew for ``algorithm`` (e.g. ``d_x``,
-        ``d_attn``, ``H`` for mhattention; for architectures the config fields). Return a dict
-        with the same keys. Example: torch.nn.MultiheadAttention needs d_x = d_out = H * d_attn.
+        ``d_attn``, ``H`` for mhattention, with ``bias`` for the primitives of
+        BIAS_PRIMITIVES; for architectures the config fields with the batch size ``B`` and the
+        lengths: ``l`` (and ``l_z``) for forward and training cases; for inference cases,
+        still under the architecture's name, ``B`` with the prompt length ``l`` and ``l_gen``
+        (Algorithm 14) or the context length ``l_z`` (Algorithm 15)). Return a dict with the
+        same keys; an implementation of static shape fixes them here. Example:
+        torch.nn.MultiheadAttention needs d_x = d_out = H * d_attn.
         """
         return sizes
 

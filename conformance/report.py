@@ -106,6 +106,13 @@ def uncovered_summary(results: Sequence[Result]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def note_lines(results: Sequence[Result]) -> list[str]:
+    """One line per note a check made (``Result.notes``: a skipped sub-case and its reason,
+    a statistic of the run), named by its cell."""
+    return [f"{r.algorithm} / {r.property} ({r.dtype or '-'}): {note}"
+            for r in sorted_results(results) for note in r.notes]
+
+
 def uncovered_lines(results: Sequence[Result]) -> list[str]:
     """One line per algorithm with not-covered checks."""
     return [f"{alg}: {e['checks']} check{'s' * (e['checks'] != 1)} not covered "

@@ -68,6 +68,7 @@ class Result:
     shrunk_error: float | None = None  # error of the reported (shrunk) example
     shrunk_ratio: float | None = None
     largest_example: str = ""  # the example with the largest error, when not the shrunk one
+    notes: list[str] = field(default_factory=list)  # what the check noted (distinct_notes)
     case: Any = field(default=None, repr=False, compare=False)  # the shrunk example itself
 
     def to_json(self) -> dict[str, Any]:
@@ -75,8 +76,23 @@ class Result:
         for key in ("max_error", "max_ratio", "shrunk_error", "shrunk_ratio"):
             if out[key] is not None and not np.isfinite(out[key]):
                 out[key] = str(out[key])
-        return {k: v for k, v in out.items() if v not in ("", None) or k in
+        return {k: v for k, v in out.items() if v not in ("", None, []) or k in
                 ("algorithm", "property", "status", "examples", "max_error")}
+
+
+MAX_NOTES = 5
+
+
+def distinct_notes(notes: Iterable[str], limit: int = MAX_NOTES) -> list[str]:
+    """The notes a check made over its examples (Context.notes: a skipped sub-case and why,
+    a statistic), each once, in order; past ``limit`` one line says how many more."""
+    seen: list[str] = []
+    for note in notes:
+        if note not in seen:
+            seen.append(note)
+    if len(seen) <= limit:
+        return seen
+    return seen[:limit] + [f"... and {len(seen) - limit} more notes"]
 
 
 def select(checks: Iterable[Check], only: Iterable[str] | None) -> list[Check]:
@@ -178,7 +194,8 @@ def run_check(check: Check, bound: Bound, dtype: str | None, profile: Profile, s
     phases = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if shrink else [])
     test = given(check.strategy(check.algorithm, bound.constrain, as_dtype(dtype)))(body)
     for case in check.pinned(check.algorithm, as_dtype(dtype)):
-        if _declared_like(case, bound):  # a pinned config has the spec's default variants
+        # a pinned config has the spec's default variants and sizes constrain did not see
+        if _declared_like(case, bound) and _fits(case, bound):
             test = example(case)(test)
     test = settings(max_examples=max(1, profile.max_examples // check.cost), deadline=None,
                     database=None, phases=phases, verbosity=Verbosity.quiet,
@@ -204,6 +221,7 @@ def run_check(check: Check, bound: Bound, dtype: str | None, profile: Profile, s
     result.seconds = time.perf_counter() - start
     result.examples, result.max_error = state["examples"], ctx.max_error
     result.max_ratio, result.measure = ctx.max_ratio, ctx.measure or ""
+    result.notes = distinct_notes(ctx.notes)
     if result.status in FAILING:
         result.shrunk_error, result.shrunk_ratio = ctx.example_error, ctx.example_ratio
         largest = state["largest"][1]
@@ -260,6 +278,23 @@ def _declared_like(case: Any, bound: Bound) -> bool:
     """The case's config (if any) has the variants the adapter declares."""
     config = getattr(case, "data", {}).get("config")
     return config is None or all(getattr(config, k, v) == v for k, v in bound.variants.items())
+
+
+def _fits(case: Any, bound: Bound) -> bool:
+    """A pinned case with an architecture config is one the adapter's ``constrain`` keeps as
+    it is (config fields, batch size and lengths): a fixed-shape implementation is never
+    handed a pinned shape it did not agree to."""
+    from conformance.strategies import CONFIG_CLASSES
+
+    config = getattr(case, "data", {}).get("config")
+    arch = next((a for a, cls in CONFIG_CLASSES.items() if type(config) is cls), None)
+    if arch is None:
+        return True
+    sizes = {f.name: getattr(config, f.name) for f in fields(config)} | dict(case.sizes)
+    try:
+        return bound.constrain(arch, dict(sizes)) == sizes
+    except AdapterError:  # a constrain that rejects these sizes: the drawn cases will say so
+        return False
 
 
 def _failure(result: Result, status: str, exc: BaseException, case: Any, prefix: str = ""

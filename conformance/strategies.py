@@ -375,30 +375,45 @@ def inference_cases(draw, constrain: Constrain, dtype: Any, arch: str, taus=(1.0
                     scale: float | None = None, fixed: Mapping[str, Any] | None = None) -> Case:
     """A D or ED transformer with parameters, a prompt (B, l) or context z (B, l_z), a
     temperature and a sampling seed (spec: Algorithms 14-15). ``fixed``: config fields to
-    impose (e.g. a wide N_V)."""
+    impose (e.g. a wide N_V). ``constrain`` sees the config fields with the batch size B and
+    the prompt length l and l_gen (ED: the context length l_z), so that a fixed-shape
+    implementation can fix them too."""
     base = "d_transformer" if arch == "d_inference" else "ed_transformer"
     # Long regimes (see architecture_cases): a long generation from a prompt of any length,
     # or a prompt (a context) of >= LONG[0] - 1 tokens, so that even a check that samples a
     # single new token runs on >= LONG[0] tokens.
     regime = draw(st.sampled_from(["short", "long generation", "long prompt"]))
-    config = draw(configs(constrain, base, l_max=(4, 7) if regime == "short"
-                          else (LONG[0] + 2, LONG[1] + 2), fixed=fixed))
-    low = min(LONG[0] - 1, config.l_max - 2) if regime == "long prompt" else 1
+    config, sizes = draw(config_fields(
+        constrain, base, (4, 7) if regime == "short" else (LONG[0] + 2, LONG[1] + 2), fixed,
+        lambda draw, fields: _inference_shapes(draw, base, fields, regime == "long prompt")))
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     params = model_parameters(config, rng, scale or draw(SCALES), dtype)
     data: dict[str, Any] = {"config": config, "params": params, "tau": draw(st.sampled_from(taus)),
                             "sample_seed": draw(st.integers(0, 2**31 - 1))}
-    B = draw(st.integers(1, 2))
+    B = sizes["B"]
     if base == "d_transformer":
-        l = draw(st.integers(low, config.l_max - 2))
+        l = min(sizes["l"], config.l_max - 1)
         data["prompt"] = rng.integers(0, config.N_V, (B, l))
-        data["l_gen"] = draw(st.integers(2, config.l_max - l))
+        data["l_gen"] = max(1, min(sizes["l_gen"], config.l_max - l))
     else:
-        data["z"] = rng.integers(0, config.N_V, (B, draw(st.integers(low, config.l_max))))
+        data["z"] = rng.integers(0, config.N_V, (B, sizes["l_z"]))
         data["bos_token"], data["eos_token"] = 0, config.N_V - 1
         data["l_max_gen"] = config.l_max - 1
-    return Case(arch, {"B": B}, seed, data)
+    return Case(arch, sizes, seed, data)
+
+
+def _inference_shapes(draw, base: str, fields: Mapping[str, Any], long_prompt: bool
+                      ) -> dict[str, int]:
+    """B and the prompt length l with l_gen (D) or the context length l_z (ED) of an
+    inference case, drawn for the config fields before ``constrain`` sees them."""
+    top = fields["l_max"]
+    low = min(LONG[0] - 1, top - 2) if long_prompt else 1
+    B = draw(st.integers(1, 2))
+    if base != "d_transformer":
+        return {"B": B, "l_z": draw(st.integers(low, top))}
+    l = draw(st.integers(low, top - 2))
+    return {"B": B, "l": l, "l_gen": draw(st.integers(2, top - l))}
 
 
 def cases_for(alg: str, constrain: Constrain, dtype: Any, **options: Any):

@@ -113,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
     render.table(f"formal-transformers verify: {label}", report.COLUMNS,
                  report.table_rows(results, args.show_uncovered),
                  keep_whole=("algorithm", "property", "dtype"))
+    for line in report.note_lines(results):
+        out.print(f"note: {line}", markup=False, highlight=False)
     if not args.show_uncovered:
         for line in report.uncovered_lines(results):
             out.print(f"not covered: {line}", markup=False, highlight=False)

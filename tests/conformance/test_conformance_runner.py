@@ -3,11 +3,15 @@ selection, reproducibility, and failure reports that explain themselves."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from conformance.adapters.reference import ReferenceAdapter
+from conformance.adapters.torch_adapter import TorchAdapter
 from conformance.assertions import PropertyViolation, Tolerance, assert_close, assert_exact
+from conformance.bound import Bound
 from conformance.mutants.attention import MissingScale
 from conformance.properties.sampling import chi_square, chi_square_sf, tempered
 from conformance.registry import all_checks
@@ -83,3 +87,57 @@ def test_chi_square_accepts_the_right_law_and_rejects_a_wrong_one():
     assert chi_square(counts, q)[2] > 1e-3
     wrong = np.bincount(rng.choice(4, 2000, p=tempered(q, 2.0)), minlength=4)
     assert chi_square(wrong, q)[2] < 1e-6
+
+
+def test_the_notes_of_a_check_reach_the_result_the_table_lines_and_the_json():
+    from hypothesis import strategies as st
+
+    from conformance import report
+    from conformance.registry import Check, Profile
+    from conformance.runner import run_check
+
+    def fn(ctx, case):
+        ctx.notes.append("sub-case skipped: d_z = 1")
+        ctx.notes.append(f"example {case}")
+        ctx.observe(0.0)
+
+    check = Check("structure.distribution", "unembedding", fn,
+                  lambda a, c, d: st.integers(0, 9))
+    result = run_check(check, Bound(TorchAdapter()), "float64", Profile("t", 20, 10), 0,
+                       False, None)
+    assert result.status == "passed"
+    assert result.notes[0] == "sub-case skipped: d_z = 1"  # each note once, in order
+    assert len(result.notes) <= 6 and result.notes.count("sub-case skipped: d_z = 1") == 1
+    assert result.to_json()["notes"] == result.notes
+    lines = report.note_lines([result])
+    assert lines[0] == "unembedding / structure.distribution (float64): sub-case skipped: d_z = 1"
+    assert "notes" not in dataclasses.replace(result, notes=[]).to_json()
+
+
+def test_a_fixed_shape_decoder_fixes_batch_and_prompt_length_in_constrain():
+    """constrain sees B, the prompt length l and l_gen of inference cases (the context length
+    l_z for Algorithm 15) beside the config fields, and the cases follow what it returns."""
+    class FixedShape(TorchAdapter):
+        algorithms = ("d_inference", "d_decode", "ed_inference", "ed_decode")
+        prompts: list = []
+
+        def constrain(self, algorithm, sizes):
+            inference = "l_gen" in sizes or ("l_z" in sizes and "l" not in sizes)  # D or ED
+            fixed = {"B": 2, "l": 3, "l_gen": 2, "l_z": 4, "l_max": 6} if inference else {}
+            return sizes | {k: v for k, v in fixed.items() if k in sizes}
+
+        def d_inference(self, prompt, params, config, l_gen, tau, seed):
+            type(self).prompts.append(prompt.shape)
+            return super().d_inference(prompt, params, config, l_gen, tau, seed)
+
+        def ed_decode(self, z, params, config, l_gen, bos_token, z_real=None):
+            if z_real is None:
+                type(self).prompts.append(z.shape)
+            return super().ed_decode(z, params, config, l_gen, bos_token, z_real)
+
+    results = run(FixedShape(), "quick", 0, only=["kv_cache.equivalence"], shrink=False)
+    assert all(r.status == "passed" for r in results if r.status != "not covered"), [
+        (r.algorithm, r.reason) for r in results]
+    assert {r.algorithm for r in results if r.status == "passed"} == {"d_inference",
+                                                                       "ed_inference"}
+    assert set(FixedShape.prompts) == {(2, 3), (2, 4)}
