@@ -287,11 +287,13 @@ def _is_torch_module(obj: Any) -> bool:
 # -- the adapter and the call -----------------------------------------------------------------
 def make_adapter(functions: Mapping[str, Callable], *, name: str, arrays: str = "numpy",
                  dtypes: Sequence[str] | None = None, sizes: Mapping[str, Any] | None = None,
-                 constrain: Callable | None = None) -> Adapter:
+                 constrain: Callable | None = None,
+                 variants: Mapping[str, Any] | None = None) -> Adapter:
     """An adapter object whose methods are ``functions`` behind the array conversion.
 
     ``sizes`` fixes drawn sizes/conventions (e.g. ``{"d_x": 8}``) wherever an algorithm draws
-    them; ``constrain(algorithm, sizes)`` is the protocol's hook for anything subtler.
+    them; ``constrain(algorithm, sizes)`` is the protocol's hook for anything subtler;
+    ``variants`` are the declared variants (conformance/adapter.py, e.g. ``{"bias": False}``).
     """
     if arrays not in ARRAYS:
         raise AdapterError(f"arrays must be one of {ARRAYS}, got {arrays!r}")
@@ -300,6 +302,9 @@ def make_adapter(functions: Mapping[str, Callable], *, name: str, arrays: str = 
         raise AdapterError(f"unknown algorithm id(s) {unknown}; known: "
                            f"{', '.join(ALGORITHMS + EXTRAS)}")
     fixed = dict(sizes or {})
+    from conformance.adapter import _check_variants
+
+    _check_variants(f"check({name})", variants)
 
     def constrain_method(self, algorithm, drawn):
         drawn = {k: fixed.get(k, v) for k, v in drawn.items()}
@@ -307,7 +312,7 @@ def make_adapter(functions: Mapping[str, Callable], *, name: str, arrays: str = 
 
     body: dict[str, Any] = {"name": name, "algorithms": tuple(functions),
                             "dtypes": tuple(dtypes or _default_dtypes(arrays)),
-                            "constrain": constrain_method}
+                            "constrain": constrain_method, "variants": dict(variants or {})}
     body |= {alg: _boundary(fn, arrays) for alg, fn in functions.items()}
     return type("OneCallAdapter", (Adapter,), body)()
 
@@ -315,7 +320,8 @@ def make_adapter(functions: Mapping[str, Callable], *, name: str, arrays: str = 
 def adapter_for(target: Any, algorithm: str | Iterable[str] | None = None, *,
                 arrays: str | None = None, mapping: Any = None, call: Callable | None = None,
                 dtypes: Sequence[str] | None = None, sizes: Mapping[str, Any] | None = None,
-                constrain: Callable | None = None, name: str | None = None) -> Adapter:
+                constrain: Callable | None = None, name: str | None = None,
+                variants: Mapping[str, Any] | None = None) -> Adapter:
     """The adapter object ``check`` synthesises for ``target`` (arguments as for ``check``)."""
     if isinstance(mapping, (str, os.PathLike)):
         return _mapped(target, algorithm, mapping)
@@ -341,7 +347,7 @@ def adapter_for(target: Any, algorithm: str | Iterable[str] | None = None, *,
         arrays = arrays or "torch"
     label = name or getattr(target, "__name__", type(target).__name__)
     return make_adapter(functions, name=label, arrays=arrays or "numpy", dtypes=dtypes,
-                        sizes=fixed, constrain=constrain)
+                        sizes=fixed, constrain=constrain, variants=variants)
 
 
 def _mapped(target: Any, algorithm: str | Iterable[str] | None, mapping: str | os.PathLike
@@ -376,7 +382,7 @@ def check(target: Any, algorithm: str | Iterable[str] | None = None, *,
           dtypes: Sequence[str] | None = None, sizes: Mapping[str, Any] | None = None,
           constrain: Callable | None = None, profile: str = "quick", seed: int = 0,
           only: Iterable[str] | None = None, shrink: bool = True, name: str | None = None,
-          raise_on_failure: bool = False) -> Report:
+          raise_on_failure: bool = False, variants: Mapping[str, Any] | None = None) -> Report:
     """Run the properties of ``algorithm`` on ``target`` and return a Report.
 
     ``target``: a function with the protocol method's signature (conformance/adapter.py), a
@@ -388,10 +394,12 @@ def check(target: Any, algorithm: str | Iterable[str] | None = None, *,
     ``sizes`` fixes drawn sizes (a module's are read from its parameters where the mapping
     allows). ``only`` narrows to property ids or families (``["mask"]``); ``profile`` is the
     runner's (quick / ci / thorough). With ``raise_on_failure`` a failure raises
-    ConformanceFailure.
+    ConformanceFailure. ``variants`` declares the variants the target implements (e.g.
+    ``{"bias": False}`` for a bias-free attention, layer norm or MLP).
     """
     adapter = adapter_for(target, algorithm, arrays=arrays, mapping=mapping, call=call,
-                          dtypes=dtypes, sizes=sizes, constrain=constrain, name=name)
+                          dtypes=dtypes, sizes=sizes, constrain=constrain, name=name,
+                          variants=variants)
     declared = adapter.algorithms
     selected = list(only) if only else list(declared)
     results = [r for r in run(adapter, profile, seed, selected, shrink=shrink)

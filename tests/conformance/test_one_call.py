@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from conformance import ConformanceFailure, Report, check
+from formal_transformers.errors import AdapterError
 
 
 def numpy_attention(X, Z, params, mask=None, axis=-1):
@@ -156,3 +157,20 @@ def test_torch_multihead_attention_through_a_fused_mapping():
                    sizes={"H": H, "d_attn": E // H, "d_mid": E // H, "d_x": E, "d_z": E},
                    only=["reference", "mask"])
     assert report.passed, str(report)
+
+
+def bias_free_attention(X, Z, params, mask=None):
+    """Llama-style attention: projections without bias (Alg 4 under bias = False)."""
+    zero = {k: np.zeros(params[w].shape[0]) for k, w in (("b_q", "W_q"), ("b_k", "W_k"),
+                                                          ("b_v", "W_v"))}
+    return numpy_attention(X, Z, {k: v for k, v in params.items() if k.startswith("W_")}
+                           | zero, mask).astype(X.dtype)
+
+
+def test_a_bias_free_function_passes_when_it_declares_the_variant():
+    report = check(bias_free_attention, "attention", variants={"bias": False}, shrink=False)
+    assert report.passed and report.checked >= 8, str(report)
+    undeclared = check(bias_free_attention, "attention", shrink=False)
+    assert "reference.forward_agreement" in {r.property for r in undeclared.failures()}
+    with pytest.raises(AdapterError, match="'bias' must be True or False"):
+        check(bias_free_attention, "attention", variants={"bias": "no"})
