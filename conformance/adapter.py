@@ -19,7 +19,9 @@ An adapter is a small class. It declares
   ``bias`` applies to the primitives of ``BIAS_PRIMITIVES`` too (basic attention, attention,
   multi-head attention, layer norm, MLP: their cases then have no ``b_*`` / ``beta`` and
   ``constrain`` sees ``bias`` among the sizes; spec/algorithms/03-06 and 16, "Declared
-  variant: bias"); the other primitives' checks draw the paper's parameters;
+  variant: bias"), and ``padding_idx`` to the token embedding (``PADDING_PRIMITIVES``: its
+  cases have W_e[:, padding_idx] = 0 and expect no gradient there; spec/algorithms/01); the
+  other primitives' checks draw the paper's parameters;
 
 and implements one method per declared name, with the signatures documented on ``Adapter``.
 Everything undeclared is reported as *not covered* -- never as passed.
@@ -83,8 +85,10 @@ EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward"
           "e_transformer_padded", "ed_transformer_padded", "d_decode", "ed_decode",
           "d_training_padded", "modern_d_transformer_cached", "e_training_padded",
           "ed_training_padded")
-# Primitives whose cases follow the declared variant ``bias`` (Algorithm 7 has no bias).
+# Primitives whose cases follow the declared variant ``bias`` (Algorithm 7 has no bias), and
+# those that follow ``padding_idx`` (the token embedding, Algorithms 1 and 17).
 BIAS_PRIMITIVES = ("basic_attention", "attention", "mhattention", "layer_norm", "mlp")
+PADDING_PRIMITIVES = ("token_embedding",)
 SUPPORTED_DTYPES = ("float16", "bfloat16", "float32", "float64")  # bfloat16: ml_dtypes' type
 
 

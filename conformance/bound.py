@@ -13,13 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from conformance.adapter import BIAS_PRIMITIVES, EXTRAS, declared_variants
+from conformance.adapter import BIAS_PRIMITIVES, EXTRAS, PADDING_PRIMITIVES, declared_variants
 from conformance.assertions import as_dtype
 from formal_transformers.errors import AdapterError
 
 Shape = tuple[int, ...]
-# configs' fields, and the primitives whose sizes carry ``bias``
-VARIANT_ALGORITHMS = ("d_transformer", "e_transformer", "ed_transformer", *BIAS_PRIMITIVES)
+# configs' fields, and the primitives whose sizes carry ``bias`` or ``padding_idx``
+VARIANT_ALGORITHMS = ("d_transformer", "e_transformer", "ed_transformer", *BIAS_PRIMITIVES,
+                      *PADDING_PRIMITIVES)
 
 
 def describe(value: Any) -> str:

@@ -230,17 +230,34 @@ def mlp_cases(draw, constrain: Constrain, dtype: Any) -> Case:
 
 @st.composite
 def embedding_cases(draw, constrain: Constrain, dtype: Any, which: str) -> Case:
-    """Token ids x (B, l) with W_e (d_e, N_V), or a length l with W_p (d_e, l_max)."""
+    """Token ids x (B, l) with W_e (d_e, N_V), or a length l with W_p (d_e, l_max). The
+    token embedding's sizes carry the declared variant ``padding_idx`` p: then W_e[:, p] = 0
+    and x[0, 0] = p (data ``padding_idx``; spec: Algorithm 1, "Declared variant")."""
     alg = "token_embedding" if which == "token" else "positional_embedding"
-    sizes = constrain(alg, _draw_sizes(draw, {"B": (1, 3), "l": (1, 5), "d_e": (1, 5),
-                                              "N_V": (1, 7), "l_max": (5, 7)}, {}))
+    drawn = _draw_sizes(draw, {"B": (1, 3), "l": (1, 5), "d_e": (1, 5), "N_V": (1, 7),
+                               "l_max": (5, 7)}, {})
+    sizes = constrain(alg, drawn | {"padding_idx": VARIANTS["padding_idx"]}
+                      if which == "token" else drawn)
+    p = sizes.get("padding_idx")
+    if p is not None:  # the padding id must be a token of the vocabulary
+        sizes["N_V"] = max(sizes["N_V"], p + 1)
     seed = draw(SEEDS)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, sizes["N_V"], (sizes["B"], sizes["l"]))
     W = "W_e" if which == "token" else "W_p"
     cols = sizes["N_V"] if which == "token" else sizes["l_max"]
     params = {W: rng.standard_normal((sizes["d_e"], cols)).astype(dtype)}
-    return Case(alg, sizes, seed, {"x": x, "l": sizes["l"], "params": params})
+    data = {"x": x, "l": sizes["l"], "params": params}
+    if p is not None:
+        params["W_e"][:, p], x[0, 0], data["padding_idx"] = 0, p, p
+    return Case(alg, sizes, seed, data)
+
+
+def padding_index(data: Mapping[str, Any]) -> int | None:
+    """The declared padding_idx of a case: its config's, or a token embedding case's."""
+    config = data.get("config")
+    return getattr(config, "padding_idx", None) if config is not None else data.get(
+        "padding_idx")
 
 
 @st.composite

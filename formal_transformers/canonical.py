@@ -292,6 +292,15 @@ def zero_padding_column(config: Config, params: dict[str, np.ndarray]) -> dict[s
     return params
 
 
+def no_padding_gradient(grads: dict[str, np.ndarray], padding_idx: int | None
+                        ) -> dict[str, np.ndarray]:
+    """The token embedding's gradients under the variant ``padding_idx`` p: the lookup sends
+    none to W_e[:, p] (spec: Algorithm 17 with Algorithm 1's "Declared variant"); in place."""
+    if padding_idx is not None:
+        grads["W_e"][:, padding_idx] = 0
+    return grads
+
+
 def random_parameters(config: Config, rng: np.random.Generator, scale: float = 0.7
                       ) -> dict[str, np.ndarray]:
     """Every canonical entry drawn N(0, scale^2), layer-norm gammas around 1: parameters with

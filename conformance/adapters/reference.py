@@ -18,6 +18,7 @@ from conformance.adapters.vision import VISION, ReferenceVision
 from formal_transformers.canonical import (
     fold_gradients,
     full_parameters,
+    no_padding_gradient,
     parameter_count,
     zero_biases,
 )
@@ -337,7 +338,7 @@ class ReferenceAdapter(ReferenceVision, Adapter):
             cache: dict = {}
             ref.token_embedding(int(x[b, t]), params["W_e"], cache=cache)
             grads.append(ref.token_embedding_backward(dY[b, t], cache))
-        return _sum_grads(grads, ())
+        return no_padding_gradient(_sum_grads(grads, ()), self.variants.get("padding_idx"))
 
     def positional_embedding_backward(self, l, params, dY):
         grads = []

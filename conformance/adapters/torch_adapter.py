@@ -17,7 +17,7 @@ from einops import rearrange
 import torch_impl
 from conformance.adapter import ATTENTION_VARIANTS, Adapter
 from conformance.adapters.vision import VISION, TorchVision
-from formal_transformers.canonical import zero_biases
+from formal_transformers.canonical import no_padding_gradient, zero_biases
 from torch_impl import training
 from torch_impl.blocks import MLP, LayerNorm, MultiHeadAttention
 from torch_impl.gated_mlp import GatedMLP
@@ -320,7 +320,8 @@ class TorchAdapter(TorchVision, Adapter):
 
     # -- backward: torch_impl.backward (autograd through the fast forward) --------------------
     def token_embedding_backward(self, x, params, dY):
-        return _grads(torch_impl.token_embedding_backward(_t(dY), _t(x), _t(params["W_e"])))
+        grads = _grads(torch_impl.token_embedding_backward(_t(dY), _t(x), _t(params["W_e"])))
+        return no_padding_gradient(grads, self.variants.get("padding_idx"))
 
     def positional_embedding_backward(self, l, params, dY):
         return _grads(torch_impl.positional_embedding_backward(_t(dY), l, _t(params["W_p"])))

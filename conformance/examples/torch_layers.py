@@ -13,6 +13,8 @@ be narrowed, e.g. ``TorchLayers(("float16",))`` runs every check in float16.
 ``nn.MultiheadAttention(bias=False)``, ``F.layer_norm`` without beta (``nn.LayerNorm(bias=
 False)``), the Llama-style bias-free projections -- and declares the variant ``bias = False``
 (spec: "Declared variant: bias" of Algorithms 3-6 and 16): it never reads a b_* or beta.
+``TorchLayers(padding_idx=p)`` embeds with ``F.embedding(..., padding_idx=p)`` and declares
+the variant ``padding_idx`` (spec: Algorithm 1, "Declared variant").
 
 bfloat16 arrays are NumPy arrays of ``ml_dtypes.bfloat16``; torch reads them as int16 bits.
 """
@@ -63,11 +65,13 @@ class TorchLayers(Adapter):
                   "attention_backward", "mhattention_backward", "layer_norm_backward",
                   "mlp_backward", "unembedding_backward", "count_parameters")
 
-    def __init__(self, dtypes: tuple[str, ...] | None = None, bias: bool = True):
+    def __init__(self, dtypes: tuple[str, ...] | None = None, bias: bool = True,
+                 padding_idx: int | None = None):
         if dtypes is not None:
             self.dtypes = tuple(dtypes)
-        self.bias = bias
-        self.variants = {} if bias else {"bias": False}
+        self.bias, self.padding_idx = bias, padding_idx
+        self.variants = ({} if bias else {"bias": False}) | (
+            {} if padding_idx is None else {"padding_idx": padding_idx})
         self.mha = TorchMultiheadAttention(bias)
 
     def constrain(self, algorithm, sizes):
@@ -100,7 +104,8 @@ class TorchLayers(Adapter):
 
     # -- forward -------------------------------------------------------------------------------
     def token_embedding(self, x, params):
-        return to_numpy(F.embedding(torch.from_numpy(x), to_torch(params["W_e"]).T))
+        return to_numpy(F.embedding(torch.from_numpy(x), to_torch(params["W_e"]).T,
+                                    padding_idx=self.padding_idx))
 
     def positional_embedding(self, l, params):
         return to_numpy(F.embedding(torch.arange(l), to_torch(params["W_p"]).T))
@@ -155,7 +160,8 @@ class TorchLayers(Adapter):
     # -- backward by autograd ------------------------------------------------------------------
     def token_embedding_backward(self, x, params, dY):
         leaves = _leaves(params)
-        return _grads(F.embedding(torch.from_numpy(x), leaves["W_e"].T), dY, leaves)
+        return _grads(F.embedding(torch.from_numpy(x), leaves["W_e"].T,
+                                  padding_idx=self.padding_idx), dY, leaves)
 
     def positional_embedding_backward(self, l, params, dY):
         leaves = _leaves(params)

@@ -7,7 +7,8 @@ import dataclasses
 
 import torch
 
-from conformance.adapters.torch_adapter import TorchAdapter, _t
+import torch_impl
+from conformance.adapters.torch_adapter import TorchAdapter, _grads, _t
 from conformance.mutants.attention import SoftmaxOverQueries
 from formal_transformers.canonical import full_parameters, parameter_shapes, without_variants
 from torch_impl import training
@@ -103,3 +104,16 @@ class BiasFreeSoftmaxOverQueries(SoftmaxOverQueries):
     only = ("attention",)
     caught_by = ("softmax.normalised", "softmax.shift_invariance",
                  "reference.forward_agreement")
+
+
+class EmbeddingLookupTrainsPadding(TorchAdapter):
+    """Declares padding_idx = 0 for its token embedding but backpropagates the plain lookup
+    (``F.embedding(x, W)`` without ``padding_idx``): the padding column gets every gradient
+    of the padding token's occurrences."""
+
+    variants = {"padding_idx": 0}
+    only = ("token_embedding_backward",)
+    caught_by = ("reference.gradient_agreement",)
+
+    def token_embedding_backward(self, x, params, dY):
+        return _grads(torch_impl.token_embedding_backward(_t(dY), _t(x), _t(params["W_e"])))

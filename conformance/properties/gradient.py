@@ -17,7 +17,7 @@ from conformance import calls
 from conformance.assertions import fail, unit_roundoff
 from conformance.properties.training import implied_gradient, single_sequence
 from conformance.registry import check
-from conformance.strategies import cases_for, regressions
+from conformance.strategies import cases_for, padding_index, regressions
 
 BACKWARDS = ("token_embedding_backward", "positional_embedding_backward", "attention_backward",
              "mhattention_backward", "layer_norm_backward", "mlp_backward",
@@ -96,11 +96,12 @@ def compare(ctx, what: str, f: Callable[[dict], float], data, inputs, V, terms,
              expected=f"{numeric:.10g}", observed=f"{analytic:.10g}")
 
 
-def fixed_column_still(V: dict[str, np.ndarray], config) -> dict[str, np.ndarray]:
+def fixed_column_still(V: dict[str, np.ndarray], data) -> dict[str, np.ndarray]:
     """Under the variant padding_idx the column W_e[:, padding_idx] is fixed (it gets no
     gradient from the lookup, spec: Algorithm 17), so the direction leaves it still."""
-    if config is not None and getattr(config, "padding_idx", None) is not None:
-        V["W_e"][:, config.padding_idx] = 0.0
+    p = padding_index(data)
+    if p is not None:
+        V["W_e"][:, p] = 0.0
     return V
 
 
@@ -116,7 +117,7 @@ def finite_difference(ctx, case):
     grads = calls.backward(ctx.adapter, alg, case.data, upstream)
     inputs = calls.backward_inputs(alg, case.data)
     V = fixed_column_still({k: rng.standard_normal(v.shape) for k, v in inputs.items()},
-                           case.data.get("config"))
+                           case.data)
     terms = {k: float(np.sum(grads[k].astype(np.float64) * V[k])) for k in inputs}
     if alg == "unembedding_backward":  # f = sum of -log P[y] >= 0 term by term
         magnitude = abs(calls.loss_of(ctx.adapter, alg, case.data, upstream))
@@ -135,7 +136,7 @@ def training_finite_difference(ctx, case):
     loss, grad = implied_gradient(ctx, ctx.algorithm, case.data)
     params = case["params"]
     V = fixed_column_still({k: case.rng(8).standard_normal(v.shape) for k, v in params.items()},
-                           case["config"])
+                           case.data)
     terms = {k: float(np.sum(grad[k] * V[k])) for k in params}
     compare(ctx, f"{ctx.algorithm} (the gradient of one step)",
             lambda d: implied_gradient(ctx, ctx.algorithm, d)[0], case.data, params, V, terms,

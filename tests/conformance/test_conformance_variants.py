@@ -196,3 +196,17 @@ def test_bias_free_torch_multihead_attention_passes_when_it_declares_it():
 
     ran, failed, errors = _statuses(TorchMultiheadAttention(bias=False))
     assert len(ran) >= 8 and not failed and not errors, (failed, errors)
+
+
+def test_a_padding_index_embedding_passes_when_it_declares_it_and_fails_when_not():
+    """F.embedding(padding_idx=p): the column p is drawn 0 and gets no gradient."""
+    from conformance.examples.torch_layers import TorchLayers
+
+    only = ["token_embedding", "token_embedding_backward"]
+    ran, failed, errors = _statuses(TorchLayers(("float64",), padding_idx=3), only=only)
+    assert len(ran) >= 3 and not failed and not errors, (failed, errors)
+    undeclared = TorchLayers(("float64",), padding_idx=0)  # a valid index at every N_V
+    undeclared.variants = {}
+    _, failed, errors = _statuses(undeclared, only=only)
+    assert {"reference.gradient_agreement", "gradient.finite_difference"} <= failed, failed
+    assert not errors, errors
