@@ -72,14 +72,14 @@ class StaticDecoder:
         """token (B, 1) at position pos (1,) -> the logits of the next token (B, N_V).
 
         Alg 10 L2-9 for one new column, attending to the cached columns t_z <= pos. The
-        attention of the one query is written out (Alg 4 L4-6) rather than called through
-        scaled_dot_product_attention, whose CPU kernel costs more than the arithmetic at one
-        query, and which the compiler fuses.
+        attention of the one query is written out (Algorithm 4, lines 4-6) rather than called
+        through scaled_dot_product_attention, whose CPU kernel costs more than the arithmetic
+        at one query, and which the compiler fuses.
         """
         m, cache = self.model, self.cache
         B = token.shape[0]
         X = m.wte(token) + m.wpe(pos)  # (B, 1, d_e), Alg 10 L2-3
-        # Mask[t_z, pos] = [t_z <= pos] (Alg 10 L6) as the additive -inf of Alg 4 L5: (capacity,)
+        # Mask[t_z, pos] = [t_z <= pos] (Alg 10 L6) as an additive -inf (Algorithm 4, line 5)
         excluded = torch.where(self.keys <= pos, 0.0, -math.inf).to(X.dtype)
         for l, layer in enumerate(m.layers):  # Alg 10 L4-8
             mha = layer.mha
@@ -87,7 +87,7 @@ class StaticDecoder:
             cache.k[l].index_copy_(2, pos, k)  # (B, H, capacity, d_head)
             cache.v[l].index_copy_(2, pos, v)
             S = q @ cache.k[l].transpose(-1, -2) * (1 / math.sqrt(q.shape[-1]))  # (B, H, 1, cap)
-            y = torch.softmax(S + excluded, dim=-1) @ cache.v[l]  # (B, H, 1, d_head), Alg 4 L6
+            y = torch.softmax(S + excluded, dim=-1) @ cache.v[l]  # (B, H, 1, d_head)
             X = X + mha.out(y.transpose(1, 2).reshape(B, 1, -1))
             X = X + layer.mlp(layer.ln2(X))
         return m.lm_head(m.ln_f(X)[:, -1])  # Alg 10 L9-10, (B, N_V)
