@@ -33,11 +33,28 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "output)")
     p.add_argument("--no-cpu", action="store_true",
                    help="skip the CPU benchmarks (with --gpu-train / --gpu-decode)")
-    p.add_argument("--gpu-train", action="store_true",
-                   help="CUDA: GPT-2 small training tokens/s and MFU (bf16, fused AdamW)")
-    p.add_argument("--gpu-decode", action="store_true", help="CUDA: decode tokens/s")
-    p.add_argument("--compile", action="store_true", help="torch.compile for --gpu-train")
+    _gpu_flags(p)
     p.set_defaults(func=run)
+
+
+def _gpu_flags(p: argparse.ArgumentParser) -> None:
+    """The GPU benchmarks' flags (torch_impl/bench_gpu.py, bench_gpu_decode.py)."""
+    p.add_argument("--gpu-train", action="store_true",
+                   help="GPT-2 124M training tokens/s and MFU (bf16 autocast, fused AdamW, "
+                        "16 x 1024) of torch_impl, nanoGPT (--nanogpt) and transformers")
+    p.add_argument("--gpu-decode", action="store_true",
+                   help="batch-1 bf16 greedy decode tokens/s: torch_impl's CUDA-graph "
+                        "decoder vs transformers generate, as fractions of the HBM limit")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile every side of --gpu-train (as nanoGPT's train.py)")
+    p.add_argument("--nanogpt", metavar="PATH", default=None,
+                   help="a checkout of github.com/karpathy/nanoGPT (the directory holding "
+                        "model.py), timed as --gpu-train's baseline")
+    p.add_argument("--peak-flops", type=float, default=None, metavar="FLOP/S",
+                   help="the device's peak dense bf16 FLOP/s for MFU, where its name is not "
+                        "in torch_impl/bench_gpu.py's table (e.g. 989.4e12)")
+    p.add_argument("--gpu-device", choices=("cuda", "cpu"), default="cuda",
+                   help="where the GPU benchmarks run; 'cpu' with --quick is a smoke test")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -100,16 +117,33 @@ def _span(t) -> str:
 
 
 def _gpu(args: argparse.Namespace) -> dict:
+    """The GPU benchmarks of --gpu-train / --gpu-decode, with the run's provenance."""
     if not (args.gpu_train or args.gpu_decode):
         return {}
-    from formal_transformers.presets import get_preset
-    from torch_impl import bench_gpu
+    import dataclasses
+    import sys
 
-    config = get_preset("gpt2-small")
-    out = {}
+    from formal_transformers.presets import get_preset
+    from torch_impl import bench_gpu, bench_gpu_decode
+
+    device = bench_gpu.bench_device(args.gpu_device)
+    out = {"provenance": bench_gpu.provenance(sys.argv[1:], args.nanogpt),
+           "quick": args.quick}
+    quick = args.quick
     if args.gpu_train:
-        out["training"] = bench_gpu.bench_gpu_training(config, compile=args.compile)
+        config = (bench_gpu.gpt2_training_config(N_V=64, l_max=16, d_e=32, L=2, H=2)
+                  if quick else bench_gpu.gpt2_training_config())
+        compile = ({"backend": "eager"} if quick else True) if args.compile else False
+        shape = dict(batch_size=2, l=16, steps=2, warmup=1) if quick else {}
+        out["training"] = bench_gpu.bench_training(
+            config, device, compile=compile, nanogpt=args.nanogpt, peak=args.peak_flops,
+            **shape)
     if args.gpu_decode:
-        out["decode"] = bench_gpu.bench_gpu_decode(config)
+        config = dataclasses.replace(get_preset("gpt2-small"), tied_unembedding=True)
+        shape = {}
+        if quick:
+            config = dataclasses.replace(config, N_V=64, l_max=32, d_e=32, d_mlp=128, L=2, H=2)
+            shape = dict(l_prompt=4, l_gen=8, repeats=1, copy_bytes=1 << 20)
+        out["decode"] = bench_gpu_decode.bench_decode(config, device, **shape)
     render.print_json(out)
     return out
