@@ -1,40 +1,58 @@
 #!/usr/bin/env bash
-# Every GPU figure of issue 16 in one run (benchmarks/README.md, "GPU"):
-#   1. GPT-2 124M training, bf16 autocast, fused AdamW, 16 x 1024, torch.compile on every side:
-#      tokens/s and MFU of torch_impl, nanoGPT (from $NANOGPT) and transformers, and the ratios;
-#   2. batch-1 bf16 greedy decode of GPT-2 124M: torch_impl's CUDA-graph decoder against
-#      transformers generate, as fractions of the HBM weight-read limit;
-#   -> $OUT (default reports/bench_gpu.json), with the command, date, commit, device, versions;
-#   3. the CUDA-marked tests (bf16 whole-model agreement with the float64 reference, also on
-#      the flash and memory-efficient SDPA kernels; the CUDA-graph decoder) -> reports/gpu_tests.*
+# Every GPU figure of issue 16 (benchmarks/README.md, "GPU"), in one run or in parts:
+#   train   GPT-2 124M training, bf16 autocast, fused AdamW, 16 x 1024, torch.compile on every
+#           side: tokens/s and MFU of torch_impl, nanoGPT (from $NANOGPT) and transformers;
+#   decode  batch-1 bf16 greedy decode of GPT-2 124M: torch_impl's CUDA-graph decoder against
+#           transformers generate, as fractions of the HBM weight-read limit;
+#   -> $OUT (default $REPORTS/bench_gpu.json; bench_gpu_train.json or bench_gpu_decode.json
+#      when only one of them runs) with the command, date, commit, device, versions;
+#   tests   the CUDA-marked tests (bf16 whole-model agreement with the float64 reference, also
+#           on the flash and memory-efficient SDPA kernels; the CUDA-graph decoder; ...)
+#           -> $REPORTS/gpu_tests.txt and .xml
 #
-# usage: [NANOGPT=third_party/nanoGPT] [FT_COMMIT=sha] [OUT=...] [PYTHON=python3] \
-#        bash benchmarks/gpu.sh [--smoke]
-#   NANOGPT   a checkout of github.com/karpathy/nanoGPT (its model.py); empty: leave nanoGPT out
-#   FT_COMMIT the commit measured, where the tree is a copy without .git
-#   --smoke   the same command on the CPU at tiny shapes (--gpu-device cpu --quick), no tests
+# usage: [NANOGPT=third_party/nanoGPT] [FT_COMMIT=sha] [REPORTS=reports] [OUT=...] \
+#        [PYTHON=python3] bash benchmarks/gpu.sh [--smoke] [train] [decode] [tests]
+#   no part named: all three. NANOGPT: a checkout of github.com/karpathy/nanoGPT (its model.py);
+#   empty: leave nanoGPT out. FT_COMMIT: the commit measured, where the tree has no .git.
+#   --smoke: train and decode on the CPU at tiny shapes (--gpu-device cpu --quick), no tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -x .venv/bin/python ]]; then PY="${PYTHON:-.venv/bin/python}"; else PY="${PYTHON:-python3}"; fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the tree itself, installed or not
+export PYTHONUNBUFFERED=1
 NANOGPT="${NANOGPT-third_party/nanoGPT}"
-OUT="${OUT:-reports/bench_gpu.json}"
-SMOKE=()
-case "${1:-}" in
-    "") ;;
-    --smoke) SMOKE=(--gpu-device cpu --quick) ;;
-    *) echo "usage: bash benchmarks/gpu.sh [--smoke]" >&2; exit 2 ;;
-esac
-BASELINE=()
-if [[ -n "$NANOGPT" ]]; then BASELINE=(--nanogpt "$NANOGPT"); fi
-mkdir -p "$(dirname "$OUT")"
+REPORTS="${REPORTS:-reports}"
+SMOKE=() PARTS=()
+for arg in "$@"; do
+    case "$arg" in
+        --smoke) SMOKE=(--gpu-device cpu --quick) ;;
+        train|decode|tests) PARTS+=("$arg") ;;
+        *) echo "usage: bash benchmarks/gpu.sh [--smoke] [train] [decode] [tests]" >&2; exit 2 ;;
+    esac
+done
+NAME=bench_gpu  # a run of some parts only writes bench_gpu_<parts>.json: no overwriting
+if [[ ${#PARTS[@]} -eq 0 || ${#SMOKE[@]} -gt 0 ]]; then PARTS=(train decode tests); fi
+if [[ ${#SMOKE[@]} -gt 0 ]]; then PARTS=(train decode); fi
+BENCH=()
+for part in "${PARTS[@]}"; do
+    case "$part" in
+        train) BENCH+=(--gpu-train --compile) NAME+=_train
+               if [[ -n "$NANOGPT" ]]; then BENCH+=(--nanogpt "$NANOGPT"); fi ;;
+        decode) BENCH+=(--gpu-decode) NAME+=_decode ;;
+    esac
+done
+if [[ "$NAME" == bench_gpu_train_decode ]]; then NAME=bench_gpu; fi
+OUT="${OUT:-$REPORTS/$NAME.json}"
 status=0  # a failed benchmark still lets the tests run; the script then fails
-"$PY" -m formal_transformers bench --no-cpu --gpu-train --gpu-decode --compile \
-    "${BASELINE[@]}" --json "$OUT" "${SMOKE[@]}" || status=$?
-if [[ ${#SMOKE[@]} -eq 0 ]]; then
-    mkdir -p reports
+if [[ ${#BENCH[@]} -gt 0 ]]; then
+    mkdir -p "$(dirname "$OUT")"
+    "$PY" -m formal_transformers bench --no-cpu "${BENCH[@]}" --json "$OUT" "${SMOKE[@]}" \
+        || status=$?
+fi
+if [[ " ${PARTS[*]} " == *" tests "* ]]; then
+    mkdir -p "$REPORTS"
     mapfile -t CUDA_TESTS < <(grep -rlE "pytest\.mark\.cuda" tests | sort)  # only their modules
     "$PY" -m pytest -m cuda "${CUDA_TESTS[@]}" -q -rs -p no:cacheprovider \
-        --junitxml=reports/gpu_tests.xml 2>&1 | tee reports/gpu_tests.txt || status=$?
+        --junitxml="$REPORTS/gpu_tests.xml" 2>&1 | tee "$REPORTS/gpu_tests.txt" || status=$?
 fi
 exit "$status"

@@ -143,8 +143,7 @@ def transformers_side(config: DTransformerConfig, x: torch.Tensor) -> TrainingSi
         vocab_size=config.N_V, n_positions=config.l_max, n_embd=config.d_e,
         n_layer=config.L, n_head=config.H, activation_function="gelu_new",
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
-        bos_token_id=None, eos_token_id=None)
-    hf_config._attn_implementation = "sdpa"
+        bos_token_id=None, eos_token_id=None, attn_implementation="sdpa")
     torch.manual_seed(0)
     model = transformers.GPT2LMHeadModel(hf_config).to(x.device).train()
     return TrainingSide("transformers", model, make_adamw(model, lr=6e-4),

@@ -87,7 +87,6 @@ def _transformers_pair(config: DTransformerConfig, model: DTransformer):
     params = full_parameters(config, model.to_canonical())  # W_u = W_e^T: HF ties them
     hf_config, state = canonical_to_gpt2(
         dataclasses.replace(config, tied_unembedding=False), params)
-    hf_config._attn_implementation = "sdpa"
     hf = transformers.GPT2LMHeadModel(hf_config).eval()
     hf.load_state_dict(state, strict=False)
     w = model.lm_head.weight
@@ -114,7 +113,6 @@ def bench_decode(config: DTransformerConfig, device: torch.device, l_prompt: int
                  copy_bytes: int = 1 << 30) -> dict:
     """Tokens/s of the decoders above (see the module docstring), each as a fraction of the
     weight-read limit; the ratio of torch_impl's graph decode to transformers' generate."""
-    from torch_impl.cuda_graph_decode import CUDAGraphDecoder
     from torch_impl.inference import d_inference
     from torch_impl.static_decode import StaticDecoder
 
@@ -123,6 +121,35 @@ def bench_decode(config: DTransformerConfig, device: torch.device, l_prompt: int
     prompt = torch.randint(0, config.N_V, (1, l_prompt),
                            generator=torch.Generator().manual_seed(0)).to(device)
     capacity = l_prompt + l_gen
+    graph, decoders, expected = _checked_graph_decoder(model, prompt, l_gen, capacity)
+    attention = None
+    if compiled:
+        fast = StaticDecoder(model, 1, capacity, compile={"mode": "reduce-overhead"}
+                             if device.type == "cuda" else {"backend": "eager"})
+        decoders["torch_impl_compiled"] = lambda: fast.generate(prompt, l_gen, greedy=True)
+    if transformers:
+        hf = _transformers_pair(config, model)
+        attention = hf.config._attn_implementation  # transformers' default: "sdpa"
+        decoders["transformers_generate"] = _hf_generate(hf, prompt, l_gen)
+        decoders["transformers_generate_static_cache"] = _hf_generate(
+            hf, prompt, l_gen, cache_implementation="static")
+    agree, errors = _first_calls(decoders, expected)
+    seconds = {name: median_seconds(fn, device, repeats) for name, fn in decoders.items()}
+    report = _decode_report(model, device, l_prompt, l_gen, capacity, seconds, agree,
+                            copy_bandwidth(device, copy_bytes), graph.graphed)
+    return report | {"failed_optional_decoders": errors, "transformers_attention": attention,
+                     "d_inference_tokens_agreeing": agreeing_prefix(
+                         d_inference(model, prompt, l_gen, greedy=True)[0], expected)}
+
+
+def _checked_graph_decoder(model: DTransformer, prompt: torch.Tensor, l_gen: int,
+                           capacity: int):
+    """(the CUDA-graph decoder, the two torch_impl decoders to time, the eager tokens
+    (l_gen,)), once the graph decoder's tokens are seen to equal the eager static decoder's;
+    else BenchmarkCheckError."""
+    from torch_impl.cuda_graph_decode import CUDAGraphDecoder
+    from torch_impl.static_decode import StaticDecoder
+
     eager = StaticDecoder(model, 1, capacity)
     graph = CUDAGraphDecoder(model, 1, capacity)
     expected = eager.generate(prompt, l_gen, greedy=True)[0]  # (l_gen,)
@@ -134,32 +161,28 @@ def bench_decode(config: DTransformerConfig, device: torch.device, l_prompt: int
             f"eager step's kernels and must reproduce its tokens exactly")
     decoders = {"torch_impl_cuda_graph": lambda: graph.generate(prompt, l_gen, greedy=True),
                 "torch_impl_eager_static": lambda: eager.generate(prompt, l_gen, greedy=True)}
-    agree = {"torch_impl_eager_static": l_gen, "torch_impl_cuda_graph": l_gen}
-    if compiled:
-        fast = StaticDecoder(model, 1, capacity, compile={"mode": "reduce-overhead"}
-                             if device.type == "cuda" else {"backend": "eager"})
-        decoders["torch_impl_compiled"] = lambda: fast.generate(prompt, l_gen, greedy=True)
-    if transformers:
-        hf = _transformers_pair(config, model)
-        decoders["transformers_generate"] = _hf_generate(hf, prompt, l_gen)
-        decoders["transformers_generate_static_cache"] = _hf_generate(
-            hf, prompt, l_gen, cache_implementation="static")
+    return graph, decoders, expected
+
+
+def _first_calls(decoders: dict[str, Callable[[], torch.Tensor]], expected: torch.Tensor
+                 ) -> tuple[dict[str, int], dict[str, str]]:
+    """One untimed call of each decoder (it compiles what compiles): how many leading tokens
+    each shares with ``expected``, and the errors of the optional decoders that failed (they
+    are dropped from ``decoders``: reported, never timed)."""
+    l_gen = expected.numel()
+    agree = {"torch_impl_cuda_graph": l_gen, "torch_impl_eager_static": l_gen}  # checked
     errors = {}
     for name, fn in list(decoders.items()):
         if name in agree:
             continue
-        try:  # the first call also compiles, and is not timed
+        try:
             agree[name] = agreeing_prefix(fn().reshape(-1), expected)
         except Exception as exc:
             if name not in OPTIONAL_DECODERS:
                 raise
-            errors[name] = f"{type(exc).__name__}: {exc}"  # reported, never timed
+            errors[name] = f"{type(exc).__name__}: {exc}"
             del decoders[name]
-    seconds = {name: median_seconds(fn, device, repeats) for name, fn in decoders.items()}
-    report = _decode_report(model, device, l_prompt, l_gen, capacity, seconds, agree,
-                            copy_bandwidth(device, copy_bytes), graph.graphed)
-    return report | {"failed_optional_decoders": errors, "d_inference_tokens_agreeing": (
-        agreeing_prefix(d_inference(model, prompt, l_gen, greedy=True)[0], expected))}
+    return agree, errors
 
 
 def _decode_report(model: DTransformer, device: torch.device, l_prompt: int, l_gen: int,

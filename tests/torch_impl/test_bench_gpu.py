@@ -189,3 +189,27 @@ def test_gpu_sh_refuses_an_unknown_argument():
     done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "--fast"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "usage" in done.stderr
+
+
+def test_an_optional_decoder_that_fails_is_reported_and_a_required_one_ends_the_run():
+    def broken():
+        raise RuntimeError("no kernel")
+
+    expected = torch.tensor([1, 2, 3])
+    decoders = {"torch_impl_cuda_graph": lambda: expected, "torch_impl_compiled": broken,
+                "transformers_generate": lambda: torch.tensor([1, 2, 0])}
+    agree, errors = bench_gpu_decode._first_calls(decoders, expected)
+    assert errors == {"torch_impl_compiled": "RuntimeError: no kernel"}
+    assert "torch_impl_compiled" not in decoders and agree["transformers_generate"] == 2
+    with pytest.raises(RuntimeError, match="no kernel"):
+        bench_gpu_decode._first_calls({"transformers_generate": broken}, expected)
+
+
+def test_gpu_sh_without_a_gpu_fails_with_the_reason(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present")
+    env = os.environ | {"PYTHON": sys.executable, "REPORTS": str(tmp_path)}
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "decode"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "need a CUDA device" in done.stderr
+    assert not (tmp_path / "bench_gpu_decode.json").exists()  # no figures invented
