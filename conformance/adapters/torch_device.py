@@ -47,11 +47,14 @@ class DeviceTorchAdapter(TorchAdapter):
     ``head_multiple``: ``constrain`` rounds each drawn head size up to a multiple of it (8 by
     default on CUDA: the fused kernels serve head sizes such as 64 and 128, and may refuse
     others, which would test PyTorch's kernel selection instead of the model).
+    ``grouped_heads`` False: the modern decoder is drawn with G = H key/value heads (CUDA's
+    memory-efficient kernel takes no grouped-query attention).
     """
 
     def __init__(self, device: str = "cuda", kernel: str | None = None,
                  dtypes: tuple[str, ...] = ("bfloat16",),
-                 algorithms: tuple[str, ...] = ARCHITECTURES, head_multiple: int | None = None):
+                 algorithms: tuple[str, ...] = ARCHITECTURES, head_multiple: int | None = None,
+                 grouped_heads: bool = True):
         if kernel is not None and kernel not in KERNELS:
             raise ConfigError(f"kernel must be one of {KERNELS} or None, got {kernel!r}")
         unknown = sorted(set(algorithms) - set(ARCHITECTURES))
@@ -61,14 +64,17 @@ class DeviceTorchAdapter(TorchAdapter):
         self.device, self.kernel = torch.device(device), kernel
         self.dtypes, self.algorithms = tuple(dtypes), tuple(algorithms)
         self.head_multiple = head_multiple or (8 if self.device.type == "cuda" else 1)
+        self.grouped_heads = grouped_heads
         self.name = f"torch_impl[{device}{'' if kernel is None else ', ' + kernel}]"
 
     def constrain(self, algorithm: str, sizes: dict) -> dict:
-        """Head sizes (d_e / H, or the modern decoder's d_head) rounded up to head_multiple."""
+        """Head sizes (d_e / H, or the modern decoder's d_head) rounded up to head_multiple;
+        the modern decoder's G = H without grouped_heads."""
         sizes = super().constrain(algorithm, sizes)
         m = self.head_multiple
         if algorithm == "modern_d_transformer":
-            return sizes | {"d_head": -(-sizes["d_head"] // m) * m}
+            groups = {} if self.grouped_heads else {"G": sizes["H"]}
+            return sizes | {"d_head": -(-sizes["d_head"] // m) * m} | groups
         if algorithm in ARCHITECTURES:
             return sizes | {"d_e": sizes["H"] * (-(-sizes["d_e"] // (sizes["H"] * m)) * m)}
         return sizes
@@ -98,5 +104,6 @@ CUDA_BF16 = DeviceTorchAdapter("cuda")
 # CUDA's flash kernel takes no attention mask, and the modern decoder always passes one
 # (windows, ALiBi's bias): its attention cannot run on flash, so it is not declared there.
 CUDA_FLASH = DeviceTorchAdapter("cuda", "flash", algorithms=ARCHITECTURES[:3])
-CUDA_EFFICIENT = DeviceTorchAdapter("cuda", "efficient")
+# CUDA's memory-efficient kernel takes masks but no grouped-query attention (G < H).
+CUDA_EFFICIENT = DeviceTorchAdapter("cuda", "efficient", grouped_heads=False)
 CPU_BF16 = DeviceTorchAdapter("cpu", dtypes=("bfloat16", "float32"))
