@@ -19,7 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -x .venv/bin/python ]]; then PY="${PYTHON:-.venv/bin/python}"; else PY="${PYTHON:-python3}"; fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the tree itself, installed or not
-export PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 FT_INVOCATION="bash benchmarks/gpu.sh $*"  # into the JSON
 NANOGPT="${NANOGPT-third_party/nanoGPT}"
 REPORTS="${REPORTS:-reports}"
 SMOKE=() PARTS=()

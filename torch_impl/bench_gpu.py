@@ -246,13 +246,13 @@ def bench_training(config: DTransformerConfig, device: torch.device, batch_size:
 
 
 def provenance(argv: list[str], nanogpt: str | None) -> dict:
-    """What a GPU report must carry: the command, date, commit, versions, nanoGPT's commit.
+    """What a GPU report must carry: the command (and the script that ran it), date, commit,
+    versions, nanoGPT's commit.
 
     The commit is ``git rev-parse HEAD`` of this checkout, or the FT_COMMIT environment
     variable where the tree is a copy without its .git (as on a lent GPU machine)."""
     import datetime
     import os
-    import sys
 
     try:
         import transformers
@@ -260,7 +260,8 @@ def provenance(argv: list[str], nanogpt: str | None) -> dict:
     except ImportError:
         hf_version = None
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return {"command": [os.path.basename(sys.argv[0]), *argv],
+    return {"command": ["formal-transformers", *argv],
+            "script": os.environ.get("FT_INVOCATION"),  # set by benchmarks/gpu.sh
             "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "commit": _git_head(here) or os.environ.get("FT_COMMIT"),
             "nanogpt_commit": None if nanogpt is None or not os.path.exists(
