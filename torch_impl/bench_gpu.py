@@ -20,6 +20,7 @@ their MFU ratio equals their throughput ratio.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -159,23 +160,50 @@ def compiled(side: TrainingSide, compile: bool | dict) -> TrainingSide:
                         torch.compile(side.loss, **options))
 
 
-def measure_side(side: TrainingSide, tokens_per_step: int, device: torch.device,
-                 steps: int, warmup: int, flops: float, peak: float | None) -> dict:
-    """Tokens/s (and MFU against ``peak``) of one side's training steps."""
-    step = adamw_step(side, torch.bfloat16, device)
-    last: list[torch.Tensor] = []
-    seconds = time_steps(lambda: last.append(step()), device, steps, warmup)
-    losses = torch.stack(last).float().cpu()
-    if not bool(torch.isfinite(losses).all()):
+def measure_sides(sides: list[TrainingSide], tokens_per_step: int, device: torch.device,
+                  steps: int, warmup: int, rounds: int, flops: float,
+                  peak: float | None) -> dict[str, dict]:
+    """Tokens/s (and MFU against ``peak``) of each side's training steps.
+
+    Every side first runs ``warmup`` untimed steps (which also compile); then ``rounds``
+    rounds each time ``steps`` steps of every side in turn, so that a change of clock or
+    load during the run touches all sides alike. A side's figure is its median round."""
+    step = {s.name: adamw_step(s, torch.bfloat16, device) for s in sides}
+    losses: dict[str, list[torch.Tensor]] = {s.name: [] for s in sides}
+    times: dict[str, list[float]] = {s.name: [] for s in sides}
+    peak_memory = dict.fromkeys(step, 0)
+    for s in sides:
+        for _ in range(warmup):
+            losses[s.name].append(step[s.name]())
+    for _ in range(rounds):
+        for s in sides:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            times[s.name].append(time_steps(lambda s=s: losses[s.name].append(step[s.name]()),
+                                            device, steps, warmup=0))
+            if device.type == "cuda":
+                peak_memory[s.name] = max(peak_memory[s.name],
+                                          torch.cuda.max_memory_allocated(device))
+    return {s.name: _side_report(s, losses[s.name], times[s.name], tokens_per_step * steps,
+                                 flops, peak, peak_memory[s.name] or None) for s in sides}
+
+
+def _side_report(side: TrainingSide, losses: list[torch.Tensor], times: list[float],
+                 tokens: int, flops: float, peak: float | None,
+                 peak_memory: int | None) -> dict:
+    """One side's figures from its losses and round times; a non-finite loss fails."""
+    values = torch.stack(losses).float().cpu()
+    if not bool(torch.isfinite(values).all()):
         raise TrainingDivergedError(f"{side.name}: a non-finite training loss in the "
-                                    f"benchmark: {losses.tolist()}")
-    tokens_per_s = tokens_per_step * steps / seconds
-    fused = [g.get("fused") for g in side.optimizer.param_groups]
-    return {"tokens_per_s": tokens_per_s, "seconds": seconds, "steps": steps,
-            "warmup": warmup, "achieved_flops": tokens_per_s * flops,
+                                    f"benchmark: {values.tolist()}")
+    seconds = statistics.median(times)
+    tokens_per_s = tokens / seconds
+    return {"tokens_per_s": tokens_per_s, "seconds": seconds, "seconds_per_round": times,
+            "tokens_per_round": tokens, "achieved_flops": tokens_per_s * flops,
             "mfu": None if peak is None else tokens_per_s * flops / peak,
-            "first_loss": float(losses[0]), "last_loss": float(losses[-1]),
-            "fused_adamw": all(bool(f) for f in fused)}
+            "first_loss": float(values[0]), "last_loss": float(values[-1]),
+            "fused_adamw": all(bool(g.get("fused")) for g in side.optimizer.param_groups),
+            "max_memory_allocated_bytes": peak_memory}
 
 
 def bench_device(name: str) -> torch.device:
@@ -199,13 +227,13 @@ def _ratio(a: dict | None, b: dict | None) -> float | None:
 
 
 def bench_training(config: DTransformerConfig, device: torch.device, batch_size: int = 16,
-                   l: int = 1024, steps: int = 20, warmup: int = 5,
+                   l: int = 1024, steps: int = 10, warmup: int = 5, rounds: int = 3,
                    compile: bool | dict = True, nanogpt: str | None = None,
                    peak: float | None = None, transformers: bool = True) -> dict:
     """Tokens/s and MFU of torch_impl, nanoGPT (from the checkout at ``nanogpt``; left out
     when None) and transformers (``transformers``) training on one batch of B x l tokens,
-    one side after the other, each freed before the next is built; and the ratios
-    torch_impl / nanoGPT and torch_impl / transformers of their tokens/s."""
+    timed in interleaved rounds (``measure_sides``); and the ratios torch_impl / nanoGPT and
+    torch_impl / transformers of their tokens/s."""
     from torch_impl.bench_nanogpt import load_nanogpt, nanogpt_side
 
     name = device_name(device)
@@ -222,18 +250,13 @@ def bench_training(config: DTransformerConfig, device: torch.device, batch_size:
     if transformers:
         builders["transformers"] = lambda: transformers_side(config, x)
     flops = flops_per_token(config, l)
-    results: dict[str, dict | None] = {}
-    for side_name, build in builders.items():
-        side = compiled(build(), compile)
-        results[side_name] = measure_side(side, batch_size * l, device, steps, warmup,
-                                          flops, peak)
-        del side
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+    sides = [compiled(build(), compile) for build in builders.values()]
+    results = measure_sides(sides, batch_size * l, device, steps, warmup, rounds, flops, peak)
     ours = results["torch_impl"]
     vs_nano = _ratio(ours, results.get("nanoGPT"))
     verdict = device.type == "cuda"  # a CPU smoke run says nothing about the targets
-    return {"device": name, "batch_size": batch_size, "l": l, "config": config.to_dict(),
+    return {"device": name, "batch_size": batch_size, "l": l, "steps_per_round": steps,
+            "warmup": warmup, "rounds": rounds, "config": config.to_dict(),
             "compile": compile, "autocast": "bfloat16", "flops_per_token": flops,
             "flops_formula": "6 N + 12 L H d_head l (nanoGPT estimate_mfu)",
             "peak_flops": peak, "sides": results,

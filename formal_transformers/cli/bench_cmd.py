@@ -134,7 +134,7 @@ def _gpu(args: argparse.Namespace) -> dict:
         config = (bench_gpu.gpt2_training_config(N_V=64, l_max=16, d_e=32, L=2, H=2)
                   if quick else bench_gpu.gpt2_training_config())
         compile = ({"backend": "eager"} if quick else True) if args.compile else False
-        shape = dict(batch_size=2, l=16, steps=2, warmup=1) if quick else {}
+        shape = dict(batch_size=2, l=16, steps=2, warmup=1, rounds=1) if quick else {}
         out["training"] = bench_gpu.bench_training(
             config, device, compile=compile, nanogpt=args.nanogpt, peak=args.peak_flops,
             **shape)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -67,13 +68,16 @@ def test_a_non_finite_training_loss_fails_the_benchmark():
     side = bench_gpu.TrainingSide("broken", model, torch.optim.AdamW(model.parameters()),
                                   lambda: model.weight.sum() * float("nan"))
     with pytest.raises(TrainingDivergedError, match="broken: a non-finite training loss"):
-        bench_gpu.measure_side(side, 4, CPU, steps=1, warmup=0, flops=1.0, peak=None)
+        bench_gpu.measure_sides([side], 4, CPU, steps=1, warmup=0, rounds=1, flops=1.0,
+                                peak=None)
 
 
 def _check_training_report(report: dict, sides: list[str]) -> None:
     assert list(report["sides"]) == sides
     for name, r in report["sides"].items():
-        assert r["tokens_per_s"] == pytest.approx(2 * 16 * r["steps"] / r["seconds"])
+        assert r["tokens_per_round"] == 2 * 16 * 2 and len(r["seconds_per_round"]) == 2
+        assert r["seconds"] == statistics.median(r["seconds_per_round"])
+        assert r["tokens_per_s"] == pytest.approx(r["tokens_per_round"] / r["seconds"])
         # the same objective on every side: the mean token loss, ln N_V at initialisation
         assert abs(r["first_loss"] - math.log(TINY.N_V)) < 0.3, name
         assert math.isfinite(r["last_loss"]) and r["mfu"] is None  # no peak on the CPU
@@ -85,7 +89,7 @@ def _check_training_report(report: dict, sides: list[str]) -> None:
 
 def test_torch_impl_and_transformers_train_under_the_same_harness_on_the_cpu():
     report = bench_gpu.bench_training(TINY, CPU, batch_size=2, l=16, steps=2, warmup=1,
-                                      compile=False)
+                                      rounds=2, compile=False)
     _check_training_report(report, ["torch_impl", "transformers"])
     assert report["ratio_torch_impl_vs_nanogpt"] is None  # no checkout given
 
@@ -93,7 +97,7 @@ def test_torch_impl_and_transformers_train_under_the_same_harness_on_the_cpu():
 @needs_nanogpt
 def test_nanogpt_trains_under_the_same_harness_and_counts_the_same_parameters():
     report = bench_gpu.bench_training(TINY, CPU, batch_size=2, l=16, steps=2, warmup=1,
-                                      compile=False, nanogpt=NANOGPT)
+                                      rounds=2, compile=False, nanogpt=NANOGPT)
     _check_training_report(report, ["torch_impl", "nanoGPT", "transformers"])
     assert report["ratio_torch_impl_vs_nanogpt"] == pytest.approx(
         report["sides"]["torch_impl"]["tokens_per_s"]
@@ -135,6 +139,18 @@ def test_the_decode_report_is_the_stated_arithmetic():
     assert report["ratio_torch_impl_vs_transformers_generate"] == pytest.approx(
         rows["transformers_generate"]["seconds"] / rows["torch_impl_cuda_graph"]["seconds"])
     assert report["met_target_vs_transformers"] is None  # a CPU run has no verdict
+
+
+def test_gpt2_reads_247_mb_of_bf16_weights_per_decoded_token():
+    """The README's figure: every parameter of tied GPT-2 124M but the position table."""
+    import dataclasses
+
+    from torch_impl.models import DTransformer
+
+    config = dataclasses.replace(get_preset("gpt2-small"), tied_unembedding=True)
+    with torch.device("meta"):
+        model = DTransformer(config).to(torch.bfloat16)
+    assert bench_gpu_decode.weight_bytes_per_token(model) == 2 * (85_056_000 + 768 * 50257)
 
 
 def test_a_graph_decoder_of_wrong_tokens_fails_the_decode_benchmark(monkeypatch):
