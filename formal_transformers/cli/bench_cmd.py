@@ -117,33 +117,91 @@ def _span(t) -> str:
 
 
 def _gpu(args: argparse.Namespace) -> dict:
-    """The GPU benchmarks of --gpu-train / --gpu-decode, with the run's provenance."""
+    """The GPU benchmarks of --gpu-train / --gpu-decode, with the run's provenance.
+
+    A part that fails does not cost the other its figures: both run, the JSON (--json) gets
+    what was measured and the failure, and then the failure ends the command."""
     if not (args.gpu_train or args.gpu_decode):
         return {}
-    import dataclasses
     import sys
 
-    from formal_transformers.presets import get_preset
-    from torch_impl import bench_gpu, bench_gpu_decode
+    from torch_impl import bench_gpu
 
     device = bench_gpu.bench_device(args.gpu_device)
+    if args.gpu_train:  # the user's mistakes end the command before any work
+        if device.type == "cuda":
+            bench_gpu.peak_flops(bench_gpu.device_name(device), args.peak_flops)
+        if args.nanogpt is not None:
+            from torch_impl.bench_nanogpt import load_nanogpt
+
+            load_nanogpt(args.nanogpt)
     out = {"provenance": bench_gpu.provenance(sys.argv[1:], args.nanogpt),
            "quick": args.quick}
-    quick = args.quick
-    if args.gpu_train:
-        config = (bench_gpu.gpt2_training_config(N_V=64, l_max=16, d_e=32, L=2, H=2)
-                  if quick else bench_gpu.gpt2_training_config())
-        compile = ({"backend": "eager"} if quick else True) if args.compile else False
-        shape = dict(batch_size=2, l=16, steps=2, warmup=1, rounds=1) if quick else {}
-        out["training"] = bench_gpu.bench_training(
-            config, device, compile=compile, nanogpt=args.nanogpt, peak=args.peak_flops,
-            **shape)
-    if args.gpu_decode:
-        config = dataclasses.replace(get_preset("gpt2-small"), tied_unembedding=True)
-        shape = {}
-        if quick:
-            config = dataclasses.replace(config, N_V=64, l_max=32, d_e=32, d_mlp=128, L=2, H=2)
-            shape = dict(l_prompt=4, l_gen=8, repeats=1, copy_bytes=1 << 20)
-        out["decode"] = bench_gpu_decode.bench_decode(config, device, **shape)
+    parts = {"training": _gpu_training, "decode": _gpu_decode}
+    wanted = {"training": args.gpu_train, "decode": args.gpu_decode}
+    failed = {}
+    for name, part in parts.items():
+        if wanted[name]:
+            try:
+                out[name] = part(args, device)
+            except Exception as exc:  # reported below, after the other part has run
+                failed[name] = exc
+                out[name] = {"error": f"{type(exc).__name__}: {exc}"}
     render.print_json(out)
+    _gpu_table(out)
+    if failed:
+        if args.json is not None:
+            write_json(args.json, {"gpu": out})
+        raise next(iter(failed.values()))
     return out
+
+
+def _gpu_training(args: argparse.Namespace, device) -> dict:
+    from torch_impl import bench_gpu
+
+    quick = args.quick
+    config = (bench_gpu.gpt2_training_config(N_V=64, l_max=16, d_e=32, L=2, H=2)
+              if quick else bench_gpu.gpt2_training_config())
+    compile = ({"backend": "eager"} if quick else True) if args.compile else False
+    shape = dict(batch_size=2, l=16, steps=2, warmup=1, rounds=1) if quick else {}
+    return bench_gpu.bench_training(config, device, compile=compile, nanogpt=args.nanogpt,
+                                    peak=args.peak_flops, **shape)
+
+
+def _gpu_decode(args: argparse.Namespace, device) -> dict:
+    import dataclasses
+
+    from formal_transformers.presets import get_preset
+    from torch_impl import bench_gpu_decode
+
+    config = dataclasses.replace(get_preset("gpt2-small"), tied_unembedding=True)
+    shape = {}
+    if args.quick:
+        config = dataclasses.replace(config, N_V=64, l_max=32, d_e=32, d_mlp=128, L=2, H=2)
+        shape = dict(l_prompt=4, l_gen=8, repeats=1, copy_bytes=1 << 20)
+    return bench_gpu_decode.bench_decode(config, device, **shape)
+
+
+def _gpu_table(out: dict) -> None:
+    """The headline GPU figures (the JSON has them all)."""
+    rows = []
+    train = out.get("training", {})
+    for name, side in train.get("sides", {}).items():
+        mfu = "" if side["mfu"] is None else f"MFU {side['mfu']:.3f}"
+        rows.append((f"train {name}", f"{side['tokens_per_s']:,.0f} tok/s", mfu))
+    for key in ("ratio_torch_impl_vs_nanogpt", "ratio_torch_impl_vs_transformers"):
+        if train.get(key) is not None:
+            rows.append((f"train {key.removeprefix('ratio_')}", f"{train[key]:.3f}x", ""))
+    decode = out.get("decode", {})
+    for name, row in decode.get("decoders", {}).items():
+        fraction = row["fraction_of_limit_measured_bandwidth"]
+        rows.append((f"decode {name}", f"{row['tokens_per_s']:,.0f} tok/s",
+                     f"{fraction:.3f} of the weight-read limit (measured bandwidth)"))
+    vs = decode.get("ratio_torch_impl_vs_transformers_generate")
+    if vs is not None:
+        rows.append(("decode torch_impl vs transformers_generate", f"{vs:.2f}x", ""))
+    rows += [(f"{name} FAILED", part["error"][:200], "") for name, part in out.items()
+             if isinstance(part, dict) and "error" in part]
+    render.table("formal-transformers bench: GPU" + (" (--quick smoke test: no verdict)"
+                                                     if out["quick"] else ""),
+                 ["figure", "value", ""], rows)

@@ -230,3 +230,30 @@ def test_gpu_sh_without_a_gpu_fails_with_the_reason(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "need a CUDA device" in done.stderr
     assert not (tmp_path / "bench_gpu_decode.json").exists()  # no figures invented
+
+
+def test_a_failed_gpu_part_keeps_the_other_parts_figures_and_ends_the_command(
+        tmp_path, monkeypatch):
+    from formal_transformers.cli import main
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("graph capture failed")
+
+    monkeypatch.setattr(bench_gpu_decode, "bench_decode", broken)
+    out = tmp_path / "gpu.json"
+    argv = ["bench", "--no-cpu", "--gpu-train", "--gpu-decode", "--gpu-device", "cpu",
+            "--quick", "--json", str(out)]
+    with pytest.raises(RuntimeError, match="graph capture failed"):
+        main(argv)
+    gpu = json.loads(out.read_text())["gpu"]
+    assert gpu["decode"] == {"error": "RuntimeError: graph capture failed"}
+    assert gpu["training"]["sides"]["torch_impl"]["tokens_per_s"] > 0
+
+
+def test_a_wrong_nanogpt_path_ends_the_gpu_command_before_any_work(tmp_path, capsys):
+    from formal_transformers.cli import main
+
+    out = tmp_path / "gpu.json"
+    assert main(["bench", "--no-cpu", "--gpu-train", "--gpu-decode", "--gpu-device", "cpu",
+                 "--quick", "--nanogpt", str(tmp_path / "none"), "--json", str(out)]) == 2
+    assert "holding model.py" in capsys.readouterr().err and not out.exists()
