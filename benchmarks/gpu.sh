@@ -30,6 +30,20 @@ for arg in "$@"; do
         *) echo "usage: bash benchmarks/gpu.sh [--smoke] [train] [decode] [tests]" >&2; exit 2 ;;
     esac
 done
+if ! "$PY" -c "import jsonschema" 2>/dev/null && compgen -G ".whl/*.whl" >/dev/null; then
+    SITE="$(mktemp -d)"  # wheels from benchmarks/gpu_wheels.sh, for an image without them
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$SITE" \
+        .whl/*.whl
+    export PYTHONPATH="$PYTHONPATH:$SITE"
+fi
+missing=$("$PY" -c "import importlib.util as u; print(' '.join(m for m in ('torch', \
+'transformers', 'jsonschema', 'yaml', 'rich', 'einops', 'safetensors', 'ml_dtypes', \
+'hypothesis', 'pytest', 'matplotlib') if u.find_spec(m) is None))")
+if [[ -n "$missing" ]]; then
+    echo "gpu.sh: $PY cannot import: $missing (offline? run benchmarks/gpu_wheels.sh where" \
+         "pip works and bring .whl/ with the tree)" >&2
+    exit 2
+fi
 NAME=bench_gpu  # a run of some parts only writes bench_gpu_<parts>.json: no overwriting
 if [[ ${#PARTS[@]} -eq 0 || ${#SMOKE[@]} -gt 0 ]]; then PARTS=(train decode tests); fi
 if [[ ${#SMOKE[@]} -gt 0 ]]; then PARTS=(train decode); fi

@@ -257,3 +257,10 @@ def test_a_wrong_nanogpt_path_ends_the_gpu_command_before_any_work(tmp_path, cap
     assert main(["bench", "--no-cpu", "--gpu-train", "--gpu-decode", "--gpu-device", "cpu",
                  "--quick", "--nanogpt", str(tmp_path / "none"), "--json", str(out)]) == 2
     assert "holding model.py" in capsys.readouterr().err and not out.exists()
+
+
+def test_gpu_wheels_sh_is_valid_bash():
+    """It downloads (not in CI); its syntax at least cannot rot."""
+    done = subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "gpu_wheels.sh")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
