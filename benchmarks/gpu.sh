@@ -65,6 +65,8 @@ if [[ ${#BENCH[@]} -gt 0 ]]; then
 fi
 if [[ " ${PARTS[*]} " == *" tests "* ]]; then
     mkdir -p "$REPORTS"
+    "$PY" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 'gpu.sh tests:' \
+              ' no CUDA device, so the CUDA tests would only skip')" || exit 2
     mapfile -t CUDA_TESTS < <(grep -rlE "pytest\.mark\.cuda" tests | sort)  # only their modules
     "$PY" -m pytest -m cuda "${CUDA_TESTS[@]}" -q -rs -p no:cacheprovider \
         --junitxml="$REPORTS/gpu_tests.xml" 2>&1 | tee "$REPORTS/gpu_tests.txt" || status=$?

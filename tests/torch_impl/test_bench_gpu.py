@@ -230,6 +230,9 @@ def test_gpu_sh_without_a_gpu_fails_with_the_reason(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "need a CUDA device" in done.stderr
     assert not (tmp_path / "bench_gpu_decode.json").exists()  # no figures invented
+    done = subprocess.run(["bash", str(ROOT / "benchmarks" / "gpu.sh"), "tests"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "the CUDA tests would only skip" in done.stderr
 
 
 def test_a_failed_gpu_part_keeps_the_other_parts_figures_and_ends_the_command(
