@@ -15,7 +15,8 @@ from formal_transformers.errors import SequenceLengthError
 
 
 class KVCache:
-    """Keys and values of L self-attention layers: two (L, B, H, capacity, d_head) buffers.
+    """Keys and values of L self-attention layers: per layer two (B, H, capacity, d_head)
+    buffers, ``k[l]`` and ``v[l]``.
 
     ``length`` tokens are cached; a forward pass appends T tokens to every layer with
     ``update`` and then calls ``advance(T)`` once. ``cross`` holds, for encoder-decoder
@@ -24,11 +25,12 @@ class KVCache:
 
     def __init__(self, L: int, B: int, H: int, capacity: int, d_head: int,
                  dtype: torch.dtype, device: torch.device | str | None = None):
-        shape = (L, B, H, capacity, d_head)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self._k = [self.k[l] for l in range(L)]  # per-layer views, made once
-        self._v = [self.v[l] for l in range(L)]
+        # One tensor per layer, not views of one (L, ...) tensor: a compiled step that writes
+        # a layer's buffer in place then mutates an input, not a view of one, and inductor
+        # writes the new position alone instead of copying the whole cache back every step.
+        shape = (B, H, capacity, d_head)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(L)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(L)]
         self.capacity = capacity
         self.length = 0
         self.cross: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -47,7 +49,7 @@ class KVCache:
         if end > self.capacity:
             raise SequenceLengthError(f"KV cache holds {self.capacity} positions; cannot append "
                                       f"{k.shape[2]} token(s) after {start}")
-        k_all, v_all = self._k[layer], self._v[layer]  # (B, H, capacity, d_head) views
+        k_all, v_all = self.k[layer], self.v[layer]  # (B, H, capacity, d_head)
         k_all[:, :, start:end] = k
         v_all[:, :, start:end] = v
         return k_all[:, :, :end], v_all[:, :, :end], start

@@ -7,19 +7,24 @@ attends to the whole preallocated buffer of the KV cache (torch_impl/kv_cache.py
 causal row of Algorithm 10 L6 for the query at position ``pos``, Mask[t_z] = [t_z <= pos], and
 writes the new key and value at ``pos`` with ``index_copy_``; ``pos`` is a tensor. Every step
 then has the same shapes and runs the same graph, which ``torch.compile`` specialises once:
-on CPU inductor fuses the layer norms, GELU and residual additions between the matrix-vector
-products and removes the per-operation dispatch of eager mode; on CUDA
-``mode="reduce-overhead"`` also replays the step as a CUDA graph. Keys t_z > pos hold zeros or
-stale values and are masked out, so the distribution of every step is that of the eager loop
-(property kv_cache.equivalence; tested to float rounding, tokens identical).
+on CPU inductor fuses the layer norms, GELU, attention of the one query and residual
+additions between the matrix-vector products, and its C++ wrapper (``cpp_wrapper``) calls them
+without Python in between; on CUDA ``mode="reduce-overhead"`` replays the step as a CUDA graph.
+After the first call the compiled step runs without re-evaluating dynamo's guards on every
+parameter (``skip_guard_eval_unsafe``): ``generate`` itself checks what the graph was
+specialised on (B, capacity), and the parameters are graph inputs, so their updates are seen.
+Keys t_z > pos hold zeros or stale values and are masked out, so the distribution of every
+step is that of the eager loop (property kv_cache.equivalence; tested to float rounding,
+tokens identical).
 
 The prompt is prefilled by the eager model into the same cache buffers (Alg 14 L3-4).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 
 from formal_transformers.errors import SequenceLengthError
 from torch_impl.inference import Generator, _as_batch, _check_count, _check_sampling, sample_next
@@ -45,33 +50,44 @@ class StaticDecoder:
         _check_count("B", B)
         self.model, self.B, self.capacity = model.eval(), B, capacity
         self.cache: KVCache = model.new_cache(B, capacity)
-        self.keys = torch.arange(capacity, device=model.lm_head.weight.device)  # t_z
+        device = model.lm_head.weight.device
+        self.keys = torch.arange(capacity, device=device)  # t_z
+        self.token = torch.zeros(B, 1, dtype=torch.long, device=device)
+        self.pos = torch.zeros(1, dtype=torch.long, device=device)
+        self.compiled = bool(compile)
         step = self._step
         if compile:
             # The cache buffers keep their addresses for the decoder's lifetime: say so, so
             # that a CUDA graph (mode="reduce-overhead") may write them in place (as
             # transformers' StaticCache and gpt-fast do).
-            torch._dynamo.mark_static_address(self.cache.k)
-            torch._dynamo.mark_static_address(self.cache.v)
-            options = {} if compile is True else dict(compile)
+            for buffer in (*self.cache.k, *self.cache.v):
+                torch._dynamo.mark_static_address(buffer)
+            options = dict(compile) if isinstance(compile, dict) else (
+                {"options": {"cpp_wrapper": True}} if device.type == "cpu" else {})
             step = torch.compile(step, fullgraph=True, dynamic=False, **options)
         self.step = step
+        self._warm = False  # the compiled step has run once (and compiled)
 
     def _step(self, token: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         """token (B, 1) at position pos (1,) -> the logits of the next token (B, N_V).
 
-        Alg 10 L2-9 for one new column, attending to the cached columns t_z <= pos.
+        Alg 10 L2-9 for one new column, attending to the cached columns t_z <= pos. The
+        attention of the one query is written out (Alg 4 L4-6) rather than called through
+        scaled_dot_product_attention, whose CPU kernel costs more than the arithmetic at one
+        query, and which the compiler fuses.
         """
         m, cache = self.model, self.cache
         B = token.shape[0]
         X = m.wte(token) + m.wpe(pos)  # (B, 1, d_e), Alg 10 L2-3
-        allowed = (self.keys <= pos)[None]  # (1, capacity): Mask[t_z, pos], Alg 10 L6
+        # Mask[t_z, pos] = [t_z <= pos] (Alg 10 L6) as the additive -inf of Alg 4 L5: (capacity,)
+        excluded = torch.where(self.keys <= pos, 0.0, -math.inf).to(X.dtype)
         for l, layer in enumerate(m.layers):  # Alg 10 L4-8
             mha = layer.mha
             q, k, v = mha.qkv(layer.ln1(X)).view(B, 1, 3, mha.H, -1).permute(2, 0, 3, 1, 4)
             cache.k[l].index_copy_(2, pos, k)  # (B, H, capacity, d_head)
             cache.v[l].index_copy_(2, pos, v)
-            y = F.scaled_dot_product_attention(q, cache.k[l], cache.v[l], attn_mask=allowed)
+            S = q @ cache.k[l].transpose(-1, -2) * (1 / math.sqrt(q.shape[-1]))  # (B, H, 1, cap)
+            y = torch.softmax(S + excluded, dim=-1) @ cache.v[l]  # (B, H, 1, d_head), Alg 4 L6
             X = X + mha.out(y.transpose(1, 2).reshape(B, 1, -1))
             X = X + layer.mlp(layer.ln2(X))
         return m.lm_head(m.ln_f(X)[:, -1])  # Alg 10 L9-10, (B, N_V)
@@ -101,6 +117,17 @@ class StaticDecoder:
             y[:, i] = sample_next(logits, tau, generator, greedy)  # Alg 14 L5
             if i + 1 == l_gen:
                 break
-            pos = torch.tensor([l_x + i], device=x.device)
-            logits = self.step(y[:, i:i + 1], pos)  # the newest token only, Alg 14 L6
+            # the newest token only (Alg 14 L6), in the same (B, 1) and (1,) tensors every step:
+            # a slice of y would differ in storage offset, which the compiled step guards on
+            self.token.copy_(y[:, i:i + 1])
+            self.pos.fill_(l_x + i)
+            logits = self._run_step(self.token, self.pos)
         return y[0] if prompt.ndim == 1 else y
+
+    def _run_step(self, token: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """``step``; once compiled, without re-checking every parameter's guards."""
+        if not self.compiled or not self._warm:
+            self._warm = True
+            return self.step(token, pos)
+        with torch.compiler.set_stance(skip_guard_eval_unsafe=True):
+            return self.step(token, pos)

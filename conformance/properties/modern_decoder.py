@@ -2,7 +2,9 @@
 are distributions, it is causal, it agrees with the reference, with GPT-2's selections it is
 Algorithm 10 (``structure.special_case``), its KV cache (G heads, a ring buffer of w slots per
 windowed layer) gives the distributions of the full pass, and its parameter count is the
-closed form of spec/memory.md."""
+closed form of spec/memory.md. Its backward (Algorithm 66) matches central differences of the
+forward and the reference's hand-written gradients, and one step of Algorithm 13 on it is the
+reference's step."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from conformance import calls
 from conformance.assertions import assert_close, tolerance
 from conformance.modern_cases import ALG, gpt2_cases, modern_cases, modern_fields
 from conformance.properties.causal import decoder_non_leakage
+from conformance.properties.gradient import finite_difference
 from conformance.properties.memory import assert_count
-from conformance.properties.reference import forward_agreement
+from conformance.properties.reference import forward_agreement, gradient_agreement
 from conformance.properties.structure import columns_are_distributions
+from conformance.properties.training import assert_step_agrees
 from conformance.registry import Check, check, register, up
 from formal_transformers.hyperparameters import ModernDTransformerConfig
 
@@ -24,6 +28,30 @@ register(Check("reference.forward_agreement", ALG, forward_agreement,
                lambda a, c, d: modern_cases(c, d), dtypes="all", line=r"return", cost=2))
 register(Check("causal.non_leakage", ALG, decoder_non_leakage,
                lambda a, c, d: modern_cases(c, d, min_len=2), line=r"t_z \\le t_x", cost=2))
+
+BACKWARD = "modern_d_transformer_backward"  # Algorithm 66
+register(Check("gradient.finite_difference", BACKWARD, finite_difference,
+               lambda a, c, d: modern_cases(c, d), requires=(ALG,), cost=2))
+register(Check("reference.gradient_agreement", BACKWARD, gradient_agreement,
+               lambda a, c, d: modern_cases(c, d), dtypes="all", cost=2))
+
+
+def modern_training_cases(constrain, dtype):
+    """A modern decoder case with a learning rate: one epoch of Algorithm 13 on it."""
+    def with_eta(drawn):
+        case, eta = drawn
+        case.kind, case.data["eta"] = "d_training", eta
+        return case
+    return st.tuples(modern_cases(constrain, dtype, min_len=2, l_max=(2, 5)),
+                     st.sampled_from([0.1, 0.01])).map(with_eta)
+
+
+@check("training.step_agreement", (BACKWARD,), lambda a, c, d: modern_training_cases(c, d),
+       requires=("d_training",), dtypes="all", line=r"P \\odot", cost=2)
+def modern_training_step_agreement(ctx, case):
+    """d_training (Algorithm 13) on a modern decoder: the reference's loss and updated
+    parameters, its gradient being Algorithm 66's."""
+    assert_step_agrees(ctx, "d_training", case)
 
 
 @check("structure.special_case", (ALG,), lambda a, c, d: gpt2_cases(c, d),

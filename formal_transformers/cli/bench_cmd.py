@@ -110,6 +110,26 @@ def _table(results: list, verdict: bool = True) -> None:
                       f" {'met' if r.ratio >= r.target else 'NOT met'}")) for r in results])
     for r in results:
         status.print(f"{r.name}: {r.what}; {r.details}", markup=False)
+        if "floor_target" in r.details:
+            _floor_table(r.details, verdict)
+
+
+def _floor_table(d: dict, verdict: bool) -> None:
+    """Each decoder as a fraction of the weight-reading floor timed in the same run."""
+    target = d["floor_target"]
+    rows = []
+    for who, label in (("ours", f"torch_impl: {d['ours']}"), ("eager", f"torch_impl: {d['eager']}"),
+                       ("baseline", "transformers")):
+        fraction = d[f"fraction_of_floor_{who}"]
+        met = ("" if not verdict or who == "baseline" else
+               " met" if fraction >= target else " NOT met")
+        rows.append((label, f"{d[f'step_ms_{who}']:.2f}", f"{fraction:.3f}",
+                     f"{d[f'fraction_of_floor_per_call_{who}']:.3f}",
+                     "" if who == "baseline" else f">= {target}{met}"))
+    render.table(f"decode step vs the float32 weight-reading floor "
+                 f"({d['floor_ms_per_step']:.2f} ms per step, same run)",
+                 ["decoder", "step ms", "fraction of floor (step)", "fraction (whole call)",
+                  "target"], rows)
 
 
 def _span(t) -> str:

@@ -54,6 +54,21 @@ def test_generated_tokens_equal_the_eager_loop_greedy_and_sampled(compile):
     assert len(set(sampled[0].flatten().tolist())) > 3  # a real distribution was sampled
 
 
+def test_the_inductor_compiled_step_decodes_the_same_tokens_without_recompiling():
+    """The real compiler (inductor, C++ wrapper on CPU), float32. After the first step the
+    decoder skips guard evaluation, under which torch raises on any recompilation: three
+    generate calls, greedy and sampled, passing means one graph served every step."""
+    model = _model(np.float32)
+    prompt = torch.randint(0, CONFIG.N_V, (2, 5), generator=torch.Generator().manual_seed(2))
+    dec = StaticDecoder(model, B=2, capacity=30, compile=True)
+    want = d_inference(model, prompt, 26, greedy=True)
+    assert torch.equal(dec.generate(prompt, 26, greedy=True), want)
+    assert torch.equal(dec.generate(prompt, 26, greedy=True), want)
+    sampled = [f(prompt, 20, tau=1.5, generator=torch.Generator().manual_seed(3))
+               for f in (dec.generate, lambda *a, **k: d_inference(model, *a, **k))]
+    assert torch.equal(*sampled)
+
+
 def test_a_one_dimensional_prompt_returns_one_dimensional_tokens():
     model = _model(np.float32)
     prompt = torch.tensor([1, 2, 3])
