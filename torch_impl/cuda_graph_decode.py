@@ -29,13 +29,14 @@ class GraphedStep:
     """``step`` recorded as one CUDA graph over static token, position and logits buffers.
 
     Warm-up runs (on a side stream, as CUDA graph capture requires) and the capture call
-    ``step`` on token 0 at position 0: they write the cache at position 0, which every
-    decode overwrites with its prompt before reading it.
+    ``step`` on the buffers' current token and position (StaticDecoder's start as zeros):
+    they write the cache there, and every decode overwrites the cache with its prompt and
+    tokens before reading it.
     """
 
-    def __init__(self, step: Step, B: int, device: torch.device, warmup: int = 3):
-        self.token = torch.zeros(B, 1, dtype=torch.long, device=device)  # (B, 1)
-        self.pos = torch.zeros(1, dtype=torch.long, device=device)  # (1,)
+    def __init__(self, step: Step, token: torch.Tensor, pos: torch.Tensor, warmup: int = 3):
+        self.token, self.pos = token, pos  # (B, 1) and (1,): the graph reads them in place
+        device = token.device
         with torch.inference_mode():
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
@@ -48,9 +49,13 @@ class GraphedStep:
                 self.logits = step(self.token, self.pos)  # (B, N_V), rewritten by each replay
 
     def __call__(self, token: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """The next logits (B, N_V), valid until the next call (the graph's output buffer)."""
-        self.token.copy_(token)
-        self.pos.copy_(pos)
+        """The next logits (B, N_V), valid until the next call (the graph's output buffer).
+
+        Inputs other than the static buffers are copied into them first."""
+        if token is not self.token:
+            self.token.copy_(token)
+        if pos is not self.pos:
+            self.pos.copy_(pos)
         self.graph.replay()
         return self.logits
 
@@ -66,5 +71,5 @@ class CUDAGraphDecoder(StaticDecoder):
         super().__init__(model, B, capacity, compile=False)
         device = model.lm_head.weight.device
         self.graphed = device.type == "cuda"
-        if self.graphed:
-            self.step = GraphedStep(self._step, B, device)
+        if self.graphed:  # StaticDecoder.generate steps through its own token and pos buffers
+            self.step = GraphedStep(self._step, self.token, self.pos)
