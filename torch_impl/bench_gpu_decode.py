@@ -66,10 +66,15 @@ def weight_bytes_per_token(model: DTransformer) -> int:
     return total - sum(t.numel() * t.element_size() for t in lookups)
 
 
-def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median seconds of one ``fn()`` call over ``repeats`` calls, after one warm-up call."""
-    fn()
-    return statistics.median(time_steps(fn, device, 1, warmup=0) for _ in range(repeats))
+def interleaved_seconds(fns: dict[str, Callable[[], object]], device: torch.device,
+                        repeats: int) -> dict[str, float]:
+    """Median seconds of one call of each function over ``repeats`` rounds, each round
+    calling every function once in turn (so that a change of clock or load touches all)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            times[name].append(time_steps(fn, device, 1, warmup=0))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def agreeing_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
@@ -134,7 +139,7 @@ def bench_decode(config: DTransformerConfig, device: torch.device, l_prompt: int
         decoders["transformers_generate_static_cache"] = _hf_generate(
             hf, prompt, l_gen, cache_implementation="static")
     agree, errors = _first_calls(decoders, expected)
-    seconds = {name: median_seconds(fn, device, repeats) for name, fn in decoders.items()}
+    seconds = interleaved_seconds(decoders, device, repeats)  # each already called once
     report = _decode_report(model, device, l_prompt, l_gen, capacity, seconds, agree,
                             copy_bandwidth(device, copy_bytes), graph.graphed)
     return report | {"failed_optional_decoders": errors, "transformers_attention": attention,
@@ -205,6 +210,9 @@ def _decode_report(model: DTransformer, device: torch.device, l_prompt: int, l_g
     ratio = {f"ratio_torch_impl_vs_{who}": seconds[who] / ours
              for who in ("transformers_generate", "transformers_generate_static_cache")
              if who in seconds}
+    if "torch_impl_compiled" in seconds and "transformers_generate" in seconds:
+        ratio["ratio_torch_impl_compiled_vs_transformers_generate"] = (
+            seconds["transformers_generate"] / seconds["torch_impl_compiled"])
     vs = ratio.get("ratio_torch_impl_vs_transformers_generate")
     kv_bytes = 2 * c.L * c.d_e * capacity * model.lm_head.weight.element_size()
     return {"device": name, "dtype": str(model.lm_head.weight.dtype), "batch": 1,
