@@ -42,6 +42,20 @@ def test_whole_models_on_the_device_adapter_agree_with_the_reference_on_the_cpu(
     assert _failures(_agreement(torch_device.CPU_BF16, "quick")) == {}
 
 
+def test_the_readme_verify_command_loads_a_device_adapter_instance(tmp_path):
+    """benchmarks/README.md's command, with the CPU instance: exit 0, every cell passed."""
+    import json
+
+    from formal_transformers.cli import main
+
+    out = tmp_path / "verify.json"
+    assert main(["verify", "--impl", "conformance.adapters.torch_device:CPU_BF16", "--only",
+                 AGREEMENT, "--profile", "quick", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["implementation"] == "torch_impl[cpu]"
+    assert report["summary"]["passed"] == 8 and report["summary"]["failed"] == 0  # 4 x 2 dtypes
+
+
 def test_a_device_adapter_returning_wrong_probabilities_is_caught():
     class Shifted(DeviceTorchAdapter):
         def _probabilities(self, config, params, *tokens):  # P of the next vocabulary entry
