@@ -140,6 +140,7 @@ def bench_decode(config: DTransformerConfig, device: torch.device, l_prompt: int
             hf, prompt, l_gen, cache_implementation="static")
     agree, errors = _first_calls(decoders, expected)
     seconds = interleaved_seconds(decoders, device, repeats)  # each already called once
+    check_graph_tokens(graph.generate(prompt, l_gen, greedy=True)[0], expected)  # still
     report = _decode_report(model, device, l_prompt, l_gen, capacity, seconds, agree,
                             copy_bandwidth(device, copy_bytes), graph.graphed)
     return report | {"failed_optional_decoders": errors, "transformers_attention": attention,
@@ -158,15 +159,20 @@ def _checked_graph_decoder(model: DTransformer, prompt: torch.Tensor, l_gen: int
     eager = StaticDecoder(model, 1, capacity)
     graph = CUDAGraphDecoder(model, 1, capacity)
     expected = eager.generate(prompt, l_gen, greedy=True)[0]  # (l_gen,)
-    got = graph.generate(prompt, l_gen, greedy=True)[0]
-    if not torch.equal(got, expected):
-        raise BenchmarkCheckError(
-            f"the CUDA-graph decoder's tokens differ from the eager static decoder's from "
-            f"token {agreeing_prefix(got, expected)} of {l_gen} on: the graph replays the "
-            f"eager step's kernels and must reproduce its tokens exactly")
+    check_graph_tokens(graph.generate(prompt, l_gen, greedy=True)[0], expected)
     decoders = {"torch_impl_cuda_graph": lambda: graph.generate(prompt, l_gen, greedy=True),
                 "torch_impl_eager_static": lambda: eager.generate(prompt, l_gen, greedy=True)}
     return graph, decoders, expected
+
+
+def check_graph_tokens(got: torch.Tensor, expected: torch.Tensor) -> None:
+    """The graph decoder's tokens (l_gen,) equal the eager static decoder's, or
+    BenchmarkCheckError: the graph replays the eager step's kernels on the same inputs."""
+    if not torch.equal(got, expected):
+        raise BenchmarkCheckError(
+            f"the CUDA-graph decoder's tokens differ from the eager static decoder's from "
+            f"token {agreeing_prefix(got, expected)} of {expected.numel()} on: the graph "
+            f"replays the eager step's kernels and must reproduce its tokens exactly")
 
 
 def _first_calls(decoders: dict[str, Callable[[], torch.Tensor]], expected: torch.Tensor

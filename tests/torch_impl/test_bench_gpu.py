@@ -168,6 +168,22 @@ def test_a_graph_decoder_of_wrong_tokens_fails_the_decode_benchmark(monkeypatch)
                                       compiled=False, transformers=False, copy_bytes=1 << 10)
 
 
+def test_a_graph_decoder_that_goes_wrong_while_timed_fails_the_decode_benchmark(monkeypatch):
+    from torch_impl.cuda_graph_decode import CUDAGraphDecoder
+
+    real, calls = CUDAGraphDecoder.generate, []
+
+    def right_then_wrong(self, prompt, l_gen, **kw):
+        calls.append(1)
+        tokens = real(self, prompt, l_gen, **kw)
+        return tokens if len(calls) == 1 else (tokens + 1) % self.model.config.N_V
+
+    monkeypatch.setattr(CUDAGraphDecoder, "generate", right_then_wrong)
+    with pytest.raises(BenchmarkCheckError, match="differ from the eager static decoder's"):
+        bench_gpu_decode.bench_decode(TINY, CPU, l_prompt=2, l_gen=4, repeats=1,
+                                      compiled=False, transformers=False, copy_bytes=1 << 10)
+
+
 def test_the_graph_decoder_off_cuda_is_the_eager_static_decoder():
     from torch_impl.cuda_graph_decode import CUDAGraphDecoder
     from torch_impl.inference import d_inference
