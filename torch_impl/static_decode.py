@@ -27,7 +27,7 @@ import math
 import torch
 
 from formal_transformers.errors import SequenceLengthError
-from torch_impl.inference import Generator, _as_batch, _check_count, _check_sampling, sample_next
+from torch_impl.inference import Generator, _as_batch, _check_count, _check_sampling, decode_loop
 from torch_impl.kv_cache import KVCache
 from torch_impl.models import DTransformer
 
@@ -111,17 +111,17 @@ class StaticDecoder:
             raise SequenceLengthError(f"prompt length l_x = {l_x} plus l_gen = {l_gen} minus 1 "
                                       f"exceeds the decoder's capacity {self.capacity}")
         self.cache.reset()
-        y = torch.empty(B, l_gen, dtype=torch.long, device=x.device)
-        logits = self.model.last_logits(x, self.cache)  # eager prefill, Alg 14 L3-4
-        for i in range(l_gen):
-            y[:, i] = sample_next(logits, tau, generator, greedy)  # Alg 14 L5
-            if i + 1 == l_gen:
-                break
-            # the newest token only (Alg 14 L6), in the same (B, 1) and (1,) tensors every step:
-            # a slice of y would differ in storage offset, which the compiled step guards on
+
+        def next_logits(i: int, y: torch.Tensor) -> torch.Tensor:
+            # the newest token only (Alg 14 L6), in the same (B, 1) and (1,) tensors every
+            # step: a slice of y would differ in storage offset, which the compiled step
+            # guards on
             self.token.copy_(y[:, i:i + 1])
             self.pos.fill_(l_x + i)
-            logits = self._run_step(self.token, self.pos)
+            return self._run_step(self.token, self.pos)
+
+        logits = self.model.last_logits(x, self.cache)  # eager prefill, Alg 14 L3-4
+        y = decode_loop(logits, l_gen, next_logits, tau, generator, greedy)
         return y[0] if prompt.ndim == 1 else y
 
     def _run_step(self, token: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from conformance.properties.structure import columns_are_distributions
 from conformance.properties.training import assert_step_agrees
 from conformance.registry import Check, check, register, up
 from formal_transformers.hyperparameters import ModernDTransformerConfig
+from formal_transformers.memory.counts import modern_parameter_counts
 
 register(Check("structure.distribution", ALG, columns_are_distributions,
                lambda a, c, d: modern_cases(c, d), line=r"softmax"))
@@ -84,17 +85,7 @@ def cached_decoding_equals_the_full_pass(ctx, drawn):
 
 def modern_count(c: ModernDTransformerConfig) -> int:
     """Closed form (M66) of spec/memory.md: the parameters of Algorithm 65."""
-    d, n_norm = c.d_e, 2 if c.norm == "layer_norm" else 1
-    attn = (c.H + 2 * c.G) * c.d_head * d + d * c.H * c.d_head
-    attn += {"none": 0, "qkv": (c.H + 2 * c.G) * c.d_head,
-             "all": (c.H + 2 * c.G) * c.d_head + d}[c.attention_bias]
-    attn += {"none": 0, "per_head": 2 * c.d_head, "projection": (c.H + c.G) * c.d_head}[c.qk_norm]
-    k = 3 if c.mlp == "gated" else 2
-    mlp = k * d * c.d_mlp + ((k - 1) * c.d_mlp + d if c.mlp_bias else 0)
-    norms = (4 if c.post_norms else 2) * n_norm * d
-    embed = c.N_V * d + (c.l_max * d if c.positions == "learned" else 0)
-    return embed + c.L * (attn + mlp + norms) + n_norm * d + (0 if c.tie_embeddings
-                                                               else c.N_V * d)
+    return modern_parameter_counts(c)["total"]
 
 
 @st.composite

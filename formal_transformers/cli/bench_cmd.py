@@ -15,6 +15,7 @@ from formal_transformers import render
 from formal_transformers.atomic import STDOUT, check_json_destination, write_json
 from formal_transformers.cli.flags import check_minimum
 from formal_transformers.errors import ConfigError
+from formal_transformers.provenance import run_facts
 
 INSTALL_BENCH = "pip install 'formal-transformers[bench]'"
 
@@ -84,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     rows = [r.to_json() for r in results]
     if args.quick:  # a smoke test: its tiny shapes say nothing about the targets
         rows = [r | {"met_target": None} for r in rows]
-    report = {"environment": bench.environment(), "quick": args.quick,
+    options = {k: v for k, v in vars(args).items() if k != "func"}  # the command's flags
+    report = {"run": run_facts() | {"command": "formal-transformers bench", "options": options},
+              "environment": bench.environment(), "quick": args.quick,
               "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
               "results": rows}
     if results:

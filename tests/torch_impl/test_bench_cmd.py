@@ -17,6 +17,9 @@ def test_bench_quick_writes_ratios_against_baselines_measured_in_the_same_run(tm
                  "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["quick"] is True and report["environment"]["threads"] >= 1
+    # where and when: date, commit, machine, and the flags the figures were measured with
+    assert report["run"]["date"] and "machine" in report["run"]
+    assert report["run"]["options"]["quick"] is True
     by_name = {r["name"]: r for r in report["results"]}
     assert list(by_name) == ["reference", "gpt2_decode"]
     for r in by_name.values():
