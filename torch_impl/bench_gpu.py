@@ -269,38 +269,28 @@ def bench_training(config: DTransformerConfig, device: torch.device, batch_size:
 
 
 def provenance(argv: list[str], nanogpt: str | None) -> dict:
-    """What a GPU report must carry: the command (and the script that ran it), date, commit,
-    versions, nanoGPT's commit.
+    """What a GPU report must carry: formal_transformers.provenance's run facts (date, commit,
+    machine), the command (and the script that ran it), versions, device, nanoGPT's commit.
 
-    The commit is ``git rev-parse HEAD`` of this checkout, or the FT_COMMIT environment
-    variable where the tree is a copy without its .git (as on a lent GPU machine)."""
-    import datetime
+    The commit falls back to the FT_COMMIT environment variable where the tree is a copy
+    without its .git (as on a lent GPU machine)."""
     import os
+    from pathlib import Path
+
+    from formal_transformers.provenance import git_commit, run_facts
 
     try:
         import transformers
         hf_version = transformers.__version__
     except ImportError:
         hf_version = None
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return {"command": ["formal-transformers", *argv],
-            "script": os.environ.get("FT_INVOCATION"),  # set by benchmarks/gpu.sh
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "commit": _git_head(here) or os.environ.get("FT_COMMIT"),
-            "nanogpt_commit": None if nanogpt is None or not os.path.exists(
-                os.path.join(nanogpt, ".git")) else _git_head(nanogpt),
-            "torch": torch.__version__, "cuda": torch.version.cuda,
-            "transformers": hf_version,
-            "device": device_name(torch.device("cuda")) if torch.cuda.is_available() else "cpu"}
-
-
-def _git_head(path: str) -> str | None:
-    """The commit checked out at ``path``, or None (no git, not a repository)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "-C", path, "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
+    facts = run_facts()
+    has_git = nanogpt is not None and (Path(nanogpt) / ".git").exists()  # not the outer tree's
+    return facts | {"commit": facts["commit"] or os.environ.get("FT_COMMIT"),
+                    "command": ["formal-transformers", *argv],
+                    "script": os.environ.get("FT_INVOCATION"),  # set by benchmarks/gpu.sh
+                    "nanogpt_commit": git_commit(Path(nanogpt)) if has_git else None,
+                    "torch": torch.__version__, "cuda": torch.version.cuda,
+                    "transformers": hf_version,
+                    "device": device_name(torch.device("cuda")) if torch.cuda.is_available()
+                    else "cpu"}

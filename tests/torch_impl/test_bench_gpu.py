@@ -209,7 +209,7 @@ def test_gpu_sh_runs_its_command_end_to_end_as_a_cpu_smoke_test(tmp_path):
     gpu = json.loads(out.read_text())["gpu"]
     assert gpu["quick"] is True
     provenance = gpu["provenance"]
-    assert {"command", "date_utc", "commit", "torch", "device"} <= set(provenance)
+    assert {"command", "date", "commit", "machine", "torch", "device"} <= set(provenance)
     assert "--gpu-train" in provenance["command"] and provenance["device"] == "cpu"
     assert provenance["script"] == "bash benchmarks/gpu.sh --smoke"
     assert gpu["training"]["compile"] == {"backend": "eager"}  # --compile, cheaply
