@@ -28,8 +28,10 @@ the load average.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -39,10 +41,11 @@ from formal_transformers.checkpoint import load_checkpoint
 from formal_transformers.sampling_config import SamplingConfig
 from formal_transformers.sources import make_source
 from formal_transformers.training_run import plan_run, train
-from torch_impl.bench import BenchResult, _interleaved
+from torch_impl.bench import BenchResult, Timing, _interleaved
 from torch_impl.inference import d_inference
 from torch_impl.models import DTransformer, model_from_canonical
 from torch_impl.speculative import speculative_decoding
+from torch_impl.training import make_adamw
 
 PROMPT = 8  # prompt tokens
 PROMPTS = 8  # prompts per timed call: greedy paths of a Markov chain end in short cycles
@@ -59,6 +62,10 @@ PAIR = {
            "draft": ({"d_e": 16, "H": 2, "L": 1, "d_mlp": 32},
                      {"steps": 3, "batch_size": 8, "lr": 3e-3, "warmup": 1})},
 }
+# the draft's fine-tuning on the target's distributions: sequences, steps, batch, peak lr
+DISTILL = {False: {"sequences": 256, "steps": 300, "batch_size": 32, "lr": 3e-3},
+           True: {"sequences": 8, "steps": 3, "batch_size": 4, "lr": 3e-3}}
+AGREEMENT_ROWS = 128  # held-out sequences on which the argmax agreement is measured
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,41 @@ def _trained(sizes: dict, settings: dict, source_options: dict) -> tuple[DTransf
                    "excess_nats": round(loss - H, 4)}
 
 
+def argmax_agreement(target: DTransformer, draft: DTransformer, x: torch.Tensor) -> float:
+    """Fraction of positions t >= 1 of x (B, l) where the two models' argmaxes agree."""
+    with torch.inference_mode():
+        return float((target(x).argmax(-1) == draft(x).argmax(-1))[:, 1:].double().mean())
+
+
+def distil(draft: DTransformer, target: DTransformer, source, sequences: int, steps: int,
+           batch_size: int, lr: float) -> dict:
+    """Fine-tune the draft in place toward the target's own next-token distributions: the
+    cross-entropy of the draft's softmax against the target's on ``sequences`` fresh
+    sequences of the source (soft labels; Zhou et al. 2023, DistillSpec). Greedy acceptance
+    is argmax agreement with the target, which a draft trained on the source alone misses
+    wherever the chain's top two probabilities are close and the two models break the
+    near-tie differently. Warm-up over 10 % of the steps, then cosine decay to lr / 10."""
+    start = time.perf_counter()
+    x = torch.as_tensor(source.batch(20_000, sequences).x)  # (sequences, l)
+    with torch.inference_mode():
+        p = torch.softmax(target(x), dim=-1)  # (sequences, l, N_V)
+    draft.train()
+    optimizer = make_adamw(draft, lr=lr, weight_decay=0.0)
+    rows = torch.Generator().manual_seed(0)
+    for step in range(steps):
+        warm = min(1.0, (step + 1) / max(steps // 10, 1))
+        for group in optimizer.param_groups:
+            group["lr"] = lr * warm * (0.55 + 0.45 * math.cos(math.pi * step / steps))
+        i = torch.randint(0, sequences, (batch_size,), generator=rows)
+        loss = -(p[i] * torch.log_softmax(draft(x[i]), dim=-1)).sum(-1).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    draft.eval()
+    return {"sequences": sequences, "steps": steps, "batch_size": batch_size, "lr": lr,
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
 @lru_cache(maxsize=2)
 def trained_pair(quick: bool) -> TrainedPair:
     """The pair of ``PAIR[quick]`` trained on one Markov source (S = 8, order 2), once."""
@@ -97,9 +139,14 @@ def trained_pair(quick: bool) -> TrainedPair:
     target, t_report = _trained(t_sizes, t_run, options)
     draft, d_report = _trained(d_sizes, d_run, options)
     source = make_source("markov", seed=0, **options)
+    held_out = torch.as_tensor(source.validation_batch().x[:AGREEMENT_ROWS])
+    before = argmax_agreement(target, draft, held_out)
+    distilled = distil(draft, target, source, **DISTILL[quick])
+    distilled |= {"argmax_agreement_before": round(before, 4),
+                  "argmax_agreement_after": round(argmax_agreement(target, draft, held_out), 4)}
     prompts = torch.as_tensor(source.batch(10_000, PROMPTS).x[:, :PROMPT])  # unseen batch
     return TrainedPair(target, draft, prompts, length - PROMPT,
-                       {"target": t_report, "draft": d_report})
+                       {"target": t_report, "draft": d_report, "distillation": distilled})
 
 
 def rounds_report(accepted: list[list[int]], k: int, l_gen: int) -> dict:
@@ -131,16 +178,19 @@ def _step(model: DTransformer, T: int, context: int):
     return run
 
 
-def step_costs(pair: TrainedPair, k: int, repeats: int) -> dict:
-    """ms of the target's step, its (k + 1)-token verification and the draft's step, at the
-    middle of the generated range, interleaved."""
+def timed(pair: TrainedPair, k: int, ours, theirs, repeats: int
+          ) -> tuple[Timing, Timing, dict]:
+    """Both decoders, and (ms) the target's step, its (k + 1)-token verification and the
+    draft's step at the middle of the generated range, all five interleaved."""
     context = PROMPT + pair.l_gen // 2
-    timings = _interleaved(_step(pair.target, 1, context), _step(pair.target, k + 1, context),
-                           _step(pair.draft, 1, context), repeats=max(repeats, 5))
-    t, v, d = (1e3 * tm.median / STEPS_PER_SAMPLE for tm in timings)
-    return {"target_step_ms": round(t, 4), "target_verify_ms": round(v, 4),
-            "draft_step_ms": round(d, 4), "verify_over_step": round(v / t, 3),
-            "target_over_draft_step": round(t / d, 2)}
+    steps = (_step(pair.target, 1, context), _step(pair.target, k + 1, context),
+             _step(pair.draft, 1, context))
+    t_ours, t_theirs, *t_steps = _interleaved(ours, theirs, *steps, repeats=repeats)
+    t, v, d = (1e3 * tm.median / STEPS_PER_SAMPLE for tm in t_steps)
+    return t_ours, t_theirs, {
+        "target_step_ms": round(t, 4), "target_verify_ms": round(v, 4),
+        "draft_step_ms": round(d, 4), "verify_over_step": round(v / t, 3),
+        "target_over_draft_step": round(t / d, 2)}
 
 
 def _details(pair: TrainedPair, k: int, accepted, steps: dict, **more) -> dict:
@@ -177,13 +227,12 @@ def bench_speculative(quick: bool = False, repeats: int = 3, k: int = 4) -> Benc
     same = bool(torch.equal(ours(), theirs()))
     assert same, "greedy speculative decoding differs from greedy decoding of the target"
     _, accepted = speculative_decoding(pair.target, pair.draft, pair.prompts, pair.l_gen, k)
-    t_ours, t_theirs = _interleaved(ours, theirs, repeats=repeats)
+    t_ours, t_theirs, steps = timed(pair, k, ours, theirs, repeats)
     return BenchResult(
         "speculative", f"greedy speculative decoding (k={k}) vs plain greedy decoding of the "
         f"target, {len(accepted)} prompts x {pair.l_gen} new tokens after {PROMPT}, batch 1, "
         "KV caches, float32; pair trained on markov", "torch_impl d_inference (target alone)",
-        t_ours, t_theirs, details=_details(pair, k, accepted, step_costs(pair, k, repeats),
-                                           same_tokens=same))
+        t_ours, t_theirs, details=_details(pair, k, accepted, steps, same_tokens=same))
 
 
 def bench_speculative_sampled(quick: bool = False, repeats: int = 3, k: int = 4
@@ -203,9 +252,9 @@ def bench_speculative_sampled(quick: bool = False, repeats: int = 3, k: int = 4
     gen.manual_seed(0)
     _, accepted = speculative_decoding(pair.target, pair.draft, pair.prompts, pair.l_gen, k,
                                        S, gen)
-    t_ours, t_theirs = _interleaved(ours, theirs, repeats=repeats)
+    t_ours, t_theirs, steps = timed(pair, k, ours, theirs, repeats)
     return BenchResult(
         "speculative_sampled", f"speculative sampling (k={k}, tau=1) vs plain sampling from "
         f"the target, {len(accepted)} prompts x {pair.l_gen} new tokens after {PROMPT}, "
         "batch 1, KV caches, float32", "torch_impl d_inference (target alone)", t_ours,
-        t_theirs, details=_details(pair, k, accepted, step_costs(pair, k, repeats)))
+        t_theirs, details=_details(pair, k, accepted, steps))
