@@ -6,7 +6,8 @@ sections 7-8), for the docs: writes reports/memory_vs_length.png and reports/mem
 Left panel: the activations one causal attention layer keeps (H = 16, d_e = 64), naive and
 sdpa, l = 64 ... 1024 -- predicted lines, measured markers, fitted exponents. Right panel: the
 peak of a whole training step (a 2-layer decoder, batch 2, AdamW) over the same lengths. The
-JSON also holds the predictions for the published presets and the memory laws' measurements.
+JSON also holds the predictions for the published presets, the memory laws' measurements and
+the three estimates of spec/memory.md section 12 beside measured peaks (``three_estimates``).
 """
 
 from __future__ import annotations
@@ -62,15 +63,16 @@ def preset_table() -> list[dict]:
     """Predictions for every preset at its context size, batch 1, bfloat16, AdamW."""
     rows = []
     for name, c in PRESETS.items():
-        naive = training_memory(c, 1, c.l_max, "bfloat16", "adamw", "naive")
-        sdpa = training_memory(c, 1, c.l_max, "bfloat16", "adamw", "sdpa")
+        seq = c.n_patches + 1 if c.arch == "vit" else c.l_max  # a ViT reads N + 1 tokens
+        naive = training_memory(c, 1, seq, "bfloat16", "adamw", "naive")
+        sdpa = training_memory(c, 1, seq, "bfloat16", "adamw", "sdpa")
         row = {"preset": name, "arch": c.arch, "parameters": naive.parameters,
-               "tied_parameters": naive.to_dict()["tied_parameters"], "seq": c.l_max,
+               "tied_parameters": naive.to_dict()["tied_parameters"], "seq": seq,
                "peak_naive_bf16_bytes": naive.peak, "peak_sdpa_bf16_bytes": sdpa.peak}
-        if c.arch != "encoder":
-            inf = inference_memory(c, 1, c.l_max // 2 if c.arch == "decoder" else c.l_max,
-                                   c.l_max // 2 if c.arch == "decoder" else c.l_max,
-                                   "bfloat16")
+        if c.arch not in ("encoder", "vit"):
+            decoder = c.arch in ("decoder", "modern-decoder")
+            inf = inference_memory(c, 1, c.l_max // 2 if decoder else c.l_max,
+                                   c.l_max // 2 if decoder else c.l_max, "bfloat16")
             row["kv_cache_bf16_bytes"] = inf.row("KV cache")
         rows.append(row)
     return rows
@@ -132,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
                        for r in laws],
               "law_cases": [{"property": r.id, "case": line} for r in laws for line in r.lines],
               "presets": preset_table(), "attention_vs_length": attn,
+              "three_estimates": [row for name in compare.COMPARISON_PRESETS
+                                  for row in compare.estimate_comparison(name,
+                                                                         get_preset(name))],
               "training_step_vs_length": step, **run_facts()}
     write_json(args.out_dir / "memory.json", report)
     print(f"wrote {args.out_dir / 'memory_vs_length.png'} and {args.out_dir / 'memory.json'}")

@@ -71,8 +71,10 @@ MODERN = ("sinusoidal_embedding", "rope", "alibi", "rmsnorm", "gated_mlp", "rope
           "rmsnorm_backward", "gated_mlp_backward")
 # Vision (spec: Algorithms 75-78, issue 17): images (B, C, h, w), channel axis first.
 VISION = ("patch_extraction", "patch_embedding", "vit_classifier", "vit_classifier_backward")
+# The modern decoder's hand-written backward (spec: Algorithm 66).
+MODERN_DECODER_BACKWARD = ("modern_d_transformer_backward",)
 ALGORITHMS = (FORWARD + TRAINING + INFERENCE + BACKWARD + DECODING + MODERN
-              + ATTENTION_VARIANTS + VISION)
+              + ATTENTION_VARIANTS + VISION + MODERN_DECODER_BACKWARD)
 EXTRAS = ("count_parameters", "d_transformer_backward", "e_transformer_backward",
           "ed_transformer_backward", "sampling_distribution", "d_transformer_padded",
           "e_transformer_padded", "ed_transformer_padded", "d_decode", "ed_decode",
@@ -209,6 +211,12 @@ class Adapter:
     def modern_d_transformer(self, x: Array, params: Params, config: Any) -> Array:
         """Alg 65. x (B, l) int; canonical params of a ModernDTransformerConfig (its selections
         are the declared variants). Returns P (B, l, N_V)."""
+        raise NotImplementedError
+
+    def modern_d_transformer_backward(self, x: Array, params: Params, config: Any, dP: Array
+                                      ) -> dict[str, Array]:
+        """Alg 66. Gradients of sum(P * dP), dP (B, l, N_V), P = modern_d_transformer(x): one
+        entry per canonical parameter of the config, summed over the batch."""
         raise NotImplementedError
 
     # -- training (Algorithms 11-13): one epoch over the batch -------------------------------

@@ -153,7 +153,8 @@ def backward(bound: Bound, alg: str, data: Mapping[str, Any], upstream: np.ndarr
         args = (d["z"], d["x"], d["params"], d["config"], upstream)
     elif alg == "vit_classifier_backward":
         args = (d["I"], d["params"], d["config"], upstream)
-    elif alg in ("d_transformer_backward", "e_transformer_backward"):
+    elif alg in ("d_transformer_backward", "e_transformer_backward",
+                 "modern_d_transformer_backward"):
         args = (d["x"], d["params"], d["config"], upstream)
     else:
         raise KeyError(f"no backward dispatch for {alg!r}")
@@ -191,7 +192,7 @@ def output_shape(alg: str, data: Mapping[str, Any]) -> tuple[int, ...]:
         "online_softmax_attention": lambda: d["X"].shape[:2] + p["W_v"].shape[:1],
         "vit_classifier": lambda: (d["I"].shape[0], d["config"].n_classes),
     }
-    if alg in ARCHITECTURES:
+    if alg in ARCHITECTURES or alg == "modern_d_transformer":
         return d["x"].shape + (d["config"].N_V,)
     return tuple(shapes[alg]())
 

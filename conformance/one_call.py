@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import inspect
+import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -316,6 +317,8 @@ def adapter_for(target: Any, algorithm: str | Iterable[str] | None = None, *,
                 dtypes: Sequence[str] | None = None, sizes: Mapping[str, Any] | None = None,
                 constrain: Callable | None = None, name: str | None = None) -> Adapter:
     """The adapter object ``check`` synthesises for ``target`` (arguments as for ``check``)."""
+    if isinstance(mapping, (str, os.PathLike)):
+        return _mapped(target, algorithm, mapping)
     if isinstance(target, Mapping):
         functions = dict(target)
     else:
@@ -341,6 +344,33 @@ def adapter_for(target: Any, algorithm: str | Iterable[str] | None = None, *,
                         sizes=fixed, constrain=constrain)
 
 
+def _mapped(target: Any, algorithm: str | Iterable[str] | None, mapping: str | os.PathLike
+            ) -> Adapter:
+    """A mapping *file* (``verify --map``'s TOML, conformance/adapters/mapped.py): ``target``
+    is the factory of the user's modern-decoder nn.Module (a class or function, or its
+    "module:Name"; None takes the file's ``factory``), built afresh for every drawn config."""
+    from conformance.adapter import _checked, _import_object
+    from conformance.adapters.mapped import MappedModule, mapping_factory
+
+    algs = [] if algorithm is None else [algorithm] if isinstance(algorithm, str) \
+        else list(algorithm)
+    wrong = sorted(set(algs) - set(MappedModule.algorithms))
+    if wrong:
+        raise AdapterError(f"a mapping file maps the modern decoder (algorithm "
+                           f"'modern_d_transformer'), not {wrong[0]!r}")
+    factory = mapping_factory(mapping) if target is None else target
+    if isinstance(factory, str):
+        factory = _import_object(factory)
+    if _is_torch_module(factory):
+        raise AdapterError("with a mapping file, pass the module's class or factory (the suite "
+                           "builds one per drawn config), not an instance; an instance takes "
+                           "mapping={canonical name: state-dict key}")
+    if not callable(factory):
+        raise AdapterError(f"the factory of a mapping file must be callable, got "
+                           f"{type(factory).__name__}")
+    return _checked(MappedModule(factory, os.fspath(mapping)))
+
+
 def check(target: Any, algorithm: str | Iterable[str] | None = None, *,
           arrays: str | None = None, mapping: Any = None, call: Callable | None = None,
           dtypes: Sequence[str] | None = None, sizes: Mapping[str, Any] | None = None,
@@ -351,7 +381,9 @@ def check(target: Any, algorithm: str | Iterable[str] | None = None, *,
 
     ``target``: a function with the protocol method's signature (conformance/adapter.py), a
     mapping ``{algorithm id: function}``, or a ``torch.nn.Module`` with ``mapping`` (canonical
-    name -> state-dict key or (key, "T" | "heads" | callable)), optional ``call``. ``arrays``:
+    name -> state-dict key or (key, "T" | "heads" | callable)), optional ``call``. With
+    ``mapping`` a path to a TOML mapping file (``verify --map``'s), ``target`` is the factory
+    of a modern-decoder module (its class, function or "module:Name"; None: the file's). ``arrays``:
     what the function takes -- "numpy" (default), "torch" (default for a module) or "jax".
     ``sizes`` fixes drawn sizes (a module's are read from its parameters where the mapping
     allows). ``only`` narrows to property ids or families (``["mask"]``); ``profile`` is the

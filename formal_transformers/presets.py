@@ -18,8 +18,10 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ModernDTransformerConfig,
     ViTConfig,
 )
+from formal_transformers.rope import Rope, RopeScaling
 
 
 def _gpt2(d_e: int, L: int, H: int) -> DTransformerConfig:
@@ -39,6 +41,24 @@ def _vaswani(d_e: int, d_mlp: int, H: int) -> EDTransformerConfig:
     """Transformer (Vaswani et al. 2017), shared 37000-token BPE vocabulary, 6 + 6 layers."""
     return EDTransformerConfig(N_V=37000, l_max=512, d_e=d_e, d_mlp=d_mlp, L_enc=6, L_dec=6,
                                H=H, activation="relu", layer_norm_eps=1e-6)
+
+
+def _tiny_modern(**selections) -> ModernDTransformerConfig:
+    """A modern decoder of the tiny-* size (d_e = 64, L = 2, H = 4, G = 2 kv heads) with the
+    selections of one family: cheap to train and to measure on a CPU."""
+    return ModernDTransformerConfig(**{"N_V": 64, "l_max": 128, "d_e": 64, "d_mlp": 172,
+                                       "L": 2, "H": 4, "G": 2, **selections})
+
+
+def _llama_3_2_1b() -> ModernDTransformerConfig:
+    """Llama 3.2 1B's shape (Meta 2024; its config.json): 16 layers, 32 query and 8 kv heads
+    of 64, SwiGLU of 8192, tied embeddings, RoPE theta 5e5 with Llama 3 scaling (factor 32).
+    1,235,814,400 parameters. For prediction only: far too large to measure here."""
+    rope = Rope(theta=500000.0, scaling=RopeScaling(kind="llama3", factor=32.0,
+                                                    low_freq_factor=1.0, high_freq_factor=4.0,
+                                                    original_max_position=8192))
+    return ModernDTransformerConfig(N_V=128256, l_max=131072, d_e=2048, d_mlp=8192, L=16, H=32,
+                                    G=8, norm_eps=1e-5, rope=rope, tie_embeddings=True)
 
 
 PRESETS: Mapping[str, Config] = MappingProxyType({
@@ -66,6 +86,23 @@ PRESETS: Mapping[str, Config] = MappingProxyType({
                              d_e=768, d_mlp=3072, L=12, H=12, layer_norm_eps=1e-12),
     "vit-tiny-cifar": ViTConfig(C=3, height=32, width=32, patch_size=4, n_classes=10, d_e=64,
                                 d_mlp=256, L=2, H=4),
+    # The modern decoder (Algorithm 65) in three families' selections, tiny, and one
+    # published shape. Llama: RMSNorm, RoPE, SwiGLU, grouped-query attention, no biases.
+    "tiny-llama": _tiny_modern(),
+    # Mistral: Llama's selections with a sliding window on every layer
+    "tiny-mistral": _tiny_modern(windows=(32, 32)),
+    # Gemma 2: RMSNorm with offset gain 1 + gamma, pre- and post-norms, GeGLU (tanh), tied
+    # and sqrt(d_e)-scaled embeddings, head size set freely, soft-capped attention scores and
+    # logits, local (windowed) and global layers alternating
+    "tiny-gemma2": _tiny_modern(d_head=32, norm_offset=True, post_norms=True,
+                                activation="gelu_tanh", tie_embeddings=True,
+                                embedding_scale=True, attn_softcap=50.0, final_softcap=30.0,
+                                windows=(32, None)),
+    "llama-3.2-1b": _llama_3_2_1b(),
+    # GPT-2's selections (tanh GELU, eps 1e-5) at the tiny-* size: the D transformer the
+    # three-estimate comparison of spec/memory.md section 12 measures beside the modern ones
+    "tiny-gpt2": DTransformerConfig(N_V=64, l_max=128, d_e=64, d_mlp=256, L=2, H=4,
+                                    activation="gelu_tanh", layer_norm_eps=1e-5),
 })
 
 

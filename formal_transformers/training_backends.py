@@ -265,9 +265,6 @@ class ReferenceBackend:
                  run: Mapping[str, Any], optimizer_state: Mapping[str, np.ndarray]):
         if run["dtype"] != "float64":
             raise ConfigError(f"--impl reference runs in float64 only, got dtype {run['dtype']!r}")
-        if config.arch == "modern-decoder":
-            raise ConfigError("--impl reference cannot train the modern-decoder: it has no "
-                              "hand-written backward of Algorithm 65 (train it with --impl torch)")
         self.config = config
         self.params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
         self.run = run
@@ -280,7 +277,7 @@ class ReferenceBackend:
         from reference_numpy import training as T
 
         c = self.config
-        if c.arch == "decoder":
+        if c.arch in ("decoder", "modern-decoder"):  # Algorithm 13; Algorithm 66 for the modern
             return T.d_loss_and_grad(batch.x[b], self.params, c)
         if c.arch == "vit":
             return T.vit_loss_and_grad(batch.x[b], int(batch.targets[b]), self.params, c)
@@ -306,12 +303,15 @@ class ReferenceBackend:
 
     def log_probs(self, batch: Batch) -> np.ndarray:
         from reference_numpy import architectures as A
+        from reference_numpy.modern_decoder import modern_d_transformer
         from reference_numpy.vision import vit_classifier
 
         c, out = self.config, []
         for b in range(len(batch)):
             if c.arch == "decoder":
                 P = A.d_transformer(batch.x[b], self.params, c)
+            elif c.arch == "modern-decoder":
+                P = modern_d_transformer(batch.x[b], self.params, c)
             elif c.arch == "vit":
                 out.append(np.log(np.maximum(vit_classifier(batch.x[b], self.params, c),
                                              1e-300)))

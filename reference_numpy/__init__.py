@@ -24,6 +24,7 @@ from reference_numpy.layer_norm import layer_norm
 from reference_numpy.masks import block_sparse_mask, sliding_window_mask
 from reference_numpy.mlp import mlp
 from reference_numpy.modern_decoder import modern_d_transformer
+from reference_numpy.modern_decoder_backward import modern_d_transformer_backward
 from reference_numpy.online_softmax import (
     online_softmax_attention,
     online_softmax_attention_backward,
@@ -93,4 +94,5 @@ REGISTRY = {
     "vit_classifier": vit_classifier,
     "vit_classifier_backward": vit_classifier_backward,
     "modern_d_transformer": modern_d_transformer,
+    "modern_d_transformer_backward": modern_d_transformer_backward,
 }

@@ -57,12 +57,15 @@ def _entry(cache: dict, key: str):
     return cache[key]
 
 
-def layer_norm_columns_backward(dY: np.ndarray, cache: dict, prefix: str, grads: Grads
-                                ) -> np.ndarray:
-    """Backward of layer_norm applied to every column (Algorithm 21 per column): dX (d_e, l)."""
+def layer_norm_columns_backward(dY: np.ndarray, cache: dict, prefix: str, grads: Grads,
+                                backward=layer_norm_backward) -> np.ndarray:
+    """Backward of layer_norm applied to every column (Algorithm 21 per column): dX (d_e, l).
+
+    ``backward``: the per-column backward of another norm with the same cache layout and
+    result keys ("e" and its parameters), e.g. rmsnorm_backward (Algorithm 30)."""
     columns = []
     for t, c_t in enumerate(_entry(cache, prefix)):
-        g = layer_norm_backward(dY[:, t], c_t)
+        g = backward(dY[:, t], c_t)
         _accumulate(grads, prefix, g, inputs=("e",))
         columns.append(g["e"])
     return np.stack(columns, axis=1)
@@ -84,15 +87,17 @@ def mlp_columns_backward(dY: np.ndarray, cache: dict, prefix: str, grads: Grads)
 
 
 def embed_backward(dX: np.ndarray, cache: dict, key: str, grads: Grads,
-                   padding_idx: int | None = None) -> None:
-    """Backward of e_t = W_e[:, x[t]] + W_p[:, t] (Algorithms 17-18), summed over positions.
+                   padding_idx: int | None = None, kappa: float = 1.0) -> None:
+    """Backward of e_t = kappa W_e[:, x[t]] + W_p[:, t] (Algorithms 17-18), summed over
+    positions; a position cached without a positional embedding (None) has no W_p share.
 
     With the variant ``padding_idx`` (spec: Algorithm 17, variants) a position holding that
     token sends no gradient to W_e (its positional embedding still gets its share)."""
     for t, (c_tok, c_pos) in enumerate(_entry(cache, key)):
         if c_tok["v"] != padding_idx:
-            grads["W_e"] += token_embedding_backward(dX[:, t], c_tok)["W_e"]
-        grads["W_p"] += positional_embedding_backward(dX[:, t], c_pos)["W_p"]
+            grads["W_e"] += token_embedding_backward(kappa * dX[:, t], c_tok)["W_e"]
+        if c_pos is not None:
+            grads["W_p"] += positional_embedding_backward(dX[:, t], c_pos)["W_p"]
 
 
 def post_ln_layer_backward(dX: np.ndarray, cache: dict, prefix: str, grads: Grads) -> np.ndarray:

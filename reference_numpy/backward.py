@@ -31,6 +31,13 @@ def _need(cache: object, forward: str, *keys: str) -> None:
 need = _need  # the same check, for the backward passes that live beside their forward
 
 
+def softmax_columns_backward(d_out: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Gradient of the column-wise softmax A = softmax(S) (Algorithm 19, line 3 without the
+    score scale): dS = A * (dA - 1 1^T (A * dA)). d_out: dA, A: the kept weights, same shape;
+    a masked entry (A = 0) gets gradient 0."""
+    return A * (d_out - np.sum(A * d_out, axis=0, keepdims=True))
+
+
 def token_embedding_backward(d_out: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
     """Gradient of Algorithm 1 (spec: Algorithm 17, 17-token-embedding-backward.md).
 
@@ -71,7 +78,7 @@ def attention_backward(d_out: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
 
     dV = d_out @ A.T  # Alg 19 L1, (d_out, l_z)
     dA = V.T @ d_out  # Alg 19 L2, (l_z, l_x)
-    dS = A * (dA - np.sum(A * dA, axis=0, keepdims=True)) / np.sqrt(d_attn)  # Alg 19 L3
+    dS = softmax_columns_backward(dA, A) / np.sqrt(d_attn)  # Alg 19 L3
     dQ = K @ dS  # Alg 19 L4, (d_attn, l_x)
     dK = Q @ dS.T  # Alg 19 L5, (d_attn, l_z)
     dW_q, db_q = dQ @ X.T, dQ.sum(axis=1)  # Alg 19 L6

@@ -18,13 +18,19 @@ import numpy as np
 from formal_transformers.attention_options import check_cap
 from formal_transformers.validation import check_array
 from reference_numpy.attention import _check_qkv, _prepare_mask, softmax_columns
-from reference_numpy.backward import _need
+from reference_numpy.backward import _need, softmax_columns_backward
 
 
 def soft_cap(S: np.ndarray, c: float) -> np.ndarray:
     """c tanh(S / c), elementwise (spec: Algorithm 46, line 3); every entry in (-c, c)."""
     c = check_cap(c)
     return c * np.tanh(S / c)
+
+
+def soft_cap_backward(d_out: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """Gradient of c tanh(S / c) (Algorithm 47, line 3 without the score scale):
+    dS * (1 - T^2), T = tanh(S / c) the kept (finite, unmasked) capped scores over c."""
+    return d_out * (1.0 - T * T)
 
 
 def softcap_attention(X: np.ndarray, Z: np.ndarray, W_q: np.ndarray, b_q: np.ndarray,
@@ -69,8 +75,8 @@ def softcap_backward(d_out: np.ndarray, cache: dict) -> dict[str, np.ndarray]:
     check_array("dV_tilde", d_out, (V.shape[0], X.shape[1]))
 
     dV, dA = d_out @ A.T, V.T @ d_out  # Alg 47 L1
-    dS = A * (dA - np.sum(A * dA, axis=0, keepdims=True))  # Alg 47 L2
-    dS = dS * (1.0 - T * T) / np.sqrt(Q.shape[0])  # Alg 47 L3
+    dS = softmax_columns_backward(dA, A)  # Alg 47 L2
+    dS = soft_cap_backward(dS, T) / np.sqrt(Q.shape[0])  # Alg 47 L3
     dQ, dK = K @ dS, Q @ dS.T  # Alg 47 L4
     dW_q, db_q, dW_k, db_k = dQ @ X.T, dQ.sum(axis=1), dK @ Z.T, dK.sum(axis=1)  # Alg 47 L5
     dW_v, db_v = dV @ Z.T, dV.sum(axis=1)

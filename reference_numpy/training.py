@@ -27,6 +27,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ModernDTransformerConfig,
 )
 from formal_transformers.validation import check_token_id
 from reference_numpy.architectures import (
@@ -42,6 +43,8 @@ from reference_numpy.architectures_backward import (
     ed_transformer_backward,
 )
 from reference_numpy.backward import unembedding_backward
+from reference_numpy.modern_decoder import modern_d_transformer
+from reference_numpy.modern_decoder_backward import modern_d_transformer_backward
 from reference_numpy.unembedding import unembedding_loss
 
 Params = Mapping[str, np.ndarray]
@@ -86,11 +89,15 @@ def _with_W_u(config, grads: Grads, dW_u: np.ndarray) -> Grads:
     return fold_gradients(config, grads)
 
 
-def d_loss_and_grad(x, params: Params, config: DTransformerConfig) -> tuple[float, Grads]:
+def d_loss_and_grad(x, params: Params, config: DTransformerConfig | ModernDTransformerConfig
+                    ) -> tuple[float, Grads]:
     """Next-token loss of Algorithm 13 (line 5) and its gradient with respect to theta.
 
     loss = -sum_{t=0}^{l_x-2} log P[x[t+1], t], P = DTransformer(x | theta); x: (l_x,) ids.
+    A ModernDTransformerConfig runs the same loss on Algorithm 65 (``modern_loss_and_grad``).
     """
+    if isinstance(config, ModernDTransformerConfig):
+        return modern_loss_and_grad(x, params, config)
     params = check_model_parameters(config, params)
     x, cache = check_token_sequence("x", x, config), {}  # Alg 13 L3: l_x = len(x)
     d_transformer(x, params, config, cache)  # Alg 13 L4
@@ -98,6 +105,21 @@ def d_loss_and_grad(x, params: Params, config: DTransformerConfig) -> tuple[floa
     loss, dX_out, dW_u = _reduced(config, targets, *unembedding_loss_and_grad(
         cache["X_out"], _W_u(config, params), targets))  # Alg 13 L5
     return loss, _with_W_u(config, d_transformer_backward(dX_out, cache, config), dW_u)
+
+
+def modern_loss_and_grad(x, params: Params, config: ModernDTransformerConfig
+                         ) -> tuple[float, Grads]:
+    """Algorithm 13's loss (line 5) on the modern decoder and its gradient by the
+    hand-written backward (Algorithm 66): dP[x[t+1], t] = -1 / P[x[t+1], t], so that
+    Algorithm 66 line 1 gives dZ = P - onehot(x[t+1]) in column t."""
+    params = check_model_parameters(config, params)
+    x, cache = check_token_sequence("x", x, config), {}  # Alg 13 L3: l_x = len(x)
+    P = modern_d_transformer(x, params, config, cache)  # Alg 13 L4
+    loss, dP = 0.0, np.zeros_like(P)
+    for t, y in next_token_targets(x):  # Alg 13 L5
+        loss -= float(np.log(P[y, t]))
+        dP[y, t] -= 1.0 / P[y, t]
+    return loss, modern_d_transformer_backward(dP, cache, config)
 
 
 def ed_loss_and_grad(z, x, params: Params, config: EDTransformerConfig
@@ -173,9 +195,14 @@ def target_loss(config, X_out: np.ndarray, params: Params, targets: Sequence[tup
         sum(unembedding_loss(X_out[:, t], W_u, y) for t, y in targets))
 
 
-def d_loss(x, params: Params, config: DTransformerConfig) -> float:
+def d_loss(x, params: Params, config: DTransformerConfig | ModernDTransformerConfig
+           ) -> float:
     """The loss of ``d_loss_and_grad`` alone (the same number; one forward, no backward)."""
     params = check_model_parameters(config, params)
+    if isinstance(config, ModernDTransformerConfig):
+        x = check_token_sequence("x", x, config)
+        P = modern_d_transformer(x, params, config)
+        return float(-sum(np.log(P[y, t]) for t, y in next_token_targets(x)))
     x, cache = check_token_sequence("x", x, config), {}
     d_transformer(x, params, config, cache)
     return target_loss(config, cache["X_out"], params, next_token_targets(x))

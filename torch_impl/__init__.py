@@ -36,7 +36,11 @@ from torch_impl.models import (
     e_transformer,
     ed_transformer,
 )
-from torch_impl.modern_decoder import ModernDTransformer, modern_d_transformer
+from torch_impl.modern_decoder import (
+    ModernDTransformer,
+    modern_d_transformer,
+    modern_d_transformer_backward,
+)
 from torch_impl.online_softmax import (
     online_softmax_attention,
     online_softmax_attention_backward,
@@ -107,6 +111,7 @@ REGISTRY = {
     "vit_classifier": vit_classifier,
     "vit_classifier_backward": vit_classifier_backward,
     "modern_d_transformer": modern_d_transformer,
+    "modern_d_transformer_backward": modern_d_transformer_backward,
 }
 
 __all__ = ["REGISTRY", "DTransformer", "ETransformer", "EDTransformer", "ViTClassifier",

@@ -81,7 +81,7 @@ class GQAttention(nn.Module):
             k = qk_norm(k, self.k_gamma, c.qk_norm, c.norm_eps)
         q_pos = torch.arange(offset, offset + T, device=X.device)
         if c.positions == "rope":
-            q, k = rope(q, q_pos, c.rope), rope(k, q_pos, c.rope)  # Algorithm 25
+            q, k = self.rotate(q, k, q_pos)
         if cache is not None:
             k, v, k_pos = cache.update(layer, k, v)  # (B, G, n, d_head), (n,)
         else:
@@ -89,6 +89,11 @@ class GQAttention(nn.Module):
         allowed = self.visible(q_pos, k_pos, cache)  # (T, n)
         y = self._attend(q, k, v, allowed, q_pos, k_pos)  # (B, H, T, d_head)
         return self.out(y.transpose(1, 2).reshape(B, T, c.H * c.d_head))
+
+    def rotate(self, q: torch.Tensor, k: torch.Tensor, q_pos: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """RoPE (Algorithm 25) of the queries (B, H, T, d) and keys (B, G, T, d) at q_pos."""
+        return rope(q, q_pos, self.c.rope), rope(k, q_pos, self.c.rope)
 
     def visible(self, q_pos: torch.Tensor, k_pos: torch.Tensor, cache: RingKVCache | None
                 ) -> torch.Tensor:
@@ -219,9 +224,11 @@ class ModernDTransformer(CanonicalParameters):
     def last_logits(self, x: torch.Tensor, cache: RingKVCache | None) -> torch.Tensor:
         """Logits of the last position only, (B, N_V), without input checks: the decode step
         of Algorithm 14 (torch_impl.inference.d_inference)."""
-        return self._logits(x, cache, cache.length if cache is not None else 0)[:, -1]
+        offset = cache.length if cache is not None else 0
+        return self._logits(x, cache, offset, last_only=True)[:, -1]
 
-    def _logits(self, x, cache, offset):
+    def _logits(self, x, cache, offset, last_only: bool = False):
+        """Alg 65 L2-L12; ``last_only``: the final norm and W_u of the last column alone."""
         c = self.config
         X = self.wte(x)  # (B, T, d_e), Alg 65 L2
         if c.embedding_scale:
@@ -232,12 +239,34 @@ class ModernDTransformer(CanonicalParameters):
             X = layer(X, offset, cache, l)
         if cache is not None:
             cache.advance(x.shape[1])
-        X = self.ln_f(X)
-        logits = X @ self.wte.weight.T if self.lm_head is None else self.lm_head(X)
+        if last_only:  # a decode step needs P[:, l - 1] only: N_V x 1, not N_V x l logits
+            X = X[:, -1:]
+        logits = self.unembed(self.ln_f(X))
         return soft_cap(logits, c.final_softcap) if c.final_softcap is not None else logits
+
+
+    def unembed(self, X: torch.Tensor) -> torch.Tensor:
+        """W_u X for X (B, T, d_e): the tied W_e^T or lm_head (Alg 65 L20) -> (B, T, N_V)."""
+        return X @ self.wte.weight.T if self.lm_head is None else self.lm_head(X)
 
 
 def modern_d_transformer(x: torch.Tensor, params: Mapping[str, object],
                          config: ModernDTransformerConfig) -> torch.Tensor:
     """P (B, l, N_V) of the modern D transformer from canonical parameters (Algorithm 65)."""
     return probabilities(ModernDTransformer.from_canonical(config, params)(x))
+
+
+def modern_d_transformer_backward(dP: torch.Tensor, x: torch.Tensor,
+                                  params: Mapping[str, object],
+                                  config: ModernDTransformerConfig) -> dict[str, torch.Tensor]:
+    """Algorithm 66 by autograd: the gradients of sum(P * dP), dP (B, l, N_V), for every
+    canonical parameter of ``config`` (summed over the batch)."""
+    return probability_vjp(ModernDTransformer.from_canonical(config, params), x, dP)
+
+
+def probability_vjp(model: ModernDTransformer, x: torch.Tensor, dP: torch.Tensor
+                    ) -> dict[str, torch.Tensor]:
+    """The canonical gradients of sum(P * dP) by autograd through ``model``, P its
+    probabilities of the tokens x (B, l)."""
+    (probabilities(model(x)) * dP).sum().backward()
+    return {k: torch.from_numpy(v) for k, v in model.canonical_grads().items()}

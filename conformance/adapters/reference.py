@@ -76,7 +76,8 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                   "d_decode", "ed_decode", "d_training_padded",
                   "rope", "rmsnorm", "gated_mlp", "rope_backward", "rmsnorm_backward",
                   "gated_mlp_backward", "sinusoidal_embedding", "alibi", *ATTENTION_VARIANTS,
-                  *VISION, "modern_d_transformer", "modern_d_transformer_cached")
+                  *VISION, "modern_d_transformer", "modern_d_transformer_cached",
+                  "modern_d_transformer_backward")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -394,6 +395,16 @@ class ReferenceAdapter(ReferenceVision, Adapter):
                   for t in range(prefill, x.shape[1])]
             return np.concatenate(P)
         return _rows(row, len(x))
+
+    def modern_d_transformer_backward(self, x, params, config, dP):
+        """Algorithm 66 row by row on the forward's cache, summed over the batch."""
+        grads: dict[str, Array] = {}
+        for b in range(len(x)):
+            cache: dict = {}
+            ref.modern_d_transformer(x[b], params, config, cache)
+            for k, v in ref.modern_d_transformer_backward(dP[b].T, cache, config).items():
+                grads[k] = grads.get(k, 0) + v
+        return grads
 
     def count_parameters(self, algorithm, sizes):
         """The reference takes exactly the canonical parameters (or the primitive's own)."""

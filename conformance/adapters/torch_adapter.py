@@ -85,7 +85,7 @@ class TorchAdapter(TorchVision, Adapter):
                   "rope", "rmsnorm", "gated_mlp", "rope_backward",
                   "rmsnorm_backward", "gated_mlp_backward", "sinusoidal_embedding", "alibi",
                   *ATTENTION_VARIANTS, *VISION, "modern_d_transformer",
-                  "modern_d_transformer_cached")
+                  "modern_d_transformer_cached", "modern_d_transformer_backward")
 
     # -- forward ------------------------------------------------------------------------------
     def token_embedding(self, x, params):
@@ -207,9 +207,18 @@ class TorchAdapter(TorchVision, Adapter):
             logits += [model(tokens[:, t:t + 1], cache) for t in range(prefill, x.shape[1])]
         return _np(torch.softmax(torch.cat(logits, dim=1), dim=-1))
 
+    def modern_d_transformer_backward(self, x, params, config, dP):
+        return _grads(torch_impl.modern_d_transformer_backward(_t(dP), _t(x), _tensors(params),
+                                                               config))
+
     # -- training: Algorithms 11-13, one epoch over the rows (train_step on one row each) -----
+    def model_for(self, config, params):
+        """The torch_impl model of ``config`` holding ``params``, the modern decoder too (the
+        hook through which a mutant trains its own model)."""
+        return model_class(config).from_canonical(config, params)
+
     def _epoch(self, config, params, eta, loss_fn, rows):
-        model = MODEL_CLASSES[type(config)].from_canonical(config, params)
+        model = self.model_for(config, params)
         total = 0.0
         for row in rows:
             total += training.train_step(model, eta, loss_fn, row)

@@ -20,6 +20,7 @@ from conformance.mutants import (
     decode,
     decoder,
     evidence,
+    modern_backward,
     modern_decoder,
     modern_position_wise,
     padding,
@@ -35,7 +36,7 @@ from conformance.mutants import (
 
 MODULES = (attention, position_wise, decoder, training_memory, evidence, sampling, speculative,
            rope, modern_position_wise, positions, attention_variants, vision, variants, padding,
-           decode, modern_decoder)
+           decode, modern_decoder, modern_backward)
 
 
 def catalogue() -> list[type]:

@@ -2,7 +2,9 @@
 are distributions, it is causal, it agrees with the reference, with GPT-2's selections it is
 Algorithm 10 (``structure.special_case``), its KV cache (G heads, a ring buffer of w slots per
 windowed layer) gives the distributions of the full pass, and its parameter count is the
-closed form of spec/memory.md."""
+closed form of spec/memory.md. Its backward (Algorithm 66) matches central differences of the
+forward and the reference's hand-written gradients, and one step of Algorithm 13 on it is the
+reference's step."""
 
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ from conformance import calls
 from conformance.assertions import assert_close, tolerance
 from conformance.modern_cases import ALG, gpt2_cases, modern_cases, modern_fields
 from conformance.properties.causal import decoder_non_leakage
+from conformance.properties.gradient import finite_difference
 from conformance.properties.memory import assert_count
-from conformance.properties.reference import forward_agreement
+from conformance.properties.reference import forward_agreement, gradient_agreement
 from conformance.properties.structure import columns_are_distributions
+from conformance.properties.training import assert_step_agrees
 from conformance.registry import Check, check, register, up
 from formal_transformers.hyperparameters import ModernDTransformerConfig
+from formal_transformers.memory.counts import modern_parameter_counts
 
 register(Check("structure.distribution", ALG, columns_are_distributions,
                lambda a, c, d: modern_cases(c, d), line=r"softmax"))
@@ -24,6 +29,30 @@ register(Check("reference.forward_agreement", ALG, forward_agreement,
                lambda a, c, d: modern_cases(c, d), dtypes="all", line=r"return", cost=2))
 register(Check("causal.non_leakage", ALG, decoder_non_leakage,
                lambda a, c, d: modern_cases(c, d, min_len=2), line=r"t_z \\le t_x", cost=2))
+
+BACKWARD = "modern_d_transformer_backward"  # Algorithm 66
+register(Check("gradient.finite_difference", BACKWARD, finite_difference,
+               lambda a, c, d: modern_cases(c, d), requires=(ALG,), cost=2))
+register(Check("reference.gradient_agreement", BACKWARD, gradient_agreement,
+               lambda a, c, d: modern_cases(c, d), dtypes="all", cost=2))
+
+
+def modern_training_cases(constrain, dtype):
+    """A modern decoder case with a learning rate: one epoch of Algorithm 13 on it."""
+    def with_eta(drawn):
+        case, eta = drawn
+        case.kind, case.data["eta"] = "d_training", eta
+        return case
+    return st.tuples(modern_cases(constrain, dtype, min_len=2, l_max=(2, 5)),
+                     st.sampled_from([0.1, 0.01])).map(with_eta)
+
+
+@check("training.step_agreement", (BACKWARD,), lambda a, c, d: modern_training_cases(c, d),
+       requires=("d_training",), dtypes="all", line=r"P \\odot", cost=2)
+def modern_training_step_agreement(ctx, case):
+    """d_training (Algorithm 13) on a modern decoder: the reference's loss and updated
+    parameters, its gradient being Algorithm 66's."""
+    assert_step_agrees(ctx, "d_training", case)
 
 
 @check("structure.special_case", (ALG,), lambda a, c, d: gpt2_cases(c, d),
@@ -56,17 +85,7 @@ def cached_decoding_equals_the_full_pass(ctx, drawn):
 
 def modern_count(c: ModernDTransformerConfig) -> int:
     """Closed form (M66) of spec/memory.md: the parameters of Algorithm 65."""
-    d, n_norm = c.d_e, 2 if c.norm == "layer_norm" else 1
-    attn = (c.H + 2 * c.G) * c.d_head * d + d * c.H * c.d_head
-    attn += {"none": 0, "qkv": (c.H + 2 * c.G) * c.d_head,
-             "all": (c.H + 2 * c.G) * c.d_head + d}[c.attention_bias]
-    attn += {"none": 0, "per_head": 2 * c.d_head, "projection": (c.H + c.G) * c.d_head}[c.qk_norm]
-    k = 3 if c.mlp == "gated" else 2
-    mlp = k * d * c.d_mlp + ((k - 1) * c.d_mlp + d if c.mlp_bias else 0)
-    norms = (4 if c.post_norms else 2) * n_norm * d
-    embed = c.N_V * d + (c.l_max * d if c.positions == "learned" else 0)
-    return embed + c.L * (attn + mlp + norms) + n_norm * d + (0 if c.tie_embeddings
-                                                               else c.N_V * d)
+    return modern_parameter_counts(c)["total"]
 
 
 @st.composite

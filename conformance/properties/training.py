@@ -33,8 +33,14 @@ def train(bound, alg, d):
 def step_agreement(ctx, case):
     """Same loss, same updated parameters, and so the same implied gradient (theta - theta')/eta
     as reference_numpy.training."""
-    loss, new = train(ctx.adapter, ctx.algorithm, case.data)
-    ref_loss, ref_new = train(ctx.reference, ctx.algorithm, up(case.data))
+    assert_step_agrees(ctx, ctx.algorithm, case)
+
+
+def assert_step_agrees(ctx, alg: str, case) -> None:
+    """The law of ``step_agreement`` for the training algorithm ``alg`` (also run on the
+    modern decoder's backward, Algorithm 66, through d_training)."""
+    loss, new = train(ctx.adapter, alg, case.data)
+    ref_loss, ref_new = train(ctx.reference, alg, up(case.data))
     assert_close(ctx, "loss (sum over the steps, each before its update)", loss, ref_loss,
                  tolerance(ctx.dtype, "gradient"))
     eta, old = case["eta"], up(case["params"])

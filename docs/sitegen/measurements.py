@@ -99,7 +99,7 @@ def bench_page(data: Any, problem: str | None, images: Sequence[str] = ()) -> st
         extra.append(("load average (1, 5, 15 min)", "before " + ", ".join(
             f"{v:.2f}" for v in load.get("before", [])) + "; after " + ", ".join(
             f"{v:.2f}" for v in load.get("after", []))))
-    facts = dict(data)
+    facts = dict(data) | (dict(data["run"]) if isinstance(data.get("run"), Mapping) else {})
     if "machine" not in facts and env:
         facts["machine"] = {k: v for k, v in env.items() if k in (
             "processor", "cpu_count", "threads")}
@@ -136,16 +136,50 @@ def bench_page(data: Any, problem: str | None, images: Sequence[str] = ()) -> st
         if bars:
             parts += [ratio_bars(bars, "Speed-up of torch_impl over its baseline (median, "
                                        "min–max whisker; ▼ target)")]
+        parts += _floor_sections(results, quick)
     gpu = data.get("gpu")
     if isinstance(gpu, Mapping) and gpu:
         parts += ["## GPU", generic_report({humanize(k): v for k, v in gpu.items()})]
     known = {"environment", "quick", "load_average_1_5_15min", "results", "gpu", "date",
-             "commit", "machine", "versions"}
+             "commit", "machine", "versions", "run"}
     rest = {k: v for k, v in data.items() if k not in known}
     if rest:
         parts += ["## Other fields", generic_report(rest)]
     parts += [f"![{img.rsplit('/', 1)[-1]}]({img})" for img in images]
     return "\n\n".join(parts) + "\n"
+
+
+_DECODERS = ("ours", "eager", "baseline")
+
+
+def _floor_sections(results: Sequence[Mapping[str, Any]], quick: bool) -> list[str]:
+    """Each decoder's step as a fraction of the weight-reading floor timed in the same run."""
+    parts = []
+    for r in results:
+        d = r.get("details")
+        if not isinstance(d, Mapping) or "floor_target" not in d:
+            continue
+        target, rows = d["floor_target"], []
+        for who in _DECODERS:
+            fraction = d.get(f"fraction_of_floor_{who}")
+            if not isinstance(fraction, (int, float)):
+                continue
+            name = {"baseline": r.get("baseline", "baseline")}.get(who, d.get(who, who))
+            verdict = ("—" if who == "baseline" or quick else
+                       status_html("met" if fraction >= target else "not met"))
+            rows.append([html.escape(str(name)), cell(d.get(f"step_ms_{who}")),
+                         f"{fraction:.3f}", cell(d.get(f"fraction_of_floor_per_call_{who}")),
+                         verdict])
+        if rows:
+            parts += [f"## Decode against the weight-reading floor (`{r.get('name')}`)",
+                      f"One batch-1 decode step of each decoder against one pass of the "
+                      f"float32 matrix-vector floor (every weight read once, "
+                      f"{cell(d.get('floor_ms_per_step'))} ms here), timed interleaved in the "
+                      f"same run; the whole call includes the prompt's prefill. Target: "
+                      f"{target:g} of the floor.",
+                      h.table(["decoder", "step ms", "fraction of the floor (step)",
+                               "fraction (whole call)", f"≥ {target:g}"], rows, "ft-bench")]
+    return parts
 
 
 def _error(pred: Any, meas: Any) -> str:
@@ -170,6 +204,32 @@ def _sweep(rows: Sequence[Mapping[str, Any]], pred: str, meas: str, title: str) 
     plot = log_log(series, title, "sequence length ℓ", "MiB",
                    y_format=lambda v: f"{v:.3g}") if series else ""
     return [table] + ([plot] if plot else [])
+
+
+ESTIMATES = (("ours", "ours (spec/memory.md)"), ("static", "weights + gradients + optimizer"),
+             ("korthikanti", "Korthikanti et al. 2022"))
+
+
+def _three_estimates(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Each measured peak with the three estimates of spec/memory.md section 12 and their
+    errors (estimate - measured) / measured; the closest in bold."""
+    def estimate(r: Mapping[str, Any], key: str) -> str:
+        e = (r.get("estimates") or {}).get(key) or {}
+        err = e.get("relative_error_vs_measured")
+        text = f"{binary_bytes(e.get('predicted_bytes'))} ({_signed_percent(err)})"
+        errors = [abs(x.get("relative_error_vs_measured")) for x in (r.get("estimates") or {})
+                  .values() if isinstance(x.get("relative_error_vs_measured"), (int, float))]
+        closest = isinstance(err, (int, float)) and errors and abs(err) == min(errors)
+        return f"<strong>{text}</strong>" if closest else text
+
+    return h.table(["model", "run", "measured", *[title for _, title in ESTIMATES]],
+                   ([f"<code>{html.escape(str(r.get('model')))}</code>",
+                     html.escape(str(r.get("run"))), binary_bytes(r.get("measured_bytes")),
+                     *[estimate(r, key) for key, _ in ESTIMATES]] for r in rows), "ft-stack")
+
+
+def _signed_percent(value: Any) -> str:
+    return f"{100 * value:+.1f} %" if isinstance(value, (int, float)) else "—"
 
 
 def memory_data(data: Any, problem: str | None, command: str) -> str:
@@ -217,6 +277,9 @@ def memory_data(data: Any, problem: str | None, command: str) -> str:
         parts += ["### A training step: peak memory, against length"] + _sweep(
             step, "predicted_peak_bytes", "measured_peak_bytes",
             "Training step peak, predicted (lines) vs measured (circles)")
+    estimates = [r for r in data.get("three_estimates") or [] if isinstance(r, Mapping)]
+    if estimates:
+        parts += ["### Three estimates beside the measured peak", _three_estimates(estimates)]
     cases = [r for r in data.get("law_cases") or [] if isinstance(r, Mapping)]
     if cases:
         items = "\n".join(f"<li><code>{html.escape(str(r.get('property')))}</code>: "
@@ -224,8 +287,8 @@ def memory_data(data: Any, problem: str | None, command: str) -> str:
         parts.append(f"<details><summary>The laws' {len(cases)} measured cases</summary>\n"
                      f"<ul>\n{items}\n</ul>\n</details>")
     known = {"generated_by", "torch", "numpy", "python", "machine", "laws", "law_cases",
-             "presets", "attention_vs_length", "training_step_vs_length", "date", "commit",
-             "versions"}
+             "presets", "attention_vs_length", "training_step_vs_length", "three_estimates",
+             "date", "commit", "versions"}
     rest = {k: v for k, v in data.items() if k not in known}
     if rest:
         parts += ["### Other fields", generic_report(rest)]

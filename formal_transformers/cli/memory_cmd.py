@@ -14,7 +14,17 @@ from formal_transformers import render
 from formal_transformers.atomic import STDOUT, check_json_destination, write_json
 from formal_transformers.cli.flags import check_finite_positive, check_minimum
 from formal_transformers.errors import ConfigError
-from formal_transformers.hyperparameters import ACTIVATIONS, CONFIG_CLASSES, Config
+from formal_transformers.hyperparameters import (
+    ACTIVATIONS,
+    ATTENTION_BIASES,
+    CONFIG_CLASSES,
+    GATED_ACTIVATIONS,
+    MLPS,
+    NORMS,
+    POSITIONS,
+    QK_NORMS,
+    Config,
+)
 from formal_transformers.memory import compare
 from formal_transformers.memory.counts import parameter_counts, tied_parameter_count
 from formal_transformers.memory.predict import (
@@ -24,9 +34,20 @@ from formal_transformers.memory.predict import (
     training_memory,
 )
 from formal_transformers.presets import PRESETS, get_preset
+from formal_transformers.rope import LAYOUTS as ROPE_LAYOUTS
+from formal_transformers.rope import Rope
 
 _HYPER = (("N_V", int), ("l_max", int), ("d_e", int), ("d_mlp", int), ("L", int), ("H", int),
-          ("L_enc", int), ("L_dec", int), ("activation", str), ("layer_norm_eps", float))
+          ("L_enc", int), ("L_dec", int), ("activation", str), ("layer_norm_eps", float),
+          ("G", int), ("d_head", int), ("norm_eps", float), ("attn_softcap", float),
+          ("final_softcap", float))
+# the modern decoder's selections (Algorithm 65): --flag -> (field, choices)
+_MODERN_CHOICES = {"--norm": ("norm", NORMS), "--positions": ("positions", POSITIONS),
+                   "--mlp": ("mlp", MLPS), "--qk-norm": ("qk_norm", QK_NORMS),
+                   "--attention-bias": ("attention_bias", ATTENTION_BIASES)}
+_MODERN_SWITCHES = {"--norm-offset": "norm_offset", "--post-norms": "post_norms",
+                    "--mlp-bias": "mlp_bias", "--tie-embeddings": "tie_embeddings",
+                    "--embedding-scale": "embedding_scale"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,8 +60,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=list(PRESETS), help="named hyperparameters")
     p.add_argument("--arch", choices=list(CONFIG_CLASSES), help="architecture (without --preset)")
     for name, kind in _HYPER:
-        p.add_argument(f"--{name}", type=kind, help="hyperparameter (overrides the preset)",
-                       **({"choices": ACTIVATIONS} if name == "activation" else {}))
+        flags = [f"--{name}"] + (["--kv-heads"] if name == "G" else [])
+        p.add_argument(*flags, dest=name, type=kind,
+                       help="hyperparameter (overrides the preset)",
+                       **({"choices": sorted(set(ACTIVATIONS) | set(GATED_ACTIVATIONS))}
+                          if name == "activation" else {}))
+    for flag, (name, choices) in _MODERN_CHOICES.items():
+        p.add_argument(flag, dest=name, choices=choices, help="modern decoder: selection")
+    for flag, name in _MODERN_SWITCHES.items():
+        p.add_argument(flag, dest=name, action="store_true", default=None,
+                       help="modern decoder: switch the selection on")
+    p.add_argument("--rope-layout", choices=ROPE_LAYOUTS,
+                   help="modern decoder: which features RoPE pairs (its cos / sin tables)")
+    p.add_argument("--rope-fraction", type=float,
+                   help="modern decoder: the fraction of each head's features RoPE rotates")
+    p.add_argument("--window", type=int,
+                   help="modern decoder: a sliding window of W keys on every layer")
+    p.add_argument("--windows", help="modern decoder: one window per layer, comma-separated, "
+                                     "'none' for full attention (e.g. 4096,none)")
     p.add_argument("--embedding-layer-norm", action="store_true", default=None,
                    help="E transformer: BERT's layer norm after the embedding")
     p.add_argument("--batch", type=int, default=1, help="sequences per step, B (default 1)")
@@ -65,9 +102,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Config:
     """The preset (with overrides) or the config built from --arch and hyperparameters."""
-    given = {name: getattr(args, name) for name, _ in _HYPER if getattr(args, name) is not None}
+    names = [n for n, _ in _HYPER] + [n for n, _ in _MODERN_CHOICES.values()] + list(
+        _MODERN_SWITCHES.values())
+    given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     if args.embedding_layer_norm is not None:
         given["embedding_layer_norm"] = True
+    given |= _windows(args, given) | _rope(args)
     if args.preset:
         base = get_preset(args.preset)
         fields = {f.name for f in dataclasses.fields(base)}
@@ -82,12 +122,49 @@ def config_from_args(args: argparse.Namespace) -> Config:
     cls = CONFIG_CLASSES[args.arch]
     fields = {f.name for f in dataclasses.fields(cls)}
     missing = sorted(f.name for f in dataclasses.fields(cls)
-                     if f.default is dataclasses.MISSING and f.name not in given)
+                     if f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING and f.name not in given)
     if missing:
         raise ConfigError(f"--arch {args.arch} needs --{missing[0]}"
                           + (f" (and {', '.join('--' + m for m in missing[1:])})"
                              if len(missing) > 1 else ""))
     return cls(**{k: v for k, v in given.items() if k in fields})
+
+
+def _windows(args: argparse.Namespace, given: dict) -> dict:
+    """--window W (every layer) or --windows W0,W1,... ('none': full) as the config's field;
+    the layer count is checked by the config itself."""
+    if args.window is not None and args.windows is not None:
+        raise ConfigError("give --window (every layer) or --windows (one per layer), not both")
+    if args.window is not None:
+        if args.window < 1:
+            raise ConfigError(f"--window must be a positive integer, got {args.window}")
+        L = given.get("L", getattr(get_preset(args.preset), "L", 1) if args.preset else 1)
+        return {"windows": (args.window,) * L}
+    if args.windows is None:
+        return {}
+    windows = []
+    for item in args.windows.split(","):
+        item = item.strip().lower()
+        if item == "none":
+            windows.append(None)
+        elif item.isdigit() and int(item) > 0:
+            windows.append(int(item))
+        else:
+            raise ConfigError(f"--windows takes positive integers or 'none' separated by "
+                              f"commas, got {item!r} in {args.windows!r}")
+    return {"windows": tuple(windows)}
+
+
+def _rope(args: argparse.Namespace) -> dict:
+    """--rope-layout / --rope-fraction over the preset's RoPE (theta and scaling kept); the
+    Rope dataclass checks them."""
+    changes = {k: v for k, v in (("layout", args.rope_layout), ("fraction", args.rope_fraction))
+               if v is not None}
+    if not changes:
+        return {}
+    base = getattr(get_preset(args.preset), "rope", None) if args.preset else None
+    return {"rope": dataclasses.replace(base or Rope(), **changes)}
 
 
 def human(n: int | float) -> str:
@@ -138,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     inference = None  # the KV cache is torch_impl's; the reference recomputes every prefix
     if config.arch not in ("encoder", "vit") and not args.reference:
         new = max(1, seq // 2) if args.new_tokens is None else args.new_tokens
-        prompt = (seq - new + 1) if config.arch == "decoder" else (
+        prompt = (seq - new + 1) if config.arch in ("decoder", "modern-decoder") else (
             seq if args.src_seq is None else args.src_seq)
         if prompt < 1:
             raise ConfigError(f"--new-tokens {new} leaves no prompt within --seq {seq}")
@@ -160,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
                          [(c.name, human(c.predicted), human(c.measured),
                            f"{c.error:+.2%}", f"{c.tolerance:.0%}", "yes" if c.ok else "NO")
                           for c in checks])
+            _print_comparison([c for c in checks if c.baselines])
         result["measured"] = [c.to_dict() for c in checks]
     if args.json is not None:
         write_json(args.json, result)
@@ -195,3 +273,22 @@ def _print_prediction(config, args, seq, estimates, inference) -> None:
                      ["component", "bytes", "formula"],
                      [(c, human(b), f) for c, b, f in inference.rows if b]
                      + [("peak", human(inference.peak), "(M31) / (M32)")])
+
+
+ESTIMATE_TITLES = {"ours": "ours (spec/memory.md)", "static": "weights+grads+optimizer",
+                   "korthikanti": "Korthikanti et al. 2022"}
+
+
+def _print_comparison(checks) -> None:
+    """Each measured peak beside the three estimates of spec/memory.md section 12, with
+    their relative errors (predicted - measured) / measured."""
+    if not checks:
+        return
+    names = list(checks[0].estimates())
+    render.table("Three estimates of the measured peak (error = (estimate - measured) / "
+                 "measured)", ["peak", "measured",
+                               *[ESTIMATE_TITLES[n] for n in names], "closest"],
+                 [(c.name.removesuffix(": peak"), human(c.measured),
+                   *[f"{human(c.estimates()[n])} ({c.error_of(n):+.1%})" for n in names],
+                   ESTIMATE_TITLES[min(names, key=lambda n: abs(c.error_of(n)))])
+                  for c in checks])

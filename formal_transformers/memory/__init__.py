@@ -6,8 +6,10 @@ the reference (tracemalloc) and of torch (live tensor storage on CPU, CUDA's all
     training_memory(get_preset("gpt2-small"), 8, 1024, "bfloat16", "adamw", "sdpa").peak
 
 Modules: ``counts`` (M1-M11), ``activations`` (M15-M22), ``working`` (M23-M27),
-``predict`` (M12-M14, M28-M32), ``measure`` and ``runs`` (measurement), ``compare``
-(tolerances), ``growth`` (the growth law), ``properties`` (the memory laws).
+``predict`` (M12-M14, M28-M32), ``modern`` (the modern decoder, M68-M70), ``baselines``
+(the outside estimates beside every measurement, M71-M72), ``measure`` and ``runs``
+(measurement), ``compare`` (tolerances), ``growth`` (the growth law), ``properties`` (the
+memory laws).
 """
 
 from formal_transformers.memory.counts import parameter_counts, tied_parameter_count

@@ -25,6 +25,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ModernDTransformerConfig,
     ViTConfig,
 )
 
@@ -224,6 +225,10 @@ def activation_terms(config: Config, batch: int, seq: int, bytes_per: int, path:
         return _encoder_decoder(config, batch, src_seq or seq, seq, bytes_per, path)
     if isinstance(config, ViTConfig):  # seq is unused: N + 1 tokens per image
         return _vit(config, batch, bytes_per, path)
+    if isinstance(config, ModernDTransformerConfig):  # (M68)
+        from formal_transformers.memory.modern import modern_activation_terms
+
+        return modern_activation_terms(config, batch, seq, bytes_per, path)
     raise TypeError(f"config must be an architecture config, got {type(config).__name__}")
 
 

@@ -7,11 +7,12 @@ the activations kept for the backward pass are exact on every path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from formal_transformers.errors import ConfigError
 from formal_transformers.memory import runs
-from formal_transformers.memory.predict import Estimate
+from formal_transformers.memory.baselines import baseline_estimates
+from formal_transformers.memory.predict import Estimate, dtype_bytes
 
 REFERENCE_TOLERANCE = 0.02
 TORCH_TOLERANCE = 0.10
@@ -27,6 +28,7 @@ class Check:
     measured: int
     tolerance: float
     method: str
+    baselines: dict[str, int] = field(default_factory=dict)  # outside estimates of a peak
 
     @property
     def error(self) -> float:
@@ -37,11 +39,25 @@ class Check:
     def ok(self) -> bool:
         return abs(self.measured - self.predicted) <= self.tolerance * self.predicted
 
+    def estimates(self) -> dict[str, int]:
+        """Ours first, then the outside estimates (spec/memory.md section 12)."""
+        return {"ours": self.predicted, **self.baselines}
+
+    def error_of(self, name: str) -> float:
+        """Relative error of one estimate against the measurement: (predicted - measured)
+        / measured."""
+        return (self.estimates()[name] - self.measured) / self.measured
+
     def to_dict(self) -> dict:
-        return {"name": self.name, "predicted_bytes": self.predicted,
+        data = {"name": self.name, "predicted_bytes": self.predicted,
                 "measured_bytes": self.measured, "relative_error": self.error,
                 "tolerance": self.tolerance, "within_tolerance": self.ok,
                 "method": self.method}
+        if self.baselines:
+            data["estimates"] = {k: {"predicted_bytes": v,
+                                     "relative_error_vs_measured": self.error_of(k)}
+                                 for k, v in self.estimates().items()}
+        return data
 
 
 def training_checks(estimate: Estimate, device: str = "cpu", seed: int = 0,
@@ -58,7 +74,11 @@ def training_checks(estimate: Estimate, device: str = "cpu", seed: int = 0,
                                         activations)
         tol = TORCH_TOLERANCE
     label = f"training step, {s['path']}"
-    checks = [Check(f"{label}: peak", estimate.peak, m.peak, tol, m.method)] if peak else []
+    outside = ({} if s["path"] == "reference" else
+               baseline_estimates(c, s["batch"], s["seq"], dtype_bytes(s["dtype"]),
+                                  s["optimizer"]))
+    checks = [Check(f"{label}: peak", estimate.peak, m.peak, tol, m.method, outside)
+              ] if peak else []
     if m.activations is not None:
         checks.append(Check(f"{label}: activations kept", estimate.row("activations"),
                             m.activations, ACTIVATION_TOLERANCE,
@@ -72,8 +92,10 @@ def inference_checks(estimate: Estimate, device: str = "cpu", seed: int = 0) -> 
     s = estimate.settings
     m = runs.measure_torch_inference(estimate.config, s["batch"], s["prompt"],
                                      s["new_tokens"], s["dtype"], device, seed)
+    outside = baseline_estimates(estimate.config, s["batch"], s["cache_positions"],
+                                 dtype_bytes(s["dtype"]), None)
     return [Check("inference with KV cache: peak", estimate.peak, m.peak, TORCH_TOLERANCE,
-                  m.method)]
+                  m.method, outside)]
 
 
 def measure_all(estimates: dict[str, Estimate], inference: Estimate | None, device: str,
@@ -92,3 +114,26 @@ def measure_all(estimates: dict[str, Estimate], inference: Estimate | None, devi
     if inference is not None and "reference" not in estimates:
         checks += inference_checks(inference, device)
     return checks
+
+
+COMPARISON_PRESETS = ("tiny-gpt2", "tiny-llama", "tiny-mistral", "tiny-gemma2")
+
+
+def estimate_comparison(name: str, config, batch: int = 2, seq: int = 64,
+                        device: str = "cpu") -> list[dict]:
+    """The three estimates of spec/memory.md section 12 beside the measured peaks of one
+    model: a float32 AdamW training step on each attention path and a decode of seq // 2
+    tokens after seq - seq // 2 + 1 (the cache holds seq positions). One row per run: the
+    measured bytes and, per estimate, its bytes and (estimate - measured) / measured."""
+    from formal_transformers.memory.predict import inference_memory, training_memory
+
+    checks = [check for path in ("naive", "sdpa") for check in training_checks(
+        training_memory(config, batch, seq, "float32", "adamw", path, device=device),
+        device, activations=False)]
+    new = seq // 2
+    checks += inference_checks(inference_memory(config, batch, seq - new + 1, new), device)
+    return [{"model": name, "run": c.name.removesuffix(": peak"), "batch": batch, "seq": seq,
+             "measured_bytes": c.measured, "method": c.method,
+             "estimates": {k: {"predicted_bytes": v, "relative_error_vs_measured":
+                               c.error_of(k)} for k, v in c.estimates().items()}}
+            for c in checks]

@@ -13,6 +13,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ModernDTransformerConfig,
     ViTConfig,
 )
 
@@ -67,6 +68,8 @@ def parameter_counts(config: Config) -> dict[str, int]:
     c = config
     if isinstance(c, ViTConfig):  # (M50)
         return vit_parameter_counts(c)
+    if isinstance(c, ModernDTransformerConfig):  # (M65)-(M66)
+        return modern_parameter_counts(c)
     if not isinstance(c, (DTransformerConfig, ETransformerConfig, EDTransformerConfig)):
         raise TypeError(f"config must be an architecture config, got {type(config).__name__}")
     emb = token_embedding_parameters(c.d_e, c.N_V) + positional_embedding_parameters(
@@ -99,8 +102,35 @@ def vit_parameter_counts(c: ViTConfig) -> dict[str, int]:
     return counts
 
 
+def modern_attention_parameters(c: ModernDTransformerConfig) -> int:
+    """(M65) W_q (H heads), W_k, W_v (G heads), W_o, the biases attention_bias selects and
+    the QK-norm gains of one layer of the modern decoder (Algorithm 65)."""
+    qkv = (c.H + 2 * c.G) * c.d_head
+    biases = {"none": 0, "qkv": qkv, "all": qkv + c.d_e}[c.attention_bias]
+    gains = {"none": 0, "per_head": 2 * c.d_head, "projection": (c.H + c.G) * c.d_head}
+    return qkv * c.d_e + c.d_e * c.H * c.d_head + biases + gains[c.qk_norm]
+
+
+def modern_parameter_counts(c: ModernDTransformerConfig) -> dict[str, int]:
+    """(M66) The modern decoder by component: embeddings (W_e, W_p when learned), layers
+    (attention (M65), the gated (k = 3) or plain (k = 2) MLP, 2 or 4 norms), final norm,
+    unembedding (0 when tied)."""
+    d, n_norm, k = c.d_e, 2 if c.norm == "layer_norm" else 1, 3 if c.mlp == "gated" else 2
+    mlp = k * d * c.d_mlp + ((k - 1) * c.d_mlp + d if c.mlp_bias else 0)
+    norms = (4 if c.post_norms else 2) * n_norm * d
+    counts = {"embeddings": c.N_V * d + (c.l_max * d if c.positions == "learned" else 0),
+              "layers": c.L * (modern_attention_parameters(c) + mlp + norms),
+              "final": n_norm * d,
+              "unembedding": 0 if c.tie_embeddings else unembedding_parameters(d, c.N_V)}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
 def tied_parameter_count(config: Config) -> int:
-    """(M11) The count when W_u = W_e^T is one shared matrix (GPT-2, BERT): total - N_V d_e."""
+    """(M11) The count when W_u = W_e^T is one shared matrix (GPT-2, BERT): total - N_V d_e.
+    The modern decoder holds its unembedding as the config says (tie_embeddings)."""
     if isinstance(config, ViTConfig):  # nothing to tie
         return parameter_counts(config)["total"]
+    if isinstance(config, ModernDTransformerConfig):
+        return parameter_counts(config)["total"] - parameter_counts(config)["unembedding"]
     return parameter_counts(config)["total"] - unembedding_parameters(config.d_e, config.N_V)

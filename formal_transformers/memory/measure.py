@@ -9,7 +9,8 @@ torch on CPU, the caching allocator's counter on CUDA.
   an operator allocates until the storage is freed, so ``peak`` is the high-water mark of
   live tensor memory on CPU, where torch has no allocator statistics. Scratch space a kernel
   allocates and frees inside one operator is not a tensor and is not seen.
-- ``saved_tensor_bytes``: the distinct storages autograd saves for the backward pass.
+- ``saved_tensor_bytes``: the distinct storages autograd's graph holds for the backward
+  pass when the forward pass returns.
 - ``cuda_peak``: ``torch.cuda.max_memory_allocated`` around a function.
 """
 
@@ -127,23 +128,48 @@ def torch_memory_tracker():
     return _tracker_class()()
 
 
+class _Packed:
+    """What autograd holds for one saved tensor while the saved-tensor hooks are active."""
+
+    __slots__ = ("tensor", "__weakref__")
+
+    def __init__(self, tensor: Any) -> None:
+        self.tensor = tensor
+
+
 def saved_tensor_bytes(fn: Callable[[], Any], exclude: Iterable[Any] = ()) -> tuple[Any, int]:
-    """(fn(), bytes of the distinct storages autograd saves while fn runs), leaving out the
-    storages of ``exclude`` (the parameters and inputs, which exist anyway)."""
+    """(fn(), bytes of the distinct storages that autograd's graph holds for the backward
+    pass when fn returns), leaving out the storages of ``exclude`` (the parameters and
+    inputs, which exist anyway).
+
+    Each saved tensor is packed into a holder that autograd keeps in the node that saved it;
+    a node that autograd drops during the forward pass (its output unused) drops the holder,
+    and its storage no longer counts. A storage counts once while any holder holds it."""
     import torch
 
     skip = {t.untyped_storage()._cdata for t in exclude}
-    saved: dict[int, int] = {}
+    saved: dict[int, list[int]] = {}  # storage address -> [bytes, live holders]
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
+    def release(key: int) -> None:
+        saved[key][1] -= 1
+
+    def pack(t: torch.Tensor) -> _Packed:
+        # a detached alias: holding a saved output itself (with its grad_fn) from the node
+        # that saved it would be a reference cycle through C++ that keeps the node alive
+        holder = _Packed(t.detach())
         storage = t.untyped_storage()
-        if storage._cdata not in skip:
-            saved.setdefault(storage._cdata, storage.nbytes())
-        return t
+        key = storage._cdata
+        if key not in skip:
+            entry = saved.setdefault(key, [storage.nbytes(), 0])
+            if entry[1] == 0:  # new, or an address reused after the last holder went
+                entry[0] = storage.nbytes()
+            entry[1] += 1
+            weakref.finalize(holder, release, key)
+        return holder
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda holder: holder.tensor):
         result = fn()
-    return result, sum(saved.values())
+    return result, sum(n for n, holders in saved.values() if holders > 0)
 
 
 def cuda_peak(fn: Callable[[], Any], device: Any = None) -> tuple[Any, int]:

@@ -17,7 +17,7 @@ from formal_transformers.hyperparameters import (
     EDTransformerConfig,
     ModernDTransformerConfig,
 )
-from formal_transformers.memory import working
+from formal_transformers.memory import modern, working
 from formal_transformers.memory.activations import Term, activation_terms, check_path, total_bytes
 from formal_transformers.memory.counts import parameter_counts, tied_parameter_count
 
@@ -42,7 +42,8 @@ def _check_sizes(config: Config, batch: int, seq: int, src_seq: int | None) -> N
         if value is not None and value > getattr(config, "l_max", value):
             raise ConfigError(f"{name} = {value} exceeds the context size l_max = "
                               f"{config.l_max}")
-    if seq < 2 and isinstance(config, (DTransformerConfig, EDTransformerConfig)):
+    if seq < 2 and isinstance(config, (DTransformerConfig, EDTransformerConfig,
+                                       ModernDTransformerConfig)):
         raise ConfigError(f"seq must be at least 2 for a next-token loss, got {seq}")
 
 
@@ -106,8 +107,12 @@ def training_memory(config: Config, batch: int, seq: int, dtype: str = "float32"
         rows = [("working memory: backward", w_bwd, "(M26)"),
                 ("working memory: update", w_upd, "(M27)")]
     else:
-        w_fwd = working.torch_forward_working(config, batch, seq, b)  # (M23)
-        w_bwd = working.torch_backward_working(config, batch, seq, b, path, src_seq)  # (M24)
+        if isinstance(config, ModernDTransformerConfig):  # (M69)
+            w_fwd = modern.modern_forward_working(config, batch, seq, b)
+            w_bwd = modern.modern_backward_working(config, batch, seq, b, path)
+        else:
+            w_fwd = working.torch_forward_working(config, batch, seq, b)  # (M23)
+            w_bwd = working.torch_backward_working(config, batch, seq, b, path, src_seq)  # (M24)
         w_opt = working.optimizer_working(config, optimizer, b, device)  # (M25)
         peak = params + opt + max(acts + w_fwd, acts + w_bwd, grads + w_opt)  # (M28)
         rows = [("working memory: forward", w_fwd, "(M23)"),
@@ -115,7 +120,8 @@ def training_memory(config: Config, batch: int, seq: int, dtype: str = "float32"
                 ("working memory: optimizer", w_opt, "(M25)")]
     rows = [("parameters", params, "(M12) P b"), ("gradients", grads, "(M13) P b"),
             ("optimizer state", opt, "(M14) 2 P b (AdamW) or 0"),
-            ("activations", acts, "(M15)-(M22)"), *rows]
+            ("activations", acts, "(M68)" if isinstance(config, ModernDTransformerConfig)
+             else "(M15)-(M22)"), *rows]
     settings = {"batch": batch, "seq": seq, "src_seq": src_seq, "dtype": dtype,
                 "optimizer": optimizer, "path": path, "device": device}
     return Estimate("training", config, settings, P, tuple(rows), peak, tuple(terms))
@@ -148,6 +154,8 @@ def inference_memory(config: Config, batch: int, prompt: int, new_tokens: int,
     target; the cache holds T = new_tokens positions.
     """
     b = dtype_bytes(dtype)
+    if isinstance(config, ModernDTransformerConfig):
+        return modern_inference_memory(config, batch, prompt, new_tokens, dtype)
     if not isinstance(config, (DTransformerConfig, EDTransformerConfig)):
         raise ConfigError("inference (Algorithms 14-15) exists for the decoder and the "
                           f"encoder-decoder architectures, not for {config.arch!r}")
@@ -179,3 +187,31 @@ def inference_memory(config: Config, batch: int, prompt: int, new_tokens: int,
     settings = {"batch": batch, "prompt": prompt, "new_tokens": new_tokens,
                 "cache_positions": positions, "dtype": dtype}
     return Estimate("inference", config, settings, P, rows, peak)
+
+
+def _check_counts(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def modern_inference_memory(config: ModernDTransformerConfig, batch: int, prompt: int,
+                            new_tokens: int, dtype: str = "float32") -> Estimate:
+    """Sampling from the modern decoder with its ring-buffer cache (spec/memory.md section
+    11): P b + (M67) + (M70); the cache holds T = prompt + new_tokens - 1 positions, a
+    windowed layer at most w of them."""
+    b, c = dtype_bytes(dtype), config
+    _check_counts(batch=batch, prompt=prompt, new_tokens=new_tokens)
+    positions = prompt + new_tokens - 1
+    if positions > c.l_max:
+        raise ConfigError(f"prompt = {prompt} tokens and a cache of {positions} positions must "
+                          f"fit in the context size l_max = {c.l_max}")
+    P = parameter_counts(c)["total"]
+    kv = modern_kv_cache_bytes(c, batch, positions, b)  # (M67)
+    w = modern.modern_inference_working(c, batch, prompt, positions, b)  # (M70)
+    rows = (("parameters", P * b, "(M12) P b"),
+            ("KV cache", kv, "(M67) 2 B G d_h b sum_l min(w_l, T)"),
+            ("working memory", w, "(M70)"))
+    settings = {"batch": batch, "prompt": prompt, "new_tokens": new_tokens,
+                "cache_positions": positions, "dtype": dtype}
+    return Estimate("inference", c, settings, P, rows, P * b + kv + w)

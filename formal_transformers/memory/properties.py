@@ -33,7 +33,8 @@ GPT2_TIED = {"gpt2-small": 124_439_808, "gpt2-medium": 354_823_168,
 REFERENCE_CASES = (("small-decoder", 96, None), ("small-encoder", 96, None),
                    ("small-encoder-decoder", 96, 64))
 TORCH_CASES = tuple((name, dtype, path) for name in ("tiny-decoder", "tiny-encoder",
-                                                      "tiny-encoder-decoder")
+                                                      "tiny-encoder-decoder", "tiny-llama",
+                                                      "tiny-mistral", "tiny-gemma2")
                     for dtype in ("float32", "bfloat16") for path in ("naive", "sdpa"))
 TORCH_BATCH, TORCH_SEQ, TORCH_SRC_SEQ = 4, 64, 48
 NAIVE_EXPONENT, SDPA_EXPONENT = (2.0, 0.25), (1.0, 0.05)

@@ -19,6 +19,7 @@ from formal_transformers.hyperparameters import (
     DTransformerConfig,
     EDTransformerConfig,
     ETransformerConfig,
+    ModernDTransformerConfig,
     ViTConfig,
 )
 from formal_transformers.memory import measure
@@ -103,7 +104,7 @@ def _torch_setup(config: Config, batch: int, seq: int, src_seq: int | None, dtyp
         return model, vit_losses, (images, labels)
     x, z, masked = (torch.as_tensor(a, device=device)
                     for a in _tokens(config, batch, seq, src_seq, seed))
-    if isinstance(config, DTransformerConfig):
+    if isinstance(config, (DTransformerConfig, ModernDTransformerConfig)):
         return model, d_losses, (x,)
     if isinstance(config, ETransformerConfig):
         return model, (lambda m, b: e_losses(m, b, mask_token(config))), (x, masked)

@@ -77,11 +77,16 @@ def test_text_file_trains_a_character_level_decoder(tmp_path, capsys):
     assert len(result["text"]) == 8 and set(result["text"]) <= set("the casonm.")
 
 
-def test_reference_implementation_trains_from_the_cli(tmp_path, capsys):
+@pytest.mark.parametrize("arch", ["decoder", "modern-decoder"])
+def test_reference_implementation_trains_from_the_cli(tmp_path, capsys, arch):
+    """The modern decoder through its hand-written backward (Algorithm 66)."""
     out = str(tmp_path / "run")
-    assert train_cli("--source", "markov", "--impl", "reference", "--optimizer", "sgd",
-                     "--steps", "2", "--batch-size", "2", "--length", "8", "--out", out) == 0
+    assert train_cli("--source", "markov", "--arch", arch, "--impl", "reference",
+                     "--optimizer", "sgd", "--steps", "2", "--batch-size", "2", "--length", "8",
+                     "--out", out) == 0
     assert "val_loss" in capsys.readouterr().out
+    checkpoint = load_checkpoint(out)
+    assert checkpoint.run["impl"] == "reference" and checkpoint.run["model"]["arch"] == arch
 
 
 def test_unknown_source_is_rejected_with_the_known_ones(capsys):

@@ -58,6 +58,17 @@ def test_saved_tensor_bytes_counts_distinct_saved_storages():
     assert saved == 4 * 10 * 4
 
 
+def test_saved_tensor_bytes_leaves_out_what_a_dropped_node_saved():
+    w = torch.randn(10, 10, requires_grad=True)
+    x = torch.randn(4, 10)
+
+    def f():
+        torch.tanh(x @ w)  # its output, which tanh saved, is dropped with its node
+        return torch.exp(x @ w)  # exp saves its output: 4 x 10 float32
+
+    assert saved_tensor_bytes(f, exclude=[w, x])[1] == 4 * 10 * 4
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_peak_reads_the_allocator():

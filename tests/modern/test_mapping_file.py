@@ -60,3 +60,32 @@ def test_an_incomplete_mapping_is_refused_by_name(tmp_path):
     assert r.status == "error" and "layers.0.mlp.W_up" in r.reason
     with pytest.raises(AdapterError, match="--map needs the nn.Module to build"):
         load_adapter("torch", str(MAPPING))
+
+
+def test_check_reads_the_same_mapping_file_in_one_call(tmp_path):
+    """``check(Factory, mapping="file.toml")``: the notebook path to what ``verify --map``
+    runs; the report passes on the example, and raises on a file declaring the other layout."""
+    from conformance import check
+    from conformance.examples.llama_style import TinyLlama
+
+    report = check(TinyLlama, "modern_d_transformer", mapping=MAPPING,
+                   only=["reference.forward_agreement", "causal.non_leakage"])
+    ran = [r for r in report.results if r.status != "not covered"]
+    assert ran and all(r.status == "passed" and r.examples > 0 for r in ran), report
+    wrong = tmp_path / "wrong.toml"
+    wrong.write_text(MAPPING.read_text().replace('layout = "interleaved"',
+                                                 'layout = "half_split"'))
+    with pytest.raises(Exception, match="reference.forward_agreement"):
+        check(None, mapping=str(wrong), only=["reference.forward_agreement"],
+              raise_on_failure=True)  # the factory comes from the file
+
+
+def test_check_with_a_mapping_file_refuses_what_it_cannot_build():
+    from conformance import check
+    from conformance.examples.llama_style import TinyLlama
+
+    with pytest.raises(AdapterError, match="not an instance"):
+        check(TinyLlama(vocab_size=8, dim=8, n_layers=1, n_heads=2, n_kv_heads=1, hidden=8),
+              mapping=MAPPING)
+    with pytest.raises(AdapterError, match="not 'attention'"):
+        check(TinyLlama, "attention", mapping=MAPPING)

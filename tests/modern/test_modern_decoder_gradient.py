@@ -1,8 +1,8 @@
 """The loss gradient of the modern decoder (spec: Algorithm 65 under Algorithm 13's loss):
 torch_impl's autograd gradient of -sum_t log P[x[t+1], t] equals central finite differences
 of reference_numpy's forward, entry by entry, for every selection (relative 1e-6, as the
-primitives' backward tests). Algorithm 65 has no hand-written backward yet: this is the check
-its gradient has."""
+primitives' backward tests). The hand-written backward (Algorithm 66) is checked against both
+in tests/modern/test_modern_backward.py."""
 
 from __future__ import annotations
 

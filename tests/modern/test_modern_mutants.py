@@ -1,11 +1,12 @@
-"""The modern decoder's mutants are caught by the laws they name, and the hookable adapter
-they break is itself conforming (conformance/mutants/modern_decoder.py)."""
+"""The modern decoder's mutants are caught by the laws they name, and the hookable adapters
+they break are themselves conforming (conformance/mutants/modern_decoder.py, and
+modern_backward.py, whose mutants the catalogue test runs)."""
 
 from __future__ import annotations
 
 import pytest
 
-from conformance.mutants import modern_decoder
+from conformance.mutants import modern_backward, modern_decoder
 from conformance.runner import run
 
 MUTANTS = [modern_decoder.RopeLayoutSwapped, modern_decoder.GQATiled,
@@ -18,6 +19,17 @@ def test_the_hookable_modern_decoder_passes_what_it_declares():
     assert len(ran) >= 5
     assert all(r.status == "passed" for r in ran), [(r.property, r.reason) for r in ran
                                                     if r.status != "passed"]
+
+
+def test_the_hookable_modern_backward_passes_what_it_declares():
+    """Its gradient (Algorithm 66) and training step through the build hook are correct, so
+    each mutant of modern_backward.py is caught for its own broken rule."""
+    results = run(modern_backward.ModernBackwardTorch(), "ci", 0,
+                  only=("modern_d_transformer_backward",))
+    assert {r.property for r in results if r.status == "passed"} == {
+        "gradient.finite_difference", "reference.gradient_agreement", "training.step_agreement"}
+    assert all(r.status == "passed" for r in results), [(r.property, r.reason) for r in results
+                                                        if r.status != "passed"]
 
 
 @pytest.mark.parametrize("mutant", MUTANTS, ids=lambda m: m.__name__)
