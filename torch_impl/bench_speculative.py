@@ -13,10 +13,10 @@ close two well-trained models break the near-tie differently. Trained once per p
 nearly all of it.
 
 The regime (benchmarks/README.md, "Speculative decoding"): at batch 1 the draft's step costs
-its ~15 operations' dispatch, the target's ~8x more; the target's 12 MB of weights are read
-once per call, so scoring k + 1 = 5 tokens costs ~1.5-2 of its steps (the BLAS product of 5
-rows is slower than its product of one, so not 1), and a round of k draft steps and one
-verification yields 1 to k + 1 tokens.
+its ~15 operations' dispatch, the target's 8-12x more; the target's 12 MB of weights are
+read once per call, so scoring k + 1 = 5 tokens costs 1.5-2.3 of its steps (measured; the
+BLAS product of 5 rows is slower than its product of one, so not 1), and a round of k draft
+steps and one verification yields 1 to k + 1 tokens.
 
 Timed: ``PROMPTS`` prompts (2 in the quick run), each continued by ``l_gen`` tokens at
 batch 1, by ``d_inference`` (the baseline) and by ``speculative_decoding`` (draft length k);
