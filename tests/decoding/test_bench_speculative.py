@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+import torch_impl.bench_speculative as bench
+from formal_transformers.errors import BenchmarkCheckError
 from torch_impl.bench_speculative import (
     bench_speculative,
     bench_speculative_sampled,
@@ -39,3 +41,14 @@ def test_rounds_report_counts_proposals_as_algorithm_61_line_3_does():
     assert r["proposed"] == 4 + 2 + 4 + 0
     assert r["acceptance_rate"] == (2 + 2 + 4) / 10
     assert r["rounds"] == 4 and r["tokens_per_round"] == 12 / 4
+
+
+def test_greedy_tokens_other_than_the_targets_fail_the_benchmark(monkeypatch):
+    real = bench.speculative_decoding
+
+    def off_by_one(*args, **kwargs):
+        y, accepted = real(*args, **kwargs)
+        return (y + 1) % 2, accepted
+    monkeypatch.setattr(bench, "speculative_decoding", off_by_one)
+    with pytest.raises(BenchmarkCheckError, match="other tokens"):
+        bench_speculative(quick=True, repeats=1)
