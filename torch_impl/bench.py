@@ -9,7 +9,8 @@
   ``generate``; tokens per second, and each decoder's single step as a fraction of the
   float32 weight-reading floor of one step measured in the same run (``matvec_floor``).
 - ``speculative``: greedy speculative decoding (Algorithm 61) vs plain greedy decoding of the
-  same briefly trained target; the speed-up (torch_impl/bench_speculative.py);
+  same target, on a trained pair (the draft distilled on the target's distributions); the
+  speed-up, acceptance rate and step costs (torch_impl/bench_speculative.py);
   ``speculative_sampled`` the same at tau = 1.
 - on CUDA (``bench --gpu-train`` / ``--gpu-decode``; torch_impl/bench_gpu.py,
   bench_gpu_decode.py): GPT-2 124M training against nanoGPT and transformers, and batch-1
