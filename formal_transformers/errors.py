@@ -83,3 +83,8 @@ class OutputPathError(FormalTransformersError, ValueError):
 
 class TrainingDivergedError(NonFiniteError):
     """Training produced a non-finite loss; the run stopped and kept its last finite checkpoint."""
+
+
+class BenchmarkCheckError(FormalTransformersError, RuntimeError):
+    """A benchmark's own correctness check failed (e.g. a fast decoder's tokens differ from
+    the eager decoder's): its timings are not reported."""

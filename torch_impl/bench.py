@@ -9,10 +9,12 @@
   ``generate``; tokens per second, and each decoder's single step as a fraction of the
   float32 weight-reading floor of one step measured in the same run (``matvec_floor``).
 - ``speculative``: greedy speculative decoding (Algorithm 61) vs plain greedy decoding of the
-  same briefly trained target; the speed-up (torch_impl/bench_speculative.py);
+  same target, on a trained pair (the draft distilled on the target's distributions); the
+  speed-up, acceptance rate and step costs (torch_impl/bench_speculative.py);
   ``speculative_sampled`` the same at tau = 1.
-- ``gpu_training`` (CUDA only): GPT-2 124M training throughput and model-FLOPs utilisation at
-  1024 tokens in bf16 autocast with fused AdamW (and optionally torch.compile).
+- on CUDA (``bench --gpu-train`` / ``--gpu-decode``; torch_impl/bench_gpu.py,
+  bench_gpu_decode.py): GPT-2 124M training against nanoGPT and transformers, and batch-1
+  bf16 decode with CUDA graphs against transformers, in the same run.
 
 ``ratio`` is always baseline time / torch_impl time: above 1 means torch_impl is faster.
 Each timing is the median of ``repeats`` runs after a warm-up; min and max are kept so that
@@ -203,8 +205,11 @@ def bench_gpt2_decode(quick: bool = False, repeats: int = 3, l_gen: int = 64,
 
     def theirs() -> torch.Tensor:
         with torch.inference_mode():
-            out = hf.generate(prompt, max_new_tokens=l_gen, min_new_tokens=l_gen,
-                              do_sample=False, use_cache=True, pad_token_id=0)
+            # an explicit mask: with pad_token_id=0 and none, generate would mask out every
+            # prompt token equal to 0 (it guesses padding), and decode something else
+            out = hf.generate(prompt, attention_mask=torch.ones_like(prompt),
+                              max_new_tokens=l_gen, min_new_tokens=l_gen, do_sample=False,
+                              use_cache=True, pad_token_id=0)
         return out[:, l_prompt:]
 
     t0 = time.perf_counter()

@@ -11,6 +11,7 @@ softmax(logits / tau), since p = softmax(logits).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,18 +87,31 @@ def d_inference(model: DTransformer, prompt: torch.Tensor, l_gen: int, tau: floa
     if l_x + l_gen - 1 > model.config.l_max:
         raise SequenceLengthError(f"prompt length l_x = {l_x} plus l_gen = {l_gen} minus 1 "
                                   f"exceeds the context size l_max = {model.config.l_max}")
-    y = torch.empty(B, l_gen, dtype=torch.long, device=x.device)
     cache = model.new_cache(B, l_x + l_gen - 1) if use_cache else None
+
+    def next_logits(i: int, y: torch.Tensor) -> torch.Tensor:
+        if cache is not None:  # feed only the newest token, Alg 14 L6
+            return model.last_logits(y[:, i:i + 1], cache)
+        return model.last_logits(torch.cat([x, y[:, :i + 1]], dim=1), None)
+
     logits = model.last_logits(x, cache)  # (B, N_V): P[:, l_x - 1], Alg 14 L3-4
+    y = decode_loop(logits, l_gen, next_logits, tau, generator, greedy, sampling)
+    return y[0] if prompt.ndim == 1 else y
+
+
+def decode_loop(logits: torch.Tensor, l_gen: int,
+                next_logits: Callable[[int, torch.Tensor], torch.Tensor], tau: float,
+                generator: Generator, greedy: bool, sampling: SamplingConfig | None = None
+                ) -> torch.Tensor:
+    """Alg 14 L5-6 for l_gen tokens: sample y[:, i] from ``logits`` (B, N_V), then
+    ``next_logits(i, y)`` gives the distribution after y[:, i]. Returns y (B, l_gen)."""
+    y = torch.empty(logits.shape[0], l_gen, dtype=torch.long, device=logits.device)
     for i in range(l_gen):
         y[:, i] = sample_next(logits, tau, generator, greedy, sampling)  # Alg 14 L5
         if i + 1 == l_gen:
             break
-        if cache is not None:  # feed only the newest token, Alg 14 L6
-            logits = model.last_logits(y[:, i:i + 1], cache)
-        else:
-            logits = model.last_logits(torch.cat([x, y[:, :i + 1]], dim=1), None)
-    return y[0] if prompt.ndim == 1 else y
+        logits = next_logits(i, y)  # Alg 14 L6
+    return y
 
 
 @torch.inference_mode()

@@ -224,9 +224,11 @@ class ModernDTransformer(CanonicalParameters):
     def last_logits(self, x: torch.Tensor, cache: RingKVCache | None) -> torch.Tensor:
         """Logits of the last position only, (B, N_V), without input checks: the decode step
         of Algorithm 14 (torch_impl.inference.d_inference)."""
-        return self._logits(x, cache, cache.length if cache is not None else 0)[:, -1]
+        offset = cache.length if cache is not None else 0
+        return self._logits(x, cache, offset, last_only=True)[:, -1]
 
-    def _logits(self, x, cache, offset):
+    def _logits(self, x, cache, offset, last_only: bool = False):
+        """Alg 65 L2-L12; ``last_only``: the final norm and W_u of the last column alone."""
         c = self.config
         X = self.wte(x)  # (B, T, d_e), Alg 65 L2
         if c.embedding_scale:
@@ -237,6 +239,8 @@ class ModernDTransformer(CanonicalParameters):
             X = layer(X, offset, cache, l)
         if cache is not None:
             cache.advance(x.shape[1])
+        if last_only:  # a decode step needs P[:, l - 1] only: N_V x 1, not N_V x l logits
+            X = X[:, -1:]
         logits = self.unembed(self.ln_f(X))
         return soft_cap(logits, c.final_softcap) if c.final_softcap is not None else logits
 

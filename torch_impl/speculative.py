@@ -11,6 +11,13 @@ the model is fed the tokens of x it has not seen (``x[cache.length:]``) followed
 proposals. After a verification step both caches are cut back to the accepted tokens: the
 target scored kappa + 1 positions of which only the first n stay valid, the draft saw kappa - 1
 proposals. One row at a time (rows accept different numbers of tokens).
+
+The sequence lives in one preallocated buffer (proposals are written in place, no
+concatenation per token). Greedy rounds never build distributions: with D_S the one-hot
+argmax, line 6 accepts a proposal exactly when it equals the target's argmax (p/q is 1 or 0,
+no uniform is needed) and lines 7-8 both emit the target's argmax at the first disagreement
+(the residual of two different one-hot vectors is the target's), so a greedy round is the
+argmaxes of both models compared once, with two tensor-to-list conversions per round.
 """
 
 from __future__ import annotations
@@ -47,14 +54,39 @@ class SpeculativeDecoder:
 
     # -- the steps ------------------------------------------------------------------------
     def distribution(self, logits: torch.Tensor) -> torch.Tensor:
-        """D_S: Algorithm 60's q per row, or the one-hot argmax when greedy. (T, N_V)."""
-        if self.sampling is None:
-            return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).double()
+        """D_S of a sampled run: Algorithm 60's q per row, (T, N_V) float64."""
         return truncated_distribution(logits, self.sampling).double()
 
     def feed(self, model, cache, x: torch.Tensor) -> torch.Tensor:
         """Logits after each unseen token of x (1-D): (T, N_V)."""
         return model(x[cache.length:][None], cache)[0]
+
+    def propose(self, cache, seq: torch.Tensor, l: int, kappa: int
+                ) -> tuple[list[int], list[torch.Tensor]]:
+        """The draft's kappa proposals, written into seq[l:l + kappa]; their q (sampled)."""
+        q: list[torch.Tensor] = []
+        for j in range(kappa):  # Alg 61 L4
+            logits = self.feed(self.draft, cache, seq[:l + j])[-1]  # (N_V,)
+            if self.sampling is None:  # greedy: x~_j is the argmax of q_j
+                seq[l + j] = logits.argmax()
+            else:
+                q.append(self.distribution(logits[None])[0])
+                seq[l + j] = draw(q[-1][None], self.generator)[0]
+        return seq[l:l + kappa].tolist(), q
+
+    def verify(self, proposal: list[int], logits: torch.Tensor, q: list[torch.Tensor]
+               ) -> tuple[int, int]:
+        """(n, t) from the target's logits (kappa + 1, N_V) at the proposals (Alg 61 L6-8)."""
+        if self.sampling is None:
+            best = logits.argmax(-1).tolist()  # the one-hot p_j's argmaxes
+            n = 0  # Alg 61 L6: greedy p / q is 1 (equal argmaxes) or 0
+            while n < len(proposal) and proposal[n] == best[n]:
+                n += 1
+            return n, best[n]  # Alg 61 L7-8: residual or bonus, the target's argmax
+        p = self.distribution(logits)
+        q_all = torch.stack(q) if q else p[:0]
+        n = self.accepted(proposal, p, q_all)  # Alg 61 L6
+        return n, self.finish(n, len(proposal), p, q_all)  # Alg 61 L7-8
 
     def residual(self, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:  # Alg 61 L7
         r = torch.clamp(p - q, min=0)
@@ -87,25 +119,22 @@ class SpeculativeDecoder:
         l_x = prompt.shape[0]
         capacity = l_x + l_gen - 1  # Alg 61 L1
         tc, dc = self.target.new_cache(1, capacity), self.draft.new_cache(1, capacity)
-        x, A = prompt.clone(), []
-        while len(x) < l_x + l_gen:  # Alg 61 L2
-            l = len(x)
+        # x = seq[:l]; room for a step that appends more than it should (kappa + 2 tokens)
+        seq = prompt.new_zeros(l_x + l_gen + self.k + 1)
+        seq[:l_x] = prompt
+        l, A = l_x, []
+        while l < l_x + l_gen:  # Alg 61 L2
             kappa = min(self.k, l_x + l_gen - l - 1)  # Alg 61 L3
-            proposal, q = [], []
-            for _ in range(kappa):  # Alg 61 L4
-                q.append(self.distribution(self.feed(self.draft, dc, torch.cat(
-                    [x, x.new_tensor(proposal)]))[-1:])[0])
-                proposal.append(int(draw(q[-1][None], self.generator)[0]))
-            seq = torch.cat([x, x.new_tensor(proposal)])
-            p = self.distribution(self.feed(self.target, tc, seq)[-(kappa + 1):])  # Alg 61 L5
-            q_all = torch.stack(q) if q else p[:0]
-            n = self.accepted(proposal, p, q_all)  # Alg 61 L6
-            t = self.finish(n, kappa, p, q_all)  # Alg 61 L7-8
-            x = torch.cat([x, x.new_tensor(self.appended(proposal, n, t))])  # Alg 61 L9
+            proposal, q = self.propose(dc, seq, l, kappa)  # Alg 61 L4
+            logits = self.feed(self.target, tc, seq[:l + kappa])[-(kappa + 1):]  # Alg 61 L5
+            n, t = self.verify(proposal, logits, q)  # Alg 61 L6-8
+            new = self.appended(proposal, n, t)
+            seq[l:l + len(new)] = seq.new_tensor(new)  # Alg 61 L9
+            l += len(new)
             A.append(n)
-            self.rollback(self.target, tc, len(x) - 1)  # the newest token is fed next time
-            self.rollback(self.draft, dc, len(x) - 1)
-        return x[l_x:], A
+            self.rollback(self.target, tc, l - 1)  # the newest token is fed next time
+            self.rollback(self.draft, dc, l - 1)
+        return seq[l_x:l].clone(), A
 
 
 def speculative_decoding(target, draft, prompt: torch.Tensor, l_gen: int, k: int,

@@ -99,7 +99,7 @@ def bench_page(data: Any, problem: str | None, images: Sequence[str] = ()) -> st
         extra.append(("load average (1, 5, 15 min)", "before " + ", ".join(
             f"{v:.2f}" for v in load.get("before", [])) + "; after " + ", ".join(
             f"{v:.2f}" for v in load.get("after", []))))
-    facts = dict(data)
+    facts = dict(data) | (dict(data["run"]) if isinstance(data.get("run"), Mapping) else {})
     if "machine" not in facts and env:
         facts["machine"] = {k: v for k, v in env.items() if k in (
             "processor", "cpu_count", "threads")}
@@ -136,16 +136,50 @@ def bench_page(data: Any, problem: str | None, images: Sequence[str] = ()) -> st
         if bars:
             parts += [ratio_bars(bars, "Speed-up of torch_impl over its baseline (median, "
                                        "min–max whisker; ▼ target)")]
+        parts += _floor_sections(results, quick)
     gpu = data.get("gpu")
     if isinstance(gpu, Mapping) and gpu:
         parts += ["## GPU", generic_report({humanize(k): v for k, v in gpu.items()})]
     known = {"environment", "quick", "load_average_1_5_15min", "results", "gpu", "date",
-             "commit", "machine", "versions"}
+             "commit", "machine", "versions", "run"}
     rest = {k: v for k, v in data.items() if k not in known}
     if rest:
         parts += ["## Other fields", generic_report(rest)]
     parts += [f"![{img.rsplit('/', 1)[-1]}]({img})" for img in images]
     return "\n\n".join(parts) + "\n"
+
+
+_DECODERS = ("ours", "eager", "baseline")
+
+
+def _floor_sections(results: Sequence[Mapping[str, Any]], quick: bool) -> list[str]:
+    """Each decoder's step as a fraction of the weight-reading floor timed in the same run."""
+    parts = []
+    for r in results:
+        d = r.get("details")
+        if not isinstance(d, Mapping) or "floor_target" not in d:
+            continue
+        target, rows = d["floor_target"], []
+        for who in _DECODERS:
+            fraction = d.get(f"fraction_of_floor_{who}")
+            if not isinstance(fraction, (int, float)):
+                continue
+            name = {"baseline": r.get("baseline", "baseline")}.get(who, d.get(who, who))
+            verdict = ("—" if who == "baseline" or quick else
+                       status_html("met" if fraction >= target else "not met"))
+            rows.append([html.escape(str(name)), cell(d.get(f"step_ms_{who}")),
+                         f"{fraction:.3f}", cell(d.get(f"fraction_of_floor_per_call_{who}")),
+                         verdict])
+        if rows:
+            parts += [f"## Decode against the weight-reading floor (`{r.get('name')}`)",
+                      f"One batch-1 decode step of each decoder against one pass of the "
+                      f"float32 matrix-vector floor (every weight read once, "
+                      f"{cell(d.get('floor_ms_per_step'))} ms here), timed interleaved in the "
+                      f"same run; the whole call includes the prompt's prefill. Target: "
+                      f"{target:g} of the floor.",
+                      h.table(["decoder", "step ms", "fraction of the floor (step)",
+                               "fraction (whole call)", f"≥ {target:g}"], rows, "ft-bench")]
+    return parts
 
 
 def _error(pred: Any, meas: Any) -> str:

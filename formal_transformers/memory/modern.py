@@ -176,8 +176,9 @@ def modern_inference_working(c: ModernDTransformerConfig, B: int, prompt: int, c
     """(M70) The prompt's forward pass beside the cache, the largest of: one layer's MLP
     intermediates (gated: the fused gate and up, phi(gate) and the product, 4 d_mlp; plain:
     2 d_mlp) with four d_e-vectors per token (the layer's input, which its caller still
-    holds, the attention's output A, X + A and the norm's output); the logits of every prompt
-    position with the final norm's output (the modern decoder forms all of them); and one
+    holds, the attention's output A, X + A and the norm's output); the last position's logits
+    with the final norm's output beside the residual stream (a decode step forms P[:, l - 1]
+    only); and one
     layer's attention over K = C_l + T keys (the cached slots and the prompt): the residual
     stream, the norm's output, Q, K, V, the rotated Q, K and the output (2 d_e + (2 H + 3 G)
     d_h per token), the concatenated keys and values (G heads), with explicit scores three
@@ -197,4 +198,5 @@ def modern_inference_working(c: ModernDTransformerConfig, B: int, prompt: int, c
         attention += 2 * B * c.H * T * K * max(b, 4)
     else:
         attention += T * K * b
-    return max(n * (mlp + 4 * c.d_e) * b, n * (c.N_V + 2 * c.d_e) * b, attention)
+    head = (n * c.d_e + B * (c.N_V + c.d_e)) * b
+    return max(n * (mlp + 4 * c.d_e) * b, head, attention)

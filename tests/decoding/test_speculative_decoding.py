@@ -85,6 +85,17 @@ def test_torch_with_both_kv_caches_reproduces_the_reference_greedily(seed):
             assert accepted[b] == A.tolist()
 
 
+def test_greedy_torch_decoding_draws_no_randomness():
+    """Greedy rounds compare argmaxes (torch_impl/speculative.py): no draw from one-hot
+    distributions, so the global torch generator is left as it was."""
+    tc, tp, dc, dp = pair(5, N_V=6)
+    T, D = DTransformer.from_canonical(tc, tp), DTransformer.from_canonical(dc, dp)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    y, _ = torch_speculative(T, D, torch.tensor([1, 2]), 4, 2)
+    assert torch.equal(torch.get_rng_state(), before) and y.shape == (4,)
+
+
 def test_torch_draws_like_the_reference_from_a_numpy_generator():
     tc, tp, dc, dp = pair(7)
     T = DTransformer.from_canonical(tc, tp).double()

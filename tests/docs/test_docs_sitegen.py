@@ -404,7 +404,7 @@ BENCH = {"environment": {"torch": "2.13.0", "transformers": "5.24.0", "threads":
 
 def test_benchmark_page_has_units_ratio_spread_plot_and_run_facts():
     text = measurements.bench_page(BENCH, None)
-    results = text.split("## Results")[1]
+    results = text.split("## Results")[1].split("## Decode")[0]
     assert re.findall(r"<th>(.*?)</th>", results) == [
         "benchmark", "torch_impl", "baseline", "ratio", "target"]
     assert "Tokens per s: 300" in results and "tokens_per_s" not in results
@@ -416,6 +416,25 @@ def test_benchmark_page_has_units_ratio_spread_plot_and_run_facts():
     assert "<strong>full</strong>" in text
     quick = measurements.bench_page(dict(BENCH, quick=True), None)
     assert "ft-status-met" not in quick and "no verdict" in quick
+
+
+def test_benchmark_page_shows_each_decoder_against_the_floor_of_the_same_run():
+    details = {"ours": "StaticDecoder", "eager": "d_inference", "floor_target": 0.95,
+               "floor_ms_per_step": 36.8}
+    for who, ms in (("ours", 37.5), ("eager", 43.0), ("baseline", 44.0)):
+        details |= {f"step_ms_{who}": ms, f"fraction_of_floor_{who}": 36.8 / ms,
+                    f"fraction_of_floor_per_call_{who}": 0.9}
+    data = dict(BENCH, results=[dict(BENCH["results"][0], details=details)],
+                run={"date": "2026-12-02T02:00:00+00:00", "commit": "def5678"})
+    text = measurements.bench_page(data, None)
+    floor = text.split("## Decode against the weight-reading floor")[1]
+    rows = re.findall(r"<tr>(.*?)</tr>", floor, re.S)[1:]
+    assert [re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)[0] for r in rows] == [
+        "StaticDecoder", "d_inference", "hf"]
+    assert "0.981" in rows[0] and "ft-status-met" in rows[0]  # 36.8 / 37.5
+    assert "0.856" in rows[1] and "not met" in rows[1]
+    assert "ft-status" not in rows[2]  # the baseline has no target
+    assert "<code>def5678</code>" in text and "Other fields" not in text  # the run's facts
 
 
 def test_memory_data_shows_bytes_in_binary_units_and_predicted_against_measured():

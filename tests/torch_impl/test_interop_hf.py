@@ -9,7 +9,9 @@ import pytest
 import torch
 import transformers  # a dev dependency (pyproject.toml): CI installs it, so no skip
 
+from formal_transformers.canonical import init_parameters
 from formal_transformers.errors import ConfigError, ParameterFileError
+from formal_transformers.hyperparameters import DTransformerConfig
 from torch_impl.interop.hf_bert import bert_to_canonical, canonical_to_bert
 from torch_impl.interop.hf_gpt2 import canonical_to_gpt2, gpt2_to_canonical
 from torch_impl.models import DTransformer, ETransformer
@@ -133,3 +135,21 @@ def test_a_bert_vocabulary_bias_is_refused_not_dropped():
         hf.cls.predictions.bias.fill_(0.1)
     with pytest.raises(ParameterFileError, match="no vocabulary bias"):
         bert_to_canonical(hf.state_dict(), hf.config)
+
+
+def test_a_tied_canonical_set_converts_to_gpt2_and_a_bias_free_one_is_refused():
+    """tied_unembedding=True has no W_u entry: GPT-2's lm_head is W_e^T, tied; GPT-2 cannot
+    hold a bias-free model, which is refused by name rather than with a KeyError."""
+    tied = DTransformerConfig(N_V=20, l_max=8, d_e=8, d_mlp=16, L=1, H=2, tied_unembedding=True)
+    params = init_parameters(tied, np.random.default_rng(0), dtype=np.float32)
+    hf_config, state = canonical_to_gpt2(tied, params)
+    assert hf_config.tie_word_embeddings
+    model = transformers.GPT2LMHeadModel(hf_config).eval()
+    model.load_state_dict(state)
+    x = torch.randint(0, 20, (2, 8), generator=torch.Generator().manual_seed(0))
+    ours = DTransformer.from_canonical(tied, params).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x).logits, ours(x), rtol=1e-5, atol=1e-5)
+    bias_free = DTransformerConfig(N_V=20, l_max=8, d_e=8, d_mlp=16, L=1, H=2, bias=False)
+    with pytest.raises(ConfigError, match="needs a config with bias=True"):
+        canonical_to_gpt2(bias_free, init_parameters(bias_free, np.random.default_rng(0)))

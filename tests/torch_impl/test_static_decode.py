@@ -85,15 +85,3 @@ def test_what_the_buffers_cannot_hold_is_refused():
         dec.generate(torch.tensor([[1, 2, 3]]), 9, greedy=True)
     with pytest.raises(SequenceLengthError, match="built for B = 1 sequences"):
         dec.generate(torch.zeros(2, 3, dtype=torch.long), 2, greedy=True)
-
-
-@pytest.mark.cuda
-def test_the_cuda_graph_decoder_and_the_gpu_benchmark_run_on_a_small_model():
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA device")
-    from torch_impl.bench_gpu import bench_gpu_decode
-
-    config = DTransformerConfig(N_V=128, l_max=64, d_e=64, d_mlp=256, L=2, H=4)
-    out = bench_gpu_decode(config, l_gen=32, l_prompt=8, baseline=True)
-    assert out["same_tokens_eager"] is True
-    assert out["tokens_per_s_compiled_cuda_graph"] > 0 and out["tokens_per_s"] > 0

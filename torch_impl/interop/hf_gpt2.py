@@ -109,7 +109,13 @@ def gpt2_to_canonical(state_dict: Mapping[str, torch.Tensor], hf_config
 def canonical_to_gpt2(config: DTransformerConfig, params: Mapping[str, np.ndarray]):
     """(GPT2Config, GPT2LMHeadModel state dict of float tensors) from canonical parameters."""
     check_parameters(config, params)
-    tied = bool(np.array_equal(params["W_u"], params["W_e"].T))
+    if not getattr(config, "bias", True):
+        raise ConfigError("GPT-2 has every bias and layer-norm beta: canonical_to_gpt2 needs "
+                          "a config with bias=True, got bias=False")
+    # a declared tied_unembedding has no W_u entry (W_u = W_e^T, spec Algorithm 7 variant);
+    # an untied set may still hold a W_u equal to W_e^T, which GPT-2 can tie as well
+    tied = bool(getattr(config, "tied_unembedding", False)) or bool(
+        np.array_equal(params["W_u"], params["W_e"].T))
     sd: dict[str, np.ndarray] = {}
     for hf, canon, t in _global_pairs():
         sd[f"transformer.{hf}"] = params[canon].T if t else params[canon]
@@ -121,6 +127,6 @@ def canonical_to_gpt2(config: DTransformerConfig, params: Mapping[str, np.ndarra
         sd[f"transformer.h.{l}.attn.c_attn.weight"] = W.T  # Conv1D: (d_e, 3 d_e)
         sd[f"transformer.h.{l}.attn.c_attn.bias"] = np.concatenate(
             [params[f"{m}.b_{s}"].reshape(-1) for s in "qkv"])
-    sd["lm_head.weight"] = params["W_u"]
+    sd["lm_head.weight"] = params["W_e"].T if "W_u" not in params else params["W_u"]
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in sd.items()}
     return gpt2_config(config, tie_word_embeddings=tied), state
