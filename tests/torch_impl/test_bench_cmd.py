@@ -28,6 +28,11 @@ def test_bench_quick_writes_ratios_against_baselines_measured_in_the_same_run(tm
     assert decode["same_tokens"] is True
     # the weight-reading floor is timed in the same run, and every decoder is a fraction of it
     assert decode["floor_ms_per_step"] > 0 and decode["floor_target"] == 0.95
+    # the floor is the faster of the two weight layouts, both timed in the run
+    by_layout = decode["floor_ms_per_step_by_layout"]
+    assert set(by_layout) == {"out_in", "in_out"}
+    assert decode["floor_ms_per_step"] == min(by_layout.values())
+    assert by_layout[decode["floor_layout"]] == decode["floor_ms_per_step"]
     for who in ("ours", "eager", "baseline"):
         assert decode[f"fraction_of_floor_{who}"] > 0  # single steps
         assert decode[f"fraction_of_floor_per_call_{who}"] > 0  # whole generate calls

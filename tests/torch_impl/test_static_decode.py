@@ -69,6 +69,26 @@ def test_the_inductor_compiled_step_decodes_the_same_tokens_without_recompiling(
     assert torch.equal(*sampled)
 
 
+@pytest.mark.parametrize("in_out", [True, False])
+def test_the_decoder_follows_the_model_when_its_weights_change(in_out):
+    """The (in, out) weight copies (the CPU default) are refreshed after an in-place update
+    (an optimizer step) and after load_state_dict: the tokens are the updated model's."""
+    model = _model()
+    prompt = torch.randint(0, CONFIG.N_V, (1, 5), generator=torch.Generator().manual_seed(4))
+    dec = StaticDecoder(model, capacity=30, weights_in_out=in_out)
+    before = dec.generate(prompt, 20, greedy=True)
+    assert torch.equal(before, d_inference(model, prompt, 20, greedy=True))
+    with torch.no_grad():
+        for p in model.parameters():  # a large "optimizer step", in place
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(5),
+                               dtype=p.dtype))
+    after = d_inference(model, prompt, 20, greedy=True)
+    assert not torch.equal(after, before)  # the update changes the greedy tokens
+    assert torch.equal(dec.generate(prompt, 20, greedy=True), after)
+    model.load_state_dict(_model().state_dict())
+    assert torch.equal(dec.generate(prompt, 20, greedy=True), before)
+
+
 def test_a_one_dimensional_prompt_returns_one_dimensional_tokens():
     model = _model(np.float32)
     prompt = torch.tensor([1, 2, 3])
