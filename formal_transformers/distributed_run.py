@@ -20,7 +20,6 @@ import datetime
 import gc
 import os
 import signal
-import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,12 +46,6 @@ def check_distributed(run: RunConfig, strategy: str, nproc: int) -> None:
                           "every rank trains on an equal share of each global batch")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _join(rank: int, world: int, port: int) -> None:
     import torch
     import torch.distributed as dist
@@ -69,19 +62,12 @@ def _join(rank: int, world: int, port: int) -> None:
 def _worker(index: int, world: int, port: int, run: dict[str, Any], out: str | None,
             strategy: str, until: int | None) -> None:
     """Rank index + 1: the same loop as rank 0, without output; Ctrl-C is rank 0's to handle."""
-    import torch.distributed as dist
-
-    from torch_impl.distributed import exit_spawned_rank
+    from torch_impl.distributed import run_spawned_rank
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _join(index + 1, world, port)
-    try:
-        train(RunConfig.from_dict(run), out, until=until, distributed=strategy)
-        dist.barrier()
-    except BaseException:
-        dist.destroy_process_group()
-        raise
-    exit_spawned_rank()
+    run_spawned_rank(lambda: train(RunConfig.from_dict(run), out, until=until,
+                                   distributed=strategy))
 
 
 def train_distributed(run: RunConfig, out: str | Path | None = None, *, strategy: str = "fsdp",
@@ -92,8 +78,10 @@ def train_distributed(run: RunConfig, out: str | Path | None = None, *, strategy
     import torch.distributed as dist
     import torch.multiprocessing as mp
 
+    from torch_impl.distributed import free_port
+
     check_distributed(run, strategy, nproc)
-    port = _free_port()
+    port = free_port()
     out_arg = str(Path(out).resolve()) if out is not None else None
     workers = mp.start_processes(_worker, args=(nproc, port, run.to_dict(), out_arg, strategy,
                                                 until), nprocs=nproc - 1, join=False,

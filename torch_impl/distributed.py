@@ -233,25 +233,33 @@ def train_data_parallel(config: Config, params: Mapping[str, np.ndarray],
     return result
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 free right now, for a local process group's store."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def exit_spawned_rank() -> NoReturn:
-    """End a spawned rank that finished its work: leave the group, then exit with status 0
-    without interpreter finalisation.
+def run_spawned_rank(work: Callable[[], object]) -> NoReturn:
+    """A spawned rank's life after it joined the group: ``work()``, wait for every rank (no
+    rank tears gloo down while another still talks to it), leave the group and exit with
+    status 0 without interpreter finalisation; on an error, leave the group and re-raise
+    (the spawner reports it).
 
     Gloo's C++ worker threads can outlive ``destroy_process_group`` (FSDP and DDP keep
     references to the group); tearing the interpreter down under them aborts the process
     (``terminate called without an active exception``, SIGABRT) after the work succeeded --
     the failure pytorch/pytorch#179291 describes. A spawned rank has nothing left to finalise:
-    results travel by file, written and closed before this call.
+    results travel by file, written and closed before it exits.
     """
-    gc.collect()
-    if dist.is_initialized():
+    try:
+        work()
+        dist.barrier()
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    gc.collect()
+    dist.destroy_process_group()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
@@ -261,13 +269,7 @@ def _entry(rank: int, world: int, port: int, backend: str, fn: Callable, args: t
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     init_from_env(backend)
-    try:
-        fn(*args)
-        dist.barrier()  # no rank tears gloo down while another still talks to it
-    except BaseException:
-        dist.destroy_process_group()
-        raise
-    exit_spawned_rank()
+    run_spawned_rank(lambda: fn(*args))
 
 
 def launch_local(world: int, fn: Callable, *args: object, backend: str = "gloo") -> None:
@@ -275,7 +277,7 @@ def launch_local(world: int, fn: Callable, *args: object, backend: str = "gloo")
 
     ``fn`` and ``args`` must be picklable (a module-level function); results travel by file.
     """
-    mp.spawn(_entry, args=(world, _free_port(), backend, fn, args), nprocs=world, join=True)
+    mp.spawn(_entry, args=(world, free_port(), backend, fn, args), nprocs=world, join=True)
 
 
 def main(argv: list[str] | None = None) -> None:
