@@ -355,8 +355,8 @@ def _mapped(target: Any, algorithm: str | Iterable[str] | None, mapping: str | o
     """A mapping *file* (``verify --map``'s TOML, conformance/adapters/mapped.py): ``target``
     is the factory of the user's modern-decoder nn.Module (a class or function, or its
     "module:Name"; None takes the file's ``factory``), built afresh for every drawn config."""
-    from conformance.adapter import _checked, _import_object
-    from conformance.adapters.mapped import MappedModule, mapping_factory
+    from conformance.adapter import _checked, load_adapter
+    from conformance.adapters.mapped import MappedModule
 
     algs = [] if algorithm is None else [algorithm] if isinstance(algorithm, str) \
         else list(algorithm)
@@ -364,17 +364,16 @@ def _mapped(target: Any, algorithm: str | Iterable[str] | None, mapping: str | o
     if wrong:
         raise AdapterError(f"a mapping file maps the modern decoder (algorithm "
                            f"'modern_d_transformer'), not {wrong[0]!r}")
-    factory = mapping_factory(mapping) if target is None else target
-    if isinstance(factory, str):
-        factory = _import_object(factory)
-    if _is_torch_module(factory):
+    if target is None or isinstance(target, str):  # "module:Name", or the file's factory
+        return load_adapter(target, os.fspath(mapping))
+    if _is_torch_module(target):
         raise AdapterError("with a mapping file, pass the module's class or factory (the suite "
                            "builds one per drawn config), not an instance; an instance takes "
                            "mapping={canonical name: state-dict key}")
-    if not callable(factory):
+    if not callable(target):
         raise AdapterError(f"the factory of a mapping file must be callable, got "
-                           f"{type(factory).__name__}")
-    return _checked(MappedModule(factory, os.fspath(mapping)))
+                           f"{type(target).__name__}")
+    return _checked(MappedModule(target, os.fspath(mapping)))
 
 
 def check(target: Any, algorithm: str | Iterable[str] | None = None, *,
