@@ -172,18 +172,18 @@ def matvec_floor(model: torch.nn.Module, layout: str = "out_in") -> Callable[[],
     if layout not in FLOOR_LAYOUTS:
         raise ConfigError(f"layout must be one of {FLOOR_LAYOUTS}, got {layout!r}")
     weights = [m.weight.detach() for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    if layout == "in_out":
-        weights = [w.t().contiguous() for w in weights]
-    d_in = 0 if layout == "in_out" else 1
-    inputs = {w.shape[d_in]: torch.randn(1, w.shape[d_in], dtype=w.dtype) for w in weights}
+    if layout == "in_out":  # x (1, d_in) @ W^T (d_in, d_out)
+        pairs = [(torch.randn(1, w.shape[1], dtype=w.dtype), w.t().contiguous())
+                 for w in weights]
+        product = torch.mm
+    else:  # F.linear(x (1, d_in), W (d_out, d_in))
+        pairs = [(torch.randn(1, w.shape[1], dtype=w.dtype), w) for w in weights]
+        product = torch.nn.functional.linear
 
     @torch.inference_mode()
     def read_every_weight_once() -> None:
-        for w in weights:
-            if layout == "in_out":
-                torch.mm(inputs[w.shape[0]], w)
-            else:
-                torch.nn.functional.linear(inputs[w.shape[1]], w)
+        for x, w in pairs:
+            product(x, w)
 
     return read_every_weight_once
 

@@ -65,7 +65,7 @@ class StaticDecoder:
         self._linears.append(model.lm_head)
         self._wt = [lin.weight.detach().t().contiguous() for lin in self._linears] \
             if self.in_out else []
-        self._seen = [self._stamp(lin) for lin in self._linears]
+        self._seen = [self._stamp(lin) for lin in self._linears] if self.in_out else []
         step = self._step
         if compile:
             # The cache buffers keep their addresses for the decoder's lifetime: say so, so
@@ -122,11 +122,10 @@ class StaticDecoder:
         """Refresh the (in, out) copies of the weights changed since they were made (an
         optimizer step or load_state_dict bumps a parameter's version; a new parameter has a
         new identity). Changes through ``.data`` are invisible: build a new decoder then."""
-        for i, lin in enumerate(self._linears):
+        for i, lin in enumerate(self._linears if self.in_out else ()):
             stamp = self._stamp(lin)
             if stamp != self._seen[i]:
-                if self.in_out:
-                    self._wt[i].copy_(lin.weight.detach().t())
+                self._wt[i].copy_(lin.weight.detach().t())
                 self._seen[i] = stamp
 
     @torch.inference_mode()

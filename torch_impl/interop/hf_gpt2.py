@@ -109,12 +109,12 @@ def gpt2_to_canonical(state_dict: Mapping[str, torch.Tensor], hf_config
 def canonical_to_gpt2(config: DTransformerConfig, params: Mapping[str, np.ndarray]):
     """(GPT2Config, GPT2LMHeadModel state dict of float tensors) from canonical parameters."""
     check_parameters(config, params)
-    if not getattr(config, "bias", True):
+    if not config.bias:
         raise ConfigError("GPT-2 has every bias and layer-norm beta: canonical_to_gpt2 needs "
                           "a config with bias=True, got bias=False")
     # a declared tied_unembedding has no W_u entry (W_u = W_e^T, spec Algorithm 7 variant);
     # an untied set may still hold a W_u equal to W_e^T, which GPT-2 can tie as well
-    tied = bool(getattr(config, "tied_unembedding", False)) or bool(
+    tied = config.tied_unembedding or bool(
         np.array_equal(params["W_u"], params["W_e"].T))
     sd: dict[str, np.ndarray] = {}
     for hf, canon, t in _global_pairs():
